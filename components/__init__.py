@@ -1,0 +1,1 @@
+"""normpipe components: one module per stage."""

@@ -1,0 +1,1 @@
+"""normpipe pipeline: configuration, CLI and Beam wiring of the components."""

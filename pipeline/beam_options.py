@@ -1,0 +1,43 @@
+"""Beam options: every flag normpipe does not own goes to PipelineOptions."""
+
+import os
+import shutil
+import tempfile
+
+from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions
+
+
+def make_options(beam_args) -> PipelineOptions:
+    """PipelineOptions from the pass-through flags; DirectRunner by default.
+
+    Beam's default runner first tries Prism, which downloads a binary; naming
+    DirectRunner keeps a laptop run offline and predictable.
+    """
+    options = PipelineOptions(list(beam_args or []))
+    standard = options.view_as(StandardOptions)
+    if not standard.runner:
+        standard.runner = "DirectRunner"
+    direct = options.view_as(DirectOptions)
+    if direct.direct_running_mode == "multi_processing" and not direct.direct_num_workers:
+        direct.direct_num_workers = os.cpu_count() or 1
+    return options
+
+
+class TempDir:
+    """A scratch directory under the output directory, removed on exit.
+
+    tf.Transform writes its intermediate SavedModels here; it sits under the
+    output directory so that remote workers can reach it when the output is
+    on shared storage.
+    """
+
+    def __init__(self, output_dir: str, prefix: str = ".tmp-"):
+        os.makedirs(output_dir, exist_ok=True)
+        self.path = tempfile.mkdtemp(prefix=prefix, dir=output_dir)
+
+    def __enter__(self):
+        return self.path
+
+    def __exit__(self, *exc):
+        shutil.rmtree(self.path, ignore_errors=True)
+        return False

@@ -1,0 +1,78 @@
+"""normpipe command line: `normpipe <command> [flags] [beam flags]`.
+
+normpipe's own flags build a stage config; every other flag goes to Beam's
+PipelineOptions (`--runner`, `--direct_num_workers`, `--job_endpoint`, ...).
+"""
+
+import argparse
+import logging
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def _split_list(text):
+    items = tuple(s.strip() for s in text.split(",") if s.strip())
+    if not items:
+        raise argparse.ArgumentTypeError(f"expected a comma-separated list. Received: {text!r}")
+    return items
+
+
+def _add_input_flags(parser):
+    parser.add_argument("--input", required=True, help="CSV or TFRecord file, directory or glob")
+    parser.add_argument("--output-dir", required=True, help="directory for the outputs")
+    parser.add_argument("--format", choices=("csv", "tfrecord"), help="input format (default: by file name)")
+    parser.add_argument("--features", type=_split_list, help="comma-separated numeric columns (default: inferred)")
+    parser.add_argument("--label", help="label column, excluded from normalization")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="normpipe", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    stats = commands.add_parser("stats", help="full-dataset statistics to statistics.json")
+    _add_input_flags(stats)
+    return parser
+
+
+class _ArgumentError(Exception):
+    pass
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):
+        raise _ArgumentError(message)
+
+
+def _run(args, beam_args) -> int:
+    if args.command == "stats":
+        from pipeline import stats  # pylint: disable=import-outside-toplevel
+
+        config = stats.StatsConfig(args.input, args.output_dir, args.format, args.features, args.label)
+        document = stats.run_stats(config, beam_args)
+        print(stats.format_table(document))
+        return 0
+    raise AssertionError(args.command)
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args, beam_args = parser.parse_known_args(argv)
+    logging.getLogger().setLevel(logging.WARNING)
+    from components.errors import find_user_error  # pylint: disable=import-outside-toplevel
+
+    try:
+        return _run(args, beam_args)
+    except KeyboardInterrupt:
+        print("normpipe: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # pylint: disable=broad-except
+        message = find_user_error(exc)
+        if message is None:
+            raise
+        print(f"normpipe: error: {message}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,27 @@
+"""normpipe: full-dataset normalization with Beam + tf.Transform, served in-graph."""
+
+from setuptools import find_packages, setup
+
+setup(
+    name="normpipe",
+    version="0.1.0",
+    description="Full-dataset feature normalization with Apache Beam and tf.Transform, exported for TF Serving",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    packages=find_packages(include=["pipeline", "pipeline.*", "components", "components.*"]),
+    python_requires=">=3.10,<3.13",
+    install_requires=[
+        "tensorflow==2.21.*",
+        "tensorflow-transform==1.21.*",
+        "tfx-bsl==1.21.*",
+        "apache-beam[gcp]==2.77.*",
+        "keras>=3.10,<4",
+        "numpy>=1.26,<3",
+        "pyarrow>=14",
+        "matplotlib>=3.8",
+    ],
+    extras_require={
+        "test": ["pytest>=8", "hypothesis>=6.100", "pandas>=2"],
+    },
+    entry_points={"console_scripts": ["normpipe=pipeline.cli:main"]},
+)
