@@ -74,8 +74,10 @@ def _open_range(path: str, start: int, end: int):
     with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as buf:
         first = line_start_at_or_after(buf, start)
         last = line_start_at_or_after(buf, end) if end < len(buf) else len(buf)
+    if last <= first:
+        return None, first
     source.seek(first)
-    return pa.BufferReader(source.read_buffer(max(0, last - first))), first
+    return pa.BufferReader(source.read_buffer(last - first)), first
 
 
 def _lines_before(path: str, offset: int) -> int:
@@ -135,9 +137,16 @@ class ReadCsvRange(beam.DoFn):
     def process(self, element):
         path, start, end, quoted = element
         stream, first = _open_range(path, start, end)
+        if stream is None:  # a range with no line start in it
+            return
         rows_seen = 0
         try:
-            reader = self._reader(stream, first, quoted)
+            try:
+                reader = self._reader(stream, first, quoted)
+            except pa.ArrowInvalid as exc:
+                if "Empty CSV file" in str(exc):  # header only
+                    return
+                raise
             for batch in reader:
                 self._check_finite(batch, path, first, rows_seen)
                 rows_seen += batch.num_rows

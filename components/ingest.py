@@ -42,6 +42,8 @@ class InputSpec:
     strings: Tuple[str, ...] = ()
     label: Optional[str] = None
     block_size: int = csv_reader.DEFAULT_BLOCK_SIZE
+    int64_columns: Tuple[str, ...] = ()  # tf.train.Example features held as int64_list
+    centers: Tuple[float, ...] = ()  # per feature: median of the sample (see statistics.py)
 
     def __post_init__(self):
         if self.format not in ("csv", "tfrecord"):
@@ -142,7 +144,18 @@ def inspect_csv(files, features=None, label=None) -> InputSpec:
             raise UserError(f"{other}: header differs from {files[0]}'s: {','.join(other_columns)}")
     types = {name: sample.schema.field(name).type for name in columns}
     inferred = [n for n in columns if _is_numeric_type(types[n])]
-    return _make_spec(files, "csv", columns, inferred, features, label, types)
+    spec = _make_spec(files, "csv", columns, inferred, features, label, types)
+    return dataclasses.replace(spec, centers=tuple(_median(sample.column(n)) for n in spec.features))
+
+
+def _median(column) -> float:
+    """Median of the values that parse as finite numbers (0.0 if none)."""
+    try:
+        values = pc.cast(column, pa.float64()).to_numpy(zero_copy_only=False)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return 0.0
+    values = values[np.isfinite(values)]
+    return float(np.median(values)) if values.size else 0.0
 
 
 def _make_spec(files, fmt, columns, inferred, features, label, types) -> InputSpec:
@@ -171,7 +184,7 @@ def inspect_tfrecord(files, features=None, label=None, sample_size=1000) -> Inpu
     """Types the features of a sample of tf.train.Examples from the first file."""
     import tensorflow as tf  # pylint: disable=import-outside-toplevel
 
-    kinds = {}
+    kinds, samples = {}, {}
     compression = "GZIP" if csv_reader.is_gzip(files[0]) else ""
     try:
         for record in tf.data.TFRecordDataset(files[0], compression_type=compression).take(sample_size):
@@ -180,6 +193,8 @@ def inspect_tfrecord(files, features=None, label=None, sample_size=1000) -> Inpu
                 kind = feature.WhichOneof("kind")
                 if kind and kinds.get(name) in (None, kind):
                     kinds[name] = kind
+                if kind in ("float_list", "int64_list") and len(getattr(feature, kind).value) == 1:
+                    samples.setdefault(name, []).append(getattr(feature, kind).value[0])
     except (tf.errors.OpError, Exception) as exc:  # corrupt data or not a TFRecord file
         raise UserError(f"{files[0]}: not a readable TFRecord of tf.train.Example ({str(exc).splitlines()[0][:160]})") from None
     if not kinds:
@@ -187,7 +202,10 @@ def inspect_tfrecord(files, features=None, label=None, sample_size=1000) -> Inpu
     columns = tuple(sorted(kinds))
     inferred = [n for n in columns if kinds[n] in ("float_list", "int64_list")]
     types = {n: (pa.float64() if n in inferred else pa.binary()) for n in columns}
-    return _make_spec(files, "tfrecord", columns, inferred, features, label, types)
+    spec = _make_spec(files, "tfrecord", columns, inferred, features, label, types)
+    ints = tuple(n for n in spec.numeric if kinds[n] == "int64_list")
+    centers = tuple(_median(pa.array(samples.get(n, []), pa.float64())) for n in spec.features)
+    return dataclasses.replace(spec, int64_columns=ints, centers=centers)
 
 
 def inspect_input(path: str, fmt=None, features=None, label=None) -> InputSpec:
@@ -213,7 +231,8 @@ def tensor_adapter_config(spec: InputSpec) -> tensor_adapter.TensorAdapterConfig
 def _tf_example_schema(spec: InputSpec) -> schema_pb2.Schema:
     schema = schema_pb2.Schema()
     for name in spec.numeric:
-        schema.feature.add(name=name, type=schema_pb2.FLOAT)
+        kind = schema_pb2.INT if name in spec.int64_columns else schema_pb2.FLOAT
+        schema.feature.add(name=name, type=kind)
     return schema
 
 
@@ -232,7 +251,11 @@ class DecodeExamples(beam.DoFn):
         )
 
     def process(self, records):
-        batch = self._decoder.DecodeBatch(records)
+        try:
+            batch = self._decoder.DecodeBatch(records)
+        except RuntimeError as exc:  # e.g. a feature whose type changes between examples
+            files = ", ".join(self._spec.files[:3])
+            raise UserError(f"{files}: cannot decode tf.train.Example: {str(exc).splitlines()[0][:200]}") from None
         columns = []
         for name in self._spec.numeric:
             column = batch.column(batch.schema.get_field_index(name))

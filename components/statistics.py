@@ -34,20 +34,28 @@ STATS_KEY = "__statistics__"
 FIELDS = ("count", "missing", "mean", "var", "min", "max")
 
 
-def analyze_features(x: tf.Tensor) -> dict:
+def analyze_features(x: tf.Tensor, centers=None) -> dict:
     """tf.Transform analyzers over a float64 [batch, F] matrix, per column.
 
     One analyzer per statistic for all features (reduce_instance_dims=False)
     keeps the analysis graph small whatever the number of features.
+
+    `centers` (one float per column, e.g. a sample median) are subtracted
+    before mean and variance and added back to the mean: tf.reduce_sum of
+    values near 1e12 loses ~1e-3 of the mean to rounding, which the variance
+    of a spread-1 feature then inherits; centered values keep float64's
+    accuracy whatever the offset.
     """
     present = tf.logical_not(tf.math.is_nan(x))
     inf = tf.constant(np.inf, tf.float64)
+    center = tf.constant(np.zeros(x.shape[1]) if centers is None else np.asarray(centers, np.float64), tf.float64)
+    centered = x - center
     return {
         "count": tft.sum(tf.cast(present, tf.int64), reduce_instance_dims=False),
         "missing": tft.sum(tf.cast(tf.logical_not(present), tf.int64), reduce_instance_dims=False),
         # tft.mean/var skip non-finite values element-wise.
-        "mean": tft.mean(x, reduce_instance_dims=False),
-        "var": tft.var(x, reduce_instance_dims=False),
+        "mean": tft.mean(centered, reduce_instance_dims=False) + center,
+        "var": tft.var(centered, reduce_instance_dims=False),
         "min": tft.min(tf.where(present, x, inf), reduce_instance_dims=False),
         "max": tft.max(tf.where(present, x, -inf), reduce_instance_dims=False),
     }
@@ -64,22 +72,23 @@ def encode_statistics(stats: dict, batch_size: tf.Tensor) -> tf.Tensor:
     return tf.tile(tf.bitcast(matrix, tf.int64)[tf.newaxis], [batch_size, 1, 1])
 
 
-def statistics_outputs(inputs: dict, features, stats=None) -> dict:
+def statistics_outputs(inputs: dict, features, centers=None, stats=None) -> dict:
     """The preprocessing_fn output carrying the statistics of `features`.
 
     `stats` are the analyzers' results when the caller already has them.
     """
     x = stack_features(inputs, features)
-    stats = stats if stats is not None else analyze_features(x)
+    stats = stats if stats is not None else analyze_features(x, centers)
     return {STATS_KEY: encode_statistics(stats, tf.shape(x)[0])}
 
 
-def make_statistics_fn(features):
+def make_statistics_fn(features, centers=None):
     """A preprocessing_fn that only computes statistics."""
     features = tuple(features)
+    centers = None if centers is None else tuple(centers)
 
     def preprocessing_fn(inputs):
-        return statistics_outputs(inputs, features)
+        return statistics_outputs(inputs, features, centers)
 
     return preprocessing_fn
 
@@ -87,15 +96,16 @@ def make_statistics_fn(features):
 class AnalyzeStatistics(beam.PTransform):
     """Record batches -> transform_fn written to `transform_dir` (analysis only)."""
 
-    def __init__(self, features, tensor_config, transform_dir):
+    def __init__(self, features, tensor_config, transform_dir, centers=None):
         super().__init__()
         self._features = tuple(features)
+        self._centers = centers
         self._tensor_config = tensor_config
         self._transform_dir = transform_dir
 
     def expand(self, batches):
         transform_fn = (batches, self._tensor_config) | "Analyze" >> tft_beam.AnalyzeDataset(
-            make_statistics_fn(self._features)
+            make_statistics_fn(self._features, self._centers)
         )
         return transform_fn | "WriteTransformFn" >> tft_beam.WriteTransformFn(self._transform_dir)
 

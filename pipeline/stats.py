@@ -59,7 +59,7 @@ def run_stats(config: StatsConfig, beam_args=()) -> dict:
                 p
                 | "ReadInput" >> ingest.ReadRecordBatches(spec)
                 | "ComputeStatistics" >> statistics.AnalyzeStatistics(
-                    spec.features, ingest.tensor_adapter_config(spec), transform_dir
+                    spec.features, ingest.tensor_adapter_config(spec), transform_dir, spec.centers
                 )
             )
         stats = statistics.read_statistics(transform_dir, spec.features, spec.numeric)

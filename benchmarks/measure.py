@@ -1,0 +1,126 @@
+"""Whole-process measurements: wall clock from spawn to exit, and peak RSS.
+
+Peak RSS comes from GNU `/usr/bin/time -v` ("Maximum resident set size")
+when it exists; otherwise from `resource.getrusage(RUSAGE_CHILDREN).ru_maxrss`
+read by a fresh wrapper process whose only child is the measured command.
+Either way it is the peak of the largest single process of the tree (the
+kernel's maxrss of a reaped child is the max over it and its own reaped
+children, not their sum). A sampler also sums the RSS of the whole process
+tree every 0.2 s, which is what matters when a runner starts worker
+processes; being sampled, it can miss a short spike, and it counts pages
+shared between processes once per process.
+"""
+
+import dataclasses
+import os
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+TIME_BIN = "/usr/bin/time"
+_PAGE = os.sysconf("SC_PAGE_SIZE")
+_WRAPPER = """
+import resource, subprocess, sys
+code = subprocess.call(sys.argv[2:])
+with open(sys.argv[1], "w") as f:
+    f.write("Maximum resident set size (kbytes): %d\\n" % resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+sys.exit(code)
+"""
+
+
+@dataclasses.dataclass
+class Run:
+    wall_s: float
+    peak_rss_mb: float
+    tree_rss_mb: float
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def rss_tool() -> str:
+    return "/usr/bin/time -v" if os.access(TIME_BIN, os.X_OK) else "getrusage(RUSAGE_CHILDREN) wrapper"
+
+
+def _children_map():
+    children = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as f:
+                fields = f.read().rsplit(b")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(entry))
+    return children
+
+
+def _tree_rss_bytes(root: int) -> int:
+    children, stack, total = _children_map(), [root], 0
+    while stack:
+        pid = stack.pop()
+        stack.extend(children.get(pid, ()))
+        try:
+            with open(f"/proc/{pid}/statm", "rb") as f:
+                total += int(f.read().split()[1]) * _PAGE
+        except (OSError, IndexError, ValueError):
+            pass
+    return total
+
+
+class _TreeSampler(threading.Thread):
+    def __init__(self, pid: int, interval: float = 0.2):
+        super().__init__(daemon=True)
+        self._pid, self._interval = pid, interval
+        self._done = threading.Event()
+        self.peak = 0
+
+    def run(self):
+        while not self._done.is_set():
+            self.peak = max(self.peak, _tree_rss_bytes(self._pid))
+            self._done.wait(self._interval)
+
+    def stop(self):
+        self._done.set()
+        self.join()
+
+
+def _parse_max_rss_kb(text: str) -> float:
+    match = re.search(r"Maximum resident set size \(kbytes\): (\d+)", text)
+    return float(match.group(1)) if match else float("nan")
+
+
+def run_measured(cmd, env=None, timeout=None) -> Run:
+    """Runs `cmd` to exit; wall clock, peak RSS (MB) and captured output."""
+    fd, report = tempfile.mkstemp(prefix="rss-", suffix=".txt")
+    os.close(fd)
+    if os.access(TIME_BIN, os.X_OK):
+        wrapped = [TIME_BIN, "-v", "-o", report, *cmd]
+    else:
+        wrapped = [sys.executable, "-c", _WRAPPER, report, *cmd]
+    try:
+        start = time.perf_counter()
+        proc = subprocess.Popen(
+            wrapped, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+        )
+        sampler = _TreeSampler(proc.pid)
+        sampler.start()
+        try:
+            stdout, stderr = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)  # the measured command and all it started
+            proc.communicate()
+            raise
+        finally:
+            wall = time.perf_counter() - start
+            sampler.stop()
+        with open(report, encoding="utf-8") as f:
+            peak_kb = _parse_max_rss_kb(f.read())
+    finally:
+        os.unlink(report)
+    return Run(wall, peak_kb / 1024, sampler.peak / (1 << 20), proc.returncode, stdout, stderr)

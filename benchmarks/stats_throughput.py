@@ -1,0 +1,423 @@
+"""Throughput, memory and accuracy of `normpipe stats` against its peers.
+
+Every method runs as a whole process (spawn to exit, median of --repeats) on
+seeded synthetic CSVs of two sizes n1 < n2, so that
+
+  marginal throughput = (n2 - n1) / (t2 - t1)      rows/s, start-up excluded
+  fixed cost          = t1 - n1 / marginal          t(0), the extrapolated intercept
+
+Methods: normpipe (console script, DirectRunner, 1 worker), normpipe with
+`--direct_running_mode=multi_processing --direct_num_workers=2`, pandas
+(pyarrow engine), Keras 3 `Normalization.adapt` on tf.data, and tf.Transform
+`AnalyzeDataset` over tfx-bsl `CsvTFXIO` (slow: its own --slow-peer-sizes).
+Accuracy: relative error of mean and std of the 1e6-offset column against
+numpy float64 on the same values. See benchmarks/README.md.
+
+Usage: python benchmarks/stats_throughput.py [--quick] [--with-20m] [--methods normpipe,pandas]
+"""
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import statistics
+import sys
+import time
+
+import measure
+import synthetic_data
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+VENV_BIN = os.path.dirname(sys.executable)
+NORMPIPE = shutil.which("normpipe", path=VENV_BIN) or shutil.which("normpipe") or "normpipe"
+TAXI_CSV = os.path.join(ROOT, "data", "chicago_taxi_15k.csv")
+MP_FLAGS = ("--direct_running_mode=multi_processing", "--direct_num_workers=2")
+SIZE_20M = 20_000_000
+
+
+def _peer(script, *args):
+    return (sys.executable, os.path.join(HERE, "peers", script), *args)
+
+
+# key: (label, command(csv, out_dir, opts), slow)
+METHODS = {
+    "normpipe": ("normpipe stats (1 worker)", lambda f, o, a: (NORMPIPE, "stats", "--input", f, "--output-dir", o), False),
+    "normpipe_mp": (
+        "normpipe stats (2 workers, multi_processing)",
+        lambda f, o, a: (NORMPIPE, "stats", "--input", f, "--output-dir", o, *MP_FLAGS),
+        False,
+    ),
+    "pandas": ("pandas read_csv(pyarrow) + stats", lambda f, o, a: _peer("pandas_stats.py", f), False),
+    "keras": (
+        "Keras 3 Normalization.adapt (tf.data)",
+        lambda f, o, a: _peer("keras_adapt.py", f, str(a.keras_batch_size)),
+        False,
+    ),
+    "tft": ("tf.Transform AnalyzeDataset on CsvTFXIO", lambda f, o, a: _peer("tft_csvtfxio.py", f, o), True),
+}
+TARGET_MARGINAL = 1_500_000
+TARGET_RSS_MB = 1.5 * 1024
+TARGET_TAXI_S = 10.0
+
+
+def _sizes(text):
+    sizes = sorted({int(float(s)) for s in text.split(",") if s.strip()})
+    if len(sizes) < 2 or sizes[0] <= 0:
+        raise argparse.ArgumentTypeError(f"need two or more positive row counts. Received: {text!r}")
+    return sizes
+
+
+def _methods(text):
+    names = [s.strip() for s in text.split(",") if s.strip()]
+    unknown = [n for n in names if n not in METHODS]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(f"methods are {', '.join(METHODS)}. Received: {text!r}")
+    return names
+
+
+def build_parser():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--sizes", type=_sizes, help="row counts (default 1000000,5000000; --quick: 200000,1000000)")
+    p.add_argument("--slow-peer-sizes", type=_sizes, help="row counts for tft (default 200000,1000000; --quick: 50000,200000)")
+    p.add_argument("--repeats", type=int, help="runs per method and size, median reported (default 3; --quick: 1)")
+    p.add_argument("--methods", type=_methods, default=list(METHODS), help=f"subset of {','.join(METHODS)}")
+    p.add_argument("--quick", action="store_true", help="smoke run: small sizes, one repeat")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--with-20m", dest="with_20m", action="store_true", help="also run normpipe once on 20M rows (memory)")
+    g.add_argument("--skip-20m", dest="with_20m", action="store_false", help="skip the 20M run (default)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--keras-batch-size", type=int, default=65536)
+    p.add_argument("--data-dir", default=os.path.join(HERE, "data"), help="generated CSVs (git-ignored)")
+    p.add_argument("--keep-data", action="store_true", help="keep the 20M CSV (about 1.5 GB) after the run")
+    p.add_argument("--results", help="results JSON (default benchmarks/results/stats_throughput[_quick].json)")
+    p.add_argument("--timeout", type=float, default=3600, help="seconds before one run is killed")
+    return p
+
+
+def finish_args(args):
+    quick = args.quick
+    args.sizes = args.sizes or ([200_000, 1_000_000] if quick else [1_000_000, 5_000_000])
+    args.slow_peer_sizes = args.slow_peer_sizes or ([50_000, 200_000] if quick else [200_000, 1_000_000])
+    args.repeats = args.repeats or (1 if quick else 3)
+    name = "stats_throughput_quick.json" if quick else "stats_throughput.json"
+    args.results = args.results or os.path.join(HERE, "results", name)
+    return args
+
+
+# ---------------------------------------------------------------- running
+
+
+def warm_page_cache(path):
+    with open(path, "rb") as f:
+        while f.read(64 << 20):
+            pass
+
+
+def collect_figures(key, run, out_dir):
+    """The method's statistics: statistics.json for normpipe, the last stdout JSON line for a peer."""
+    if key.startswith("normpipe"):
+        with open(os.path.join(out_dir, "statistics.json"), encoding="utf-8") as f:
+            doc = json.load(f)
+        return {"num_examples": doc["num_examples"], "features": doc["features"]}
+    lines = [line for line in run.stdout.splitlines() if line.startswith("{")]
+    return json.loads(lines[-1])
+
+
+def run_once(key, path, args):
+    out_dir = os.path.join(args.data_dir, "out", f"{key}_{os.path.basename(path)[:-4]}")
+    shutil.rmtree(out_dir, ignore_errors=True)
+    os.makedirs(out_dir)
+    run = measure.run_measured(list(METHODS[key][1](path, out_dir, args)), timeout=args.timeout)
+    if run.returncode != 0:
+        tail = "\n".join(run.stderr.strip().splitlines()[-15:])
+        raise RuntimeError(f"{key} on {path} exited {run.returncode}:\n{tail}")
+    figures = collect_figures(key, run, out_dir)
+    shutil.rmtree(out_dir, ignore_errors=True)
+    return run, figures
+
+
+def measure_size(key, rows, repeats, args):
+    path = synthetic_data.ensure_csv(args.data_dir, rows, args.seed)
+    warm_page_cache(path)
+    runs, figures = [], None
+    for i in range(repeats):
+        run, figures = run_once(key, path, args)
+        runs.append(run)
+        log(f"  {key:<12} {rows:>11,} rows  run {i + 1}/{repeats}: {run.wall_s:7.2f} s  "
+            f"peak RSS {run.peak_rss_mb:7.0f} MB  tree {run.tree_rss_mb:7.0f} MB")
+    return {
+        "rows": rows,
+        "times_s": [r.wall_s for r in runs],
+        "median_s": statistics.median(r.wall_s for r in runs),
+        "peak_rss_mb": max(r.peak_rss_mb for r in runs),
+        "tree_rss_mb": max(r.tree_rss_mb for r in runs),
+        "accuracy": accuracy(figures, synthetic_data.load_reference(path)),
+        "num_examples": figures.get("num_examples"),
+    }
+
+
+def fit_line(points):
+    """(marginal rows/s, fixed cost s) from the smallest and largest size."""
+    (n1, t1), (n2, t2) = points[0], points[-1]
+    if t2 <= t1:
+        return float("inf"), t1
+    marginal = (n2 - n1) / (t2 - t1)
+    return marginal, t1 - n1 / marginal
+
+
+def measure_method(key, args):
+    sizes = args.slow_peer_sizes if METHODS[key][2] else args.sizes
+    log(f"{METHODS[key][0]}: sizes {', '.join(f'{n:,}' for n in sizes)}, {args.repeats} repeat(s)")
+    try:
+        per_size = [measure_size(key, n, args.repeats, args) for n in sizes]
+    except (RuntimeError, OSError, ValueError, KeyError) as exc:
+        log(f"  {key} FAILED: {exc}")
+        return {"label": METHODS[key][0], "error": str(exc)}
+    marginal, fixed = fit_line([(s["rows"], s["median_s"]) for s in per_size])
+    return {"label": METHODS[key][0], "sizes": per_size, "marginal_rows_per_s": marginal, "fixed_cost_s": fixed}
+
+
+def accuracy(figures, reference):
+    """Relative error of mean and std of the offset column vs numpy float64."""
+    name = synthetic_data.OFFSET_FEATURE
+    got, want = figures["features"][name], reference["features"][name]
+    return {
+        "feature": name,
+        "mean": got["mean"],
+        "std": got["std"],
+        "mean_rel_err": abs(got["mean"] - want["mean"]) / abs(want["mean"]),
+        "std_rel_err": abs(got["std"] - want["std"]) / abs(want["std"]),
+    }
+
+
+def measure_taxi(args):
+    log(f"normpipe on {os.path.relpath(TAXI_CSV, ROOT)}: {args.repeats} repeat(s)")
+    runs = []
+    for _ in range(args.repeats):
+        out_dir = os.path.join(args.data_dir, "out", "taxi")
+        run = measure.run_measured([NORMPIPE, "stats", "--input", TAXI_CSV, "--output-dir", out_dir], timeout=args.timeout)
+        shutil.rmtree(out_dir, ignore_errors=True)
+        if run.returncode != 0:
+            return {"error": run.stderr.strip().splitlines()[-1:]}
+        runs.append(run)
+    import_cmd = [sys.executable, "-c", "import pipeline.stats"]
+    imports = statistics.median(measure.run_measured(import_cmd).wall_s for _ in range(args.repeats))
+    return {
+        "median_s": statistics.median(r.wall_s for r in runs),
+        "peak_rss_mb": max(r.peak_rss_mb for r in runs),
+        "python_and_imports_s": imports,
+    }
+
+
+def measure_20m(args, keys):
+    path = synthetic_data.ensure_csv(args.data_dir, SIZE_20M, args.seed)
+    result = {}
+    try:
+        for key in keys:
+            log(f"{METHODS[key][0]}: {SIZE_20M:,} rows, 1 run (memory)")
+            result[key] = measure_size(key, SIZE_20M, 1, args)
+    except RuntimeError as exc:
+        log(f"  20M FAILED: {exc}")
+        result["error"] = str(exc)
+    finally:
+        if not args.keep_data:
+            for suffix in ("", ".ref.json"):
+                os.remove(path + suffix)
+    return result
+
+
+def log(message):
+    print(message, flush=True)
+
+
+# ---------------------------------------------------------------- reporting
+
+
+def _rows(n):
+    return f"{n / 1e6:g}M" if n >= 1_000_000 else f"{n / 1e3:g}k"
+
+
+def _ok(methods, *keys):
+    return all(k in methods and "error" not in methods[k] for k in keys)
+
+
+def _largest(method):
+    return method["sizes"][-1]
+
+
+def ratios(methods):
+    """normpipe's marginal throughput over each peer's."""
+    if not _ok(methods, "normpipe"):
+        return {}
+    base = methods["normpipe"]["marginal_rows_per_s"]
+    return {k: base / m["marginal_rows_per_s"] for k, m in methods.items() if k != "normpipe" and "error" not in m}
+
+
+def _target(name, value, passed, shown):
+    return {"target": name, "value": value, "pass": passed, "shown": shown}
+
+
+def _throughput_targets(methods, ratio):
+    out = []
+    if _ok(methods, "normpipe"):
+        m = methods["normpipe"]["marginal_rows_per_s"]
+        out.append(_target("normpipe marginal >= 1,500,000 rows/s", m, m >= TARGET_MARGINAL, f"{m:,.0f} rows/s"))
+    for key, need in (("tft", 15.0), ("keras", 1.5)):
+        if key in ratio:
+            out.append(_target(f"normpipe >= {need:g}x {key} marginal", ratio[key], ratio[key] >= need, f"{ratio[key]:.2f}x"))
+    if "pandas" in ratio:
+        r = 1 / ratio["pandas"]
+        out.append(_target("pandas/normpipe marginal <= 3", r, r <= 3, f"{r:.2f}"))
+    if _ok(methods, "normpipe", "normpipe_mp"):
+        one, two = _largest(methods["normpipe"]), _largest(methods["normpipe_mp"])
+        s = one["median_s"] / two["median_s"]
+        out.append(_target(f"2 workers faster than 1 at {_rows(one['rows'])}", s, s > 1, f"speed-up {s:.2f}x"))
+    return out
+
+
+def _memory_targets(methods, big):
+    """normpipe's peak RSS (largest process) and normpipe_mp's sampled tree RSS, largest size and 20M."""
+    sized = [(m["label"], _largest(m)) for k, m in methods.items() if k.startswith("normpipe") and "error" not in m]
+    sized += [(METHODS[k][0], s) for k, s in (big or {}).items() if k != "error"]
+    out = []
+    for label, size in sized:
+        field, what = ("tree_rss_mb", "tree RSS") if "workers" in label else ("peak_rss_mb", "peak RSS")
+        mb = size[field]
+        out.append(_target(f"{label} {what} at {_rows(size['rows'])} < 1.5 GB", mb, mb < TARGET_RSS_MB, f"{mb:,.0f} MB"))
+    return out
+
+
+def targets(results):
+    methods, out = results["methods"], []
+    out += _throughput_targets(methods, results["ratios"])
+    out += _memory_targets(methods, results.get("20m"))
+    taxi = results.get("taxi", {})
+    if "median_s" in taxi:
+        t = taxi["median_s"]
+        out.append(_target("normpipe on chicago_taxi_15k start to exit < 10 s", t, t < TARGET_TAXI_S, f"{t:.2f} s"))
+    return out
+
+
+def _sci(x):
+    return f"{x:.1e}"
+
+
+def markdown_table(results):
+    head = ("| Method | sizes | median wall time (s) | fixed cost t(0) (s) | marginal (rows/s) | "
+            "peak RSS (MB) | normpipe / method | mean rel. err | std rel. err |")
+    lines = [head, "|" + "---|" * 9]
+    for key, m in results["methods"].items():
+        if "error" in m:
+            lines.append(f"| {m['label']} | failed | | | | | | | |")
+            continue
+        sizes = " / ".join(_rows(s["rows"]) for s in m["sizes"])
+        times = " / ".join(f"{s['median_s']:.2f}" for s in m["sizes"])
+        rss = " / ".join(f"{s['peak_rss_mb']:.0f}" for s in m["sizes"])
+        if key == "normpipe_mp":
+            rss += " (tree " + " / ".join(f"{s['tree_rss_mb']:.0f}" for s in m["sizes"]) + ")"
+        ratio = "1" if key == "normpipe" else f"{results['ratios'].get(key, float('nan')):.2f}x"
+        acc = _largest(m)["accuracy"]
+        lines.append(
+            f"| {m['label']} | {sizes} | {times} | {m['fixed_cost_s']:.2f} | {m['marginal_rows_per_s']:,.0f} | "
+            f"{rss} | {ratio} | {_sci(acc['mean_rel_err'])} | {_sci(acc['std_rel_err'])} |"
+        )
+    return "\n".join(lines)
+
+
+def print_report(results):
+    methods = results["methods"]
+    print("\n== Per method (median of %d; marginal and t(0) from smallest and largest size)" % results["config"]["repeats"])
+    for key, m in methods.items():
+        if "error" in m:
+            print(f"{m['label']}: FAILED")
+            continue
+        print(f"{m['label']}")
+        for s in m["sizes"]:
+            print(f"  {s['rows']:>11,} rows: {s['median_s']:7.2f} s   peak RSS {s['peak_rss_mb']:6.0f} MB"
+                  f"   tree RSS {s['tree_rss_mb']:6.0f} MB")
+        print(f"  fixed cost t(0) {m['fixed_cost_s']:.2f} s   marginal {m['marginal_rows_per_s']:,.0f} rows/s")
+    if _ok(methods, "tft"):
+        sizes = ", ".join(_rows(s["rows"]) for s in methods["tft"]["sizes"])
+        print(f"  (tf.Transform on CsvTFXIO is slow: measured at --slow-peer-sizes {sizes}; its marginal "
+              "throughput still comes from two sizes in this run)")
+    if _ok(methods, "normpipe", "normpipe_mp"):
+        ups = [f"{_rows(a['rows'])}: {a['median_s'] / b['median_s']:.2f}x"
+               for a, b in zip(methods["normpipe"]["sizes"], methods["normpipe_mp"]["sizes"])]
+        m = methods["normpipe_mp"]["marginal_rows_per_s"] / methods["normpipe"]["marginal_rows_per_s"]
+        print(f"\n== 2 workers vs 1: wall-time speed-up {', '.join(ups)}; marginal-throughput ratio {m:.2f}x")
+    print("\n== normpipe marginal throughput / peer marginal throughput")
+    for key, r in results["ratios"].items():
+        print(f"  vs {methods[key]['label']}: {r:.2f}x")
+    print(f"\n== Accuracy on {synthetic_data.OFFSET_FEATURE} (1e6 + N(0,1)), relative error vs numpy float64, largest size")
+    for key, m in methods.items():
+        if "error" not in m:
+            a = _largest(m)["accuracy"]
+            print(f"  {m['label']:<46} mean {_sci(a['mean_rel_err'])}   std {_sci(a['std_rel_err'])}   (std = {a['std']:.9g})")
+    print_extras(results)
+    print("\n== Targets")
+    for t in results["targets"]:
+        print(f"  {'PASS' if t['pass'] else 'FAIL'}  {t['target']}: {t['shown']}")
+    print("\n== Markdown\n")
+    print(results["markdown"])
+
+
+def print_extras(results):
+    taxi = results.get("taxi", {})
+    if "median_s" in taxi:
+        print(f"\n== normpipe on chicago_taxi_15k.csv (15,002 rows): {taxi['median_s']:.2f} s start to exit "
+              f"(peak RSS {taxi['peak_rss_mb']:.0f} MB); of which python + `import pipeline.stats`: "
+              f"{taxi['python_and_imports_s']:.2f} s")
+    for key, s in (results.get("20m") or {}).items():
+        if key != "error":
+            print(f"\n== 20M rows, {METHODS[key][0]}: {s['median_s']:.2f} s, peak RSS {s['peak_rss_mb']:.0f} MB, "
+                  f"tree RSS {s['tree_rss_mb']:.0f} MB")
+
+
+# ---------------------------------------------------------------- main
+
+
+def environment(args):
+    import numpy  # pylint: disable=import-outside-toplevel
+
+    return {
+        "sizes": args.sizes,
+        "slow_peer_sizes": args.slow_peer_sizes,
+        "repeats": args.repeats,
+        "seed": args.seed,
+        "keras_batch_size": args.keras_batch_size,
+        "rss_tool": measure.rss_tool(),
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "numpy": numpy.__version__,
+        "platform": platform.platform(),
+        "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+    }
+
+
+def main(argv=None) -> int:
+    args = finish_args(build_parser().parse_args(argv))
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ["PYTHONPATH"] = ROOT + os.pathsep + os.environ.get("PYTHONPATH", "")
+    log(f"peak RSS via {measure.rss_tool()}; data in {args.data_dir}")
+    results = {"config": environment(args), "methods": {}}
+    for key in args.methods:
+        results["methods"][key] = measure_method(key, args)
+    if "normpipe" in args.methods:
+        results["taxi"] = measure_taxi(args)
+    if args.with_20m:
+        results["20m"] = measure_20m(args, [k for k in ("normpipe", "normpipe_mp") if k in args.methods])
+    results["ratios"] = ratios(results["methods"])
+    results["targets"] = targets(results)
+    results["markdown"] = markdown_table(results)
+    print_report(results)
+    os.makedirs(os.path.dirname(args.results), exist_ok=True)
+    with open(args.results, "w", encoding="utf-8") as f:
+        json.dump(results, f, indent=2)
+    log(f"\nwrote {args.results}")
+    return 0 if all(t["pass"] for t in results["targets"]) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

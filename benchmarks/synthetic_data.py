@@ -1,0 +1,135 @@
+"""Seeded synthetic CSVs for the throughput benchmark, with float64 references.
+
+Eight float features on deliberately mixed scales:
+
+  offset_1e6     1e6 + N(0, 1)             large offset, small spread
+  timestamp      1.4e9 + U{0, 1e8}          timestamp-like integers
+  normal_a       N(0, 1)
+  normal_b       N(0, 1), 1% missing
+  tiny_1e3       1e-3 * N(0, 1), 1% missing
+  lognormal      lognormal(0, 2), 1% missing  heavy right tail
+  uniform_100    U(-100, 100)
+  poisson_count  Poisson(3)                 small integers
+
+Values are rounded before writing and written with pyarrow's shortest
+round-trip float formatting, so the parsed CSV holds exactly the float64
+values that the reference statistics (numpy, float64, ddof=0, missing
+skipped) were computed on. A missing value is an empty cell. The header is
+written without quotes: normpipe does not split a file that holds a quote.
+
+Files are keyed by size and seed and reused when present:
+`<data_dir>/synthetic_<rows>_s<seed>.csv` plus `.ref.json` beside it.
+"""
+
+import json
+import os
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.csv as pacsv
+
+FEATURES = (
+    "offset_1e6",
+    "timestamp",
+    "normal_a",
+    "normal_b",
+    "tiny_1e3",
+    "lognormal",
+    "uniform_100",
+    "poisson_count",
+)
+OFFSET_FEATURE = "offset_1e6"
+MISSING_FRACTION = 0.01
+_CHUNK_ROWS = 1_000_000
+
+
+def csv_path(data_dir: str, rows: int, seed: int) -> str:
+    return os.path.join(data_dir, f"synthetic_{rows}_s{seed}.csv")
+
+
+def _chunk(rng: np.random.Generator, n: int) -> dict:
+    """One chunk of the columns, float64, missing as NaN."""
+    columns = {
+        "offset_1e6": np.round(1e6 + rng.normal(0.0, 1.0, n), 6),
+        "timestamp": 1.4e9 + rng.integers(0, 100_000_000, n).astype(np.float64),
+        "normal_a": np.round(rng.normal(0.0, 1.0, n), 6),
+        "normal_b": np.round(rng.normal(0.0, 1.0, n), 6),
+        "tiny_1e3": np.round(1e-3 * rng.normal(0.0, 1.0, n), 9),
+        "lognormal": np.round(rng.lognormal(0.0, 2.0, n), 4),
+        "uniform_100": np.round(rng.uniform(-100.0, 100.0, n), 3),
+        "poisson_count": rng.poisson(3.0, n).astype(np.float64),
+    }
+    for name in ("normal_b", "tiny_1e3", "lognormal"):
+        columns[name][rng.random(n) < MISSING_FRACTION] = np.nan
+    return columns
+
+
+class _Moments:
+    """Exact float64 count/sum/min/max plus a second pass-free variance.
+
+    Per-chunk (count, mean, M2) triples are merged with Chan et al.'s
+    formula, all in float64, which is exact to a few ulps for these sizes.
+    """
+
+    def __init__(self):
+        self.count, self.mean, self.m2 = 0, 0.0, 0.0
+        self.min, self.max, self.missing = np.inf, -np.inf, 0
+
+    def add(self, values: np.ndarray) -> None:
+        present = values[~np.isnan(values)]
+        self.missing += len(values) - len(present)
+        if not len(present):
+            return
+        n, mean = len(present), float(np.mean(present))
+        m2 = float(np.sum((present - mean) ** 2))
+        total = self.count + n
+        delta = mean - self.mean
+        self.mean += delta * n / total
+        self.m2 += m2 + delta * delta * self.count * n / total
+        self.count = total
+        self.min, self.max = min(self.min, float(present.min())), max(self.max, float(present.max()))
+
+    def as_dict(self) -> dict:
+        var = self.m2 / self.count
+        return {
+            "count": self.count,
+            "missing": self.missing,
+            "mean": self.mean,
+            "var": var,
+            "std": float(np.sqrt(var)),
+            "min": self.min,
+            "max": self.max,
+        }
+
+
+def _to_table(columns: dict) -> pa.Table:
+    return pa.table({name: pa.array(columns[name], from_pandas=True) for name in FEATURES})
+
+
+def ensure_csv(data_dir: str, rows: int, seed: int) -> str:
+    """Path of the CSV for (rows, seed), generated first if absent."""
+    path = csv_path(data_dir, rows, seed)
+    if os.path.exists(path) and os.path.exists(path + ".ref.json"):
+        return path
+    os.makedirs(data_dir, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    moments = {name: _Moments() for name in FEATURES}
+    tmp = path + ".tmp"
+    options = pacsv.WriteOptions(include_header=False, batch_size=65536)
+    with open(tmp, "wb") as f:
+        f.write((",".join(FEATURES) + "\n").encode())
+        for start in range(0, rows, _CHUNK_ROWS):
+            columns = _chunk(rng, min(_CHUNK_ROWS, rows - start))
+            for name in FEATURES:
+                moments[name].add(columns[name])
+            pacsv.write_csv(_to_table(columns), f, options)
+    reference = {"rows": rows, "seed": seed, "features": {n: m.as_dict() for n, m in moments.items()}}
+    with open(path + ".ref.json", "w", encoding="utf-8") as f:
+        json.dump(reference, f, indent=2)
+    os.replace(tmp, path)
+    return path
+
+
+def load_reference(path: str) -> dict:
+    with open(path + ".ref.json", encoding="utf-8") as f:
+        return json.load(f)

@@ -1,0 +1,107 @@
+"""Shared test helpers: data generation and independent numpy references."""
+
+import csv
+import os
+import socket
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TAXI_CSV = os.path.join(ROOT, "data", "chicago_taxi_15k.csv")
+
+
+def write_csv(path, columns: dict, newline="\n"):
+    """Writes float columns (NaN as an empty cell) with full float64 precision."""
+    names = list(columns)
+    n = len(next(iter(columns.values())))
+    with open(path, "w", newline="") as f:
+        f.write(",".join(names) + newline)
+        for i in range(n):
+            cells = []
+            for name in names:
+                v = columns[name][i]
+                if isinstance(v, str):
+                    cells.append(v)
+                elif v is None or (isinstance(v, float) and np.isnan(v)):
+                    cells.append("")
+                else:
+                    cells.append(repr(float(v)))
+            f.write(",".join(cells) + newline)
+    return path
+
+
+def read_csv_float64(path, names):
+    """Independent reference parse (Python csv module), float64, NaN = missing."""
+    with open(path, newline="", encoding="utf-8-sig") as f:
+        reader = csv.DictReader(f)
+        rows = list(reader)
+    out = {}
+    for name in names:
+        out[name] = np.array([float(r[name]) if r[name] not in ("", None) else np.nan for r in rows], np.float64)
+    return out
+
+
+def numpy_stats(values: np.ndarray) -> dict:
+    present = values[~np.isnan(values)]
+    stats = {"count": int(present.size), "missing": int(values.size - present.size)}
+    if present.size:
+        stats.update(
+            mean=float(np.mean(present)),
+            var=float(np.var(present)),
+            std=float(np.std(present)),
+            min=float(np.min(present)),
+            max=float(np.max(present)),
+        )
+    return stats
+
+
+def assert_stats_close(actual: dict, expected: dict, rel=1e-9, std_rel=1e-7):
+    assert actual["count"] == expected["count"]
+    assert actual["missing"] == expected["missing"]
+    if not expected["count"]:
+        assert all(actual[k] is None for k in ("mean", "var", "std", "min", "max"))
+        return
+    for key in ("mean", "min", "max"):
+        assert actual[key] == pytest.approx(expected[key], rel=rel, abs=1e-300), key
+    scale = max(abs(expected["mean"]), expected["std"])
+    # A variance of exactly 0 must come out as 0; otherwise compare relatively.
+    for key, tol in (("var", rel), ("std", std_rel)):
+        if expected[key] == 0:
+            assert actual[key] <= 1e-15 * scale, key
+        else:
+            assert actual[key] == pytest.approx(expected[key], rel=tol), key
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("localhost", 0))
+        return s.getsockname()[1]
+
+
+def run_cli(args, timeout=600, env=None):
+    """Runs the installed console script as a user would; returns CompletedProcess."""
+    exe = os.path.join(os.path.dirname(sys.executable), "normpipe")
+    return subprocess.run([exe, *args], capture_output=True, text=True, timeout=timeout, env=env)
+
+
+@pytest.fixture
+def mixed_data():
+    """Eight features of mixed scales with missing cells, seeded."""
+    rng = np.random.default_rng(7)
+    n = 5000
+    cols = {
+        "offset_1e6": 1e6 + rng.normal(0, 1e-2, n),
+        "timestamp": np.round(1.4e9 + rng.uniform(0, 1.3e8, n)),
+        "normal": rng.normal(0, 1, n),
+        "small": rng.normal(0, 1e-3, n),
+        "lognormal": rng.lognormal(0, 2, n),
+        "ints": rng.integers(-50, 50, n).astype(np.float64),
+        "negative": -rng.uniform(1e3, 1e4, n),
+        "sparse": np.where(rng.random(n) < 0.8, np.nan, rng.normal(5, 2, n)),
+    }
+    for name in ("normal", "lognormal", "ints"):
+        cols[name][rng.random(n) < 0.05] = np.nan
+    return cols

@@ -1,0 +1,140 @@
+"""`normpipe stats` as a user runs it: outputs, runners and user errors."""
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from tests.conftest import (
+    TAXI_CSV,
+    assert_stats_close,
+    free_port,
+    numpy_stats,
+    read_csv_float64,
+    run_cli,
+    write_csv,
+)
+
+
+def run_stats(input_path, out_dir, *extra):
+    result = run_cli(["stats", "--input", str(input_path), "--output-dir", str(out_dir), *extra])
+    return result
+
+
+def load(out_dir):
+    with open(os.path.join(out_dir, "statistics.json")) as f:
+        return json.load(f)
+
+
+@pytest.fixture(scope="module")
+def mixed_csv(tmp_path_factory):
+    rng = np.random.default_rng(11)
+    n = 3000
+    cols = {
+        "offset": 1e6 + rng.normal(0, 1e-2, n),
+        "ts": np.round(1.4e9 + rng.uniform(0, 1e8, n)),
+        "x": np.where(rng.random(n) < 0.1, np.nan, rng.normal(0, 1, n)),
+        "const": np.full(n, 2.5),
+    }
+    return write_csv(tmp_path_factory.mktemp("data") / "mixed.csv", cols), list(cols)
+
+
+def check(document, path, names):
+    reference = read_csv_float64(path, names)
+    for name in names:
+        assert_stats_close(document["features"][name], numpy_stats(reference[name]))
+
+
+@pytest.mark.slow
+def test_stats_cli_writes_statistics_json_and_summary(tmp_path, mixed_csv):
+    path, names = mixed_csv
+    result = run_stats(path, tmp_path)
+    assert result.returncode == 0, result.stderr
+    document = load(tmp_path)
+    assert document["num_examples"] == 3000
+    check(document, path, names)
+    assert "rows analyzed" in result.stderr and "statistics.json" in result.stderr
+    assert "const" in result.stdout and "mean" in result.stdout.splitlines()[0]
+    assert not [n for n in os.listdir(tmp_path) if n.startswith(".")], "scratch files left behind"
+
+
+@pytest.mark.slow
+def test_taxi_cli_with_label_and_strings(tmp_path):
+    result = run_stats(TAXI_CSV, tmp_path, "--label", "tips")
+    assert result.returncode == 0, result.stderr
+    document = load(tmp_path)
+    assert document["label"] == "tips"
+    assert document["string_columns"] == ["payment_type", "company"]
+    check(document, TAXI_CSV, [n for n in document["features"]])
+
+
+def _job_server():
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "apache_beam.runners.portability.local_job_service_main", "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    import socket
+
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        try:
+            socket.create_connection(("localhost", port), timeout=1).close()
+            return server, port
+        except OSError:
+            time.sleep(0.2)
+    server.kill()
+    raise RuntimeError("Beam job server did not start")
+
+
+@pytest.mark.slow
+def test_runner_modes_give_identical_statistics(tmp_path, mixed_csv):
+    """In-memory, multi-process (2 workers) and the portable runner agree."""
+    path, names = mixed_csv
+    server, port = _job_server()
+    try:
+        modes = {
+            "in_memory": ["--runner=DirectRunner"],
+            "multi_processing": ["--direct_running_mode=multi_processing", "--direct_num_workers=2"],
+            "portable": ["--runner=PortableRunner", f"--job_endpoint=localhost:{port}", "--environment_type=LOOPBACK"],
+        }
+        documents = {}
+        for mode, flags in modes.items():
+            result = run_stats(path, tmp_path / mode, *flags)
+            assert result.returncode == 0, f"{mode}: {result.stderr[-2000:]}"
+            documents[mode] = load(tmp_path / mode)
+    finally:
+        server.kill()
+        server.wait()
+    base = documents["in_memory"]
+    check(base, path, names)
+    for mode, document in documents.items():
+        assert document["num_examples"] == base["num_examples"], mode
+        for name in names:
+            for key, value in base["features"][name].items():
+                assert document["features"][name][key] == pytest.approx(value, rel=1e-12, abs=1e-300), (mode, name, key)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "make_input, flags, expected",
+    [
+        (lambda d: d / "nope.csv", [], "no such file or directory"),
+        (lambda d: (d / "h.csv").write_text("a,b\n") and d / "h.csv", [], "no data rows"),
+        (lambda d: TAXI_CSV, ["--features", "fare,nope"], "--features: no column 'nope'"),
+        (lambda d: (d / "b.csv").write_text("a,b\n1,2\n3,x1\n") and d / "b.csv", ["--features", "a,b"], "line 3 column 'b': non-numeric value 'x1'"),
+        (lambda d: TAXI_CSV, ["--features", "fare,company"], "column 'company': non-numeric value"),
+    ],
+)
+def test_user_errors_exit_2_with_one_line(tmp_path, make_input, flags, expected):
+    result = run_stats(make_input(tmp_path), tmp_path / "out", *flags)
+    assert result.returncode == 2, result.stderr[-2000:]
+    errors = [line for line in result.stderr.splitlines() if line.startswith("normpipe: error:")]
+    assert len(errors) == 1 and expected in errors[0], result.stderr[-2000:]
+    assert "Traceback" not in result.stderr
+    assert not os.path.exists(tmp_path / "out" / "statistics.json")
