@@ -19,7 +19,10 @@ class UserError(ValueError):
     """Bad input or arguments; the message is one line meant for the user."""
 
     def __init__(self, message: str):
-        self.message = " ".join(str(message).split())
+        # Beam re-raises a worker failure as the same type with its text
+        # extended; keep only the user-facing part.
+        match = _MARKER_RE.search(str(message))
+        self.message = " ".join((match.group(1) if match else str(message)).split())
         super().__init__(f"{MARKER} {self.message} [/normpipe-user-error]")
 
 
@@ -28,8 +31,6 @@ def find_user_error(exc: BaseException):
     seen = set()
     while exc is not None and id(exc) not in seen:
         seen.add(id(exc))
-        if isinstance(exc, UserError):
-            return exc.message
         match = _MARKER_RE.search(str(exc))
         if match:
             return match.group(1).strip()

@@ -1,29 +1,26 @@
 """Keras 3 normalization layers: the per-batch recipe and full-dataset versions.
 
-Every layer takes a float [batch, F] matrix, one column per numeric feature in
-a fixed order, and normalizes each column j on its own.
+Every layer maps a float [batch, F] matrix (one column per numeric feature, in
+a fixed order) column by column.
 
-The per-batch recipe, reproduced on purpose for the comparison, takes its
-statistics over axis 0 of the *current batch*, so a row's output depends on
-its batch-mates. It computes in the input's dtype (float64 is not autocast):
+The recipe, reproduced on purpose for the comparison, takes its statistics
+over axis 0 of the *current batch* (so a row's output depends on its
+batch-mates) and computes in the input's dtype (float64 is not autocast):
 
-  BatchMinMax           y = (x - min_b) / (max_b - min_b)   no epsilon: a batch
-                        of one (or a column constant in the batch) gives NaN
-  BatchZScore           y = (x - mean_b) / (std_b + 1e-7)   population std
-                        (ddof=0): a batch of one gives 0
-  LearnedNormalization  y = (x - mean) / (std + 1e-7)       trainable mean and
-                        std, recipe init 0 and 1
+  BatchMinMax           y = (x - min_b) / (max_b - min_b)   batch of one: NaN
+  BatchZScore           y = (x - mean_b) / (std_b + 1e-7)   batch of one: 0
+  LearnedNormalization  y = (x - mean) / (std + 1e-7)       trainable mean, std
 
-The full-dataset layers bake the training set's statistics into the graph:
+The full-dataset layers bake the training set's statistics in as constants:
 
   DatasetZScore         y = (x - mean) / std          std 0 or not finite -> 0
   DatasetMinMax         y = (x - min) / (max - min)   max == min -> 0
 
-They cast x to float64 first (float32 rounds a unix timestamp near 1.4e9 to a
-multiple of 128), impute NaN with the feature's mean, clip y to
-[-OUTPUT_LIMIT, OUTPUT_LIMIT] so that +-inf inputs give finite outputs, and
-return float32. Min-max output is not clipped to [0, 1]: a value outside the
-training range maps outside it.
+in float64 (float32 rounds a unix timestamp near 1.4e9 to a multiple of 128),
+NaN imputed with the feature's mean, y clipped to [-OUTPUT_LIMIT, OUTPUT_LIMIT]
+so that +-inf inputs give finite outputs, returned as float32. Min-max output
+is not clipped to [0, 1]: a value outside the training range maps outside it.
+All std are population std (ddof=0).
 """
 
 import keras
@@ -45,20 +42,19 @@ _register = keras.saving.register_keras_serializable(package="normpipe")
 
 
 def _as_vector(name, values, finite=True):
-    """`values` as a non-empty float64 vector; ValueError naming `name`."""
     try:
         vector = np.asarray(values, dtype=np.float64)
     except (TypeError, ValueError):
         vector = np.empty((0,))
     if vector.ndim != 1 or vector.size == 0:
-        raise ValueError(f"`{name}` must be a non-empty list of floats, one per feature. Received: {name}={values!r}")
+        raise ValueError(f"`{name}` must be a list of floats, one per feature. Received: {name}={values!r}")
     if finite and not np.all(np.isfinite(vector)):
         raise ValueError(f"`{name}` must hold finite floats. Received: {name}={values!r}")
     return vector
 
 
 def _as_std(std):
-    """A std vector: >= 0, may hold inf/NaN (an unusable feature)."""
+    """>= 0; inf or NaN allowed, they mark an unusable feature."""
     vector = _as_vector("std", std, finite=False)
     if np.any(vector < 0):
         raise ValueError(f"`std` must be >= 0. Received: std={std!r}")
@@ -76,11 +72,11 @@ def _check_input_shape(layer, input_shape, num_features=None):
     if len(input_shape) != 2:
         raise ValueError(f"{layer.name} expects a [batch, F] input. Received: input_shape={input_shape}")
     if num_features is not None and input_shape[-1] not in (None, num_features):
-        raise ValueError(f"{layer.name} is set up for {num_features} features. Received: input_shape={input_shape}")
+        raise ValueError(f"{layer.name} takes {num_features} features. Received: input_shape={input_shape}")
 
 
 class _BatchLayer(keras.layers.Layer):
-    """Base of the per-batch layers: keeps the input's dtype, checks the rank."""
+    """Keeps the input's dtype (no autocast) and checks the rank."""
 
     def __init__(self, **kwargs):
         super().__init__(autocast=False, **kwargs)
@@ -93,9 +89,9 @@ class _BatchLayer(keras.layers.Layer):
 class BatchMinMax(_BatchLayer):
     """Min-max scaling with the current batch's statistics (the recipe).
 
-    y = (x - min(x, axis=0)) / (max(x, axis=0) - min(x, axis=0)) in the
-    input's dtype, no epsilon: a batch of one, or a column constant in the
-    batch, gives 0/0 = NaN. Kept to show that failure; use `DatasetMinMax`.
+    y = (x - min(x, axis=0)) / (max(x, axis=0) - min(x, axis=0)), no epsilon:
+    a batch of one, or a column constant in the batch, gives 0/0 = NaN. Kept
+    to show that failure; use `DatasetMinMax`.
 
     Args:
         **kwargs: base `keras.layers.Layer` arguments (`name`, ...).
@@ -119,8 +115,7 @@ class BatchZScore(_BatchLayer):
     """Z-score with the current batch's statistics (the recipe).
 
     y = (x - mean(x, axis=0)) / (std(x, axis=0) + 1e-7), population std
-    (ddof=0), in the input's dtype: a batch of one gives 0 for every feature.
-    Kept to show that failure; use `DatasetZScore`.
+    (ddof=0): a batch of one gives 0. Kept to show that; use `DatasetZScore`.
 
     Args:
         **kwargs: base `keras.layers.Layer` arguments (`name`, ...).
@@ -165,15 +160,14 @@ class LearnedNormalization(_BatchLayer):
     """The recipe's trainable normalization: y = (x - mean) / (std + 1e-7).
 
     `mean` and `std` are trainable float32 [F] weights, cast to the input's
-    dtype in the computation. The recipe starts them at 0 and 1 (the
-    identity) and nothing keeps std positive while training. With
-    `keep_std_positive=True` (what `from_statistics` builds) the std weight
-    carries a `MinValue(1e-6)` constraint, applied after every optimizer
-    update, and a NaN input is imputed with `mean`, so it maps to 0.
+    dtype. The recipe starts them at 0 and 1 and nothing keeps std positive.
+    With `keep_std_positive=True` (what `from_statistics` builds) a
+    `MinValue(1e-6)` constraint clips std after every optimizer update, and
+    a NaN input is imputed with `mean`, so it maps to 0.
 
     Args:
-        mean: initial mean, one finite float per feature; None: 0, with F
-            taken from the input.
+        mean: initial mean, one finite float per feature; None: 0 (F taken
+            from the input).
         std: initial std, one finite float per feature; None: 1.
         keep_std_positive: add the std constraint and the NaN imputation.
         **kwargs: base `keras.layers.Layer` arguments (`name`, ...).
@@ -197,12 +191,11 @@ class LearnedNormalization(_BatchLayer):
     def from_statistics(cls, mean, std, **kwargs):
         """The recipe's layer initialised from full-dataset statistics.
 
-        `LearnedNormalization(mean, std, keep_std_positive=True)`, except
-        that a zero or non-finite std is replaced by 1.0, so that a feature
-        constant in the training data maps to x - mean (0 on that data)
-        instead of being divided by 1e-7, and a positive std is raised to at
-        least 1e-6, the constraint's floor. On finite data its initial output
-        equals `DatasetZScore`'s, up to the 1e-7 epsilon and float32 weights.
+        `LearnedNormalization(mean, std, keep_std_positive=True)`, but a zero
+        or non-finite std becomes 1.0 (a feature constant in the training data
+        maps to x - mean, 0 on that data, instead of being divided by 1e-7)
+        and a positive std is raised to at least 1e-6. On finite data the
+        initial output is `DatasetZScore`'s, up to the epsilon and float32.
 
         Args:
             mean: full-dataset mean, one finite float per feature.
@@ -246,14 +239,16 @@ class LearnedNormalization(_BatchLayer):
 
 
 class _DatasetLayer(keras.layers.Layer):
-    """Base of the full-dataset layers: y = (x - shift) / scale, made safe.
+    """y = (x - _shift) / _scale, NaN -> _fill, 0 where not _scaled (float64 numpy).
 
-    Subclasses set `_fill` (imputes NaN), `_shift`, `_scale` and `_scaled`
-    (False where the scale is unusable and the output is 0), all float64.
+    `_statistics` holds the constructor's arguments, for `get_config`.
     """
 
     def __init__(self, **kwargs):
         super().__init__(autocast=False, **kwargs)
+
+    def get_config(self):
+        return {**super().get_config(), **{k: v.tolist() for k, v in self._statistics.items()}}
 
     def build(self, input_shape):
         _check_input_shape(self, input_shape, len(self._shift))
@@ -272,9 +267,9 @@ class DatasetZScore(_DatasetLayer):
     """Z-score with full-dataset statistics baked in as float64 constants.
 
     y = (x - mean) / std in float64, returned as float32; x may be float32 or
-    float64. A NaN input is imputed with the mean (y = 0); a feature whose std
-    is 0 or not finite maps to 0 for every input; y is clipped to [-1e6, 1e6]
-    (`OUTPUT_LIMIT`), so +-inf inputs give finite outputs.
+    float64. NaN is imputed with the mean (y = 0). A feature whose std is 0 or
+    not finite maps to 0. y is clipped to [-1e6, 1e6] (`OUTPUT_LIMIT`), so
+    +-inf inputs give finite outputs.
 
     Args:
         mean: full-dataset mean, one finite float per feature.
@@ -294,11 +289,7 @@ class DatasetZScore(_DatasetLayer):
         self._scale = _as_std(std)
         _check_lengths(mean=self._shift, std=self._scale)
         self._scaled = np.isfinite(self._scale) & (self._scale > 0)
-
-    def get_config(self):
-        config = super().get_config()
-        config.update(mean=self._shift.tolist(), std=self._scale.tolist())
-        return config
+        self._statistics = {"mean": self._shift, "std": self._scale}
 
 
 @_register
@@ -306,10 +297,9 @@ class DatasetMinMax(_DatasetLayer):
     """Min-max scaling with full-dataset statistics baked in as float64 constants.
 
     y = (x - min) / (max - min) in float64, returned as float32; x may be
-    float32 or float64. A NaN input is imputed with the mean, giving
-    (mean - min) / (max - min); a feature with max == min maps to 0 for every
-    input. A value outside the training range maps outside [0, 1]; y is only
-    clipped to [-1e6, 1e6] (`OUTPUT_LIMIT`), so +-inf inputs give finite outputs.
+    float32 or float64. NaN is imputed with the mean: (mean - min) / (max -
+    min). A feature with max == min maps to 0. y is not clipped to [0, 1],
+    only to [-1e6, 1e6] (`OUTPUT_LIMIT`), so +-inf inputs give finite outputs.
 
     Args:
         min: full-dataset minimum, one finite float per feature.
@@ -334,8 +324,4 @@ class DatasetMinMax(_DatasetLayer):
             raise ValueError(f"`max` must be >= `min` for every feature. Received: min={min!r}, max={max!r}")
         self._scale = self._max - self._shift
         self._scaled = self._scale > 0
-
-    def get_config(self):
-        config = super().get_config()
-        config.update(min=self._shift.tolist(), max=self._max.tolist(), mean=self._fill.tolist())
-        return config
+        self._statistics = {"min": self._shift, "max": self._max, "mean": self._fill}

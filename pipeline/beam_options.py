@@ -13,7 +13,13 @@ def make_options(beam_args) -> PipelineOptions:
     Beam's default runner first tries Prism, which downloads a binary; naming
     DirectRunner keeps a laptop run offline and predictable.
     """
-    options = PipelineOptions(list(beam_args or []))
+    beam_args = list(beam_args or [])
+    if not any(a.startswith("--default_sdk_harness_log_level") for a in beam_args):
+        # Worker processes would log a user error (bad value in the data) with
+        # a traceback; normpipe reports it once, on one line. Pass
+        # --default_sdk_harness_log_level=INFO to see worker logs.
+        beam_args.append("--default_sdk_harness_log_level=CRITICAL")
+    options = PipelineOptions(beam_args)
     standard = options.view_as(StandardOptions)
     if not standard.runner:
         standard.runner = "DirectRunner"

@@ -59,6 +59,11 @@ def main(argv=None) -> int:
     parser = build_parser()
     args, beam_args = parser.parse_known_args(argv)
     logging.getLogger().setLevel(logging.WARNING)
+    # A user error raised in a DoFn is reported once, on one line, by main();
+    # Beam would also log it with a worker traceback.
+    logging.getLogger("apache_beam.runners.common").setLevel(logging.CRITICAL)
+    logging.getLogger("apache_beam.runners.worker").setLevel(logging.CRITICAL)
+    logging.getLogger("apache_beam.runners.portability").setLevel(logging.CRITICAL)
     from components.errors import find_user_error  # pylint: disable=import-outside-toplevel
 
     try:
