@@ -32,7 +32,33 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     stats = commands.add_parser("stats", help="full-dataset statistics to statistics.json")
     _add_input_flags(stats)
+    tfm = commands.add_parser("transform", help="tf.Transform graph + transformed TFRecords")
+    _add_input_flags(tfm)
+    _add_transform_flags(tfm)
+    compare = commands.add_parser("compare", help="per-batch vs full-dataset normalization")
+    _add_input_flags(compare)
+    _add_transform_flags(compare)
+    compare.add_argument("--batch-sizes", type=_split_ints, default=(1, 2, 8, 32, 128, 1024, 8192))
+    compare.add_argument("--seed", type=int, default=0, help="seed of the shuffled order")
     return parser
+
+
+def _split_ints(text):
+    try:
+        values = tuple(int(v) for v in _split_list(text))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers. Received: {text!r}") from None
+    if any(v < 1 for v in values):
+        raise argparse.ArgumentTypeError(f"batch sizes must be >= 1. Received: {text!r}")
+    return values
+
+
+def _add_transform_flags(parser):
+    parser.add_argument("--method", choices=("zscore", "minmax", "both"), default="zscore")
+    parser.add_argument(
+        "--materialize", action=argparse.BooleanOptionalAction, default=True,
+        help="write the transformed data as gzip TFRecords (default: yes)",
+    )
 
 
 class _ArgumentError(Exception):
@@ -51,6 +77,18 @@ def _run(args, beam_args) -> int:
         config = stats.StatsConfig(args.input, args.output_dir, args.format, args.features, args.label)
         document = stats.run_stats(config, beam_args)
         print(stats.format_table(document))
+        return 0
+    if args.command in ("transform", "compare"):
+        from pipeline import transform  # pylint: disable=import-outside-toplevel
+
+        config = transform.TransformConfig(
+            args.input, args.output_dir, args.format, args.features, args.label, args.method, args.materialize
+        )
+        spec, _ = transform.run_transform(config, beam_args)
+        if args.command == "compare":
+            from pipeline import compare  # pylint: disable=import-outside-toplevel
+
+            compare.run_compare(spec, args.output_dir, args.method, args.batch_sizes, args.seed)
         return 0
     raise AssertionError(args.command)
 

@@ -1,0 +1,201 @@
+"""Transform: full-dataset normalization as a tf.Transform graph.
+
+For each numeric feature x, with full-dataset statistics from the same
+analyzers that statistics.json reports (see statistics.py):
+
+  missing (NaN)  imputed with the full-dataset mean
+  zscore         x_z  = (x - mean) / std            (population std, ddof=0)
+  minmax         x_01 = (x - min) / (max - min)
+
+computed in float64 and emitted as float32 model inputs. A feature with zero
+variance (or min == max, or no present value) maps to 0.0: the feature carries
+no information, and 0.0 is what its imputed mean maps to. Results are clipped
+to +-OUTPUT_LIMIT so that an infinite serving input yields a finite value.
+The label, if any, passes through as float32 under its raw name.
+"""
+
+import dataclasses
+import json
+import os
+from typing import Optional, Tuple
+
+import apache_beam as beam
+import numpy as np
+import pyarrow as pa
+import tensorflow as tf
+import tensorflow_transform.beam as tft_beam
+
+from components import statistics
+
+METHODS = ("zscore", "minmax")
+SUFFIX = {"zscore": "_z", "minmax": "_01"}
+OUTPUT_LIMIT = 1e6
+METADATA_FILE = "normpipe_transform.json"
+
+
+@dataclasses.dataclass(frozen=True)
+class TransformOptions:
+    """What the preprocessing_fn computes.
+
+    Args:
+      features: numeric raw features to normalize, in order.
+      method: "zscore", "minmax" or "both".
+      label: raw label column passed through as float32, or None.
+      centers: per-feature centering constants for accurate analyzers.
+    """
+
+    features: Tuple[str, ...]
+    method: str = "zscore"
+    label: Optional[str] = None
+    centers: Optional[Tuple[float, ...]] = None
+
+    def __post_init__(self):
+        if self.method not in METHODS + ("both",):
+            raise ValueError(f"method must be one of zscore, minmax, both. Received: {self.method!r}")
+        if not self.features:
+            raise ValueError("features must not be empty. Received: ()")
+        if self.centers is not None and len(self.centers) != len(self.features):
+            raise ValueError(f"centers must have one value per feature. Received: {len(self.centers)} centers")
+
+    @property
+    def methods(self) -> Tuple[str, ...]:
+        return METHODS if self.method == "both" else (self.method,)
+
+    def output_names(self, method: str) -> Tuple[str, ...]:
+        return tuple(name + SUFFIX[method] for name in self.features)
+
+
+def _safe_divide(numerator, denominator):
+    """numerator / denominator where denominator > 0 and finite, else 0."""
+    ok = tf.logical_and(denominator > 0, tf.math.is_finite(denominator))
+    safe = tf.where(ok, denominator, tf.ones_like(denominator))
+    return tf.where(ok[tf.newaxis, :], numerator / safe, tf.zeros_like(numerator))
+
+
+def normalize(x, stats, method):
+    """float64 [batch, F] raw values -> float32 normalized values."""
+    mean = tf.where(stats["count"] > 0, stats["mean"], tf.zeros_like(stats["mean"]))
+    imputed = tf.where(tf.math.is_nan(x), tf.broadcast_to(mean, tf.shape(x)), x)
+    if method == "zscore":
+        scaled = _safe_divide(imputed - mean, tf.sqrt(tf.maximum(stats["var"], 0.0)))
+    else:
+        scaled = _safe_divide(imputed - stats["min"], stats["max"] - stats["min"])
+    return tf.cast(tf.clip_by_value(scaled, -OUTPUT_LIMIT, OUTPUT_LIMIT), tf.float32)
+
+
+def make_preprocessing_fn(options: TransformOptions):
+    """The tf.Transform preprocessing_fn: normalized features + statistics."""
+
+    def preprocessing_fn(inputs):
+        x = statistics.stack_features(inputs, options.features)
+        stats = statistics.analyze_features(x, options.centers)
+        outputs = statistics.statistics_outputs(inputs, options.features, stats=stats)
+        for method in options.methods:
+            normalized = normalize(x, stats, method)
+            for i, name in enumerate(options.output_names(method)):
+                outputs[name] = normalized[:, i]
+        if options.label:
+            outputs[options.label] = tf.cast(inputs[options.label], tf.float32)
+        return outputs
+
+    return preprocessing_fn
+
+
+class _EncodeExamples(beam.DoFn):
+    """Transformed record batches -> serialized tf.train.Examples.
+
+    The statistics column is dropped: it exists only to carry float64
+    analyzer results out of the graph.
+    """
+
+    def setup(self):
+        from tfx_bsl.coders import example_coder  # pylint: disable=import-outside-toplevel
+
+        self._encoder = example_coder.RecordBatchToExamplesEncoder()
+
+    def process(self, element):
+        batch, _ = element
+        keep = [i for i, name in enumerate(batch.schema.names) if name != statistics.STATS_KEY]
+        batch = pa.RecordBatch.from_arrays([batch.column(i) for i in keep], [batch.schema.names[i] for i in keep])
+        yield from self._encoder.encode(batch)
+
+
+class AnalyzeAndTransform(beam.PTransform):
+    """Record batches -> transform_fn in `transform_dir` and, optionally,
+    gzip TFRecords of transformed tf.train.Examples under `examples_prefix`."""
+
+    def __init__(self, options: TransformOptions, tensor_config, transform_dir, examples_prefix=None):
+        super().__init__()
+        self._options = options
+        self._tensor_config = tensor_config
+        self._transform_dir = transform_dir
+        self._examples_prefix = examples_prefix
+
+    def expand(self, batches):
+        dataset = (batches, self._tensor_config)
+        fn = make_preprocessing_fn(self._options)
+        if self._examples_prefix is None:
+            transform_fn = dataset | "Analyze" >> tft_beam.AnalyzeDataset(fn)
+        else:
+            (transformed, _), transform_fn = dataset | "AnalyzeAndTransform" >> tft_beam.AnalyzeAndTransformDataset(
+                fn, output_record_batches=True
+            )
+            _ = (
+                transformed
+                | "EncodeExamples" >> beam.ParDo(_EncodeExamples())
+                | "WriteExamples" >> beam.io.WriteToTFRecord(
+                    self._examples_prefix, file_name_suffix=".tfrecord.gz"
+                )
+            )
+        return transform_fn | "WriteTransformFn" >> tft_beam.WriteTransformFn(self._transform_dir)
+
+
+def write_metadata(transform_dir: str, options: TransformOptions, numeric) -> None:
+    """Records what the graph expects and emits, beside transform_fn/.
+
+    tf.Transform's own raw metadata cannot describe float64 inputs, so the raw
+    input names (all float64, shape [batch]) are kept here. The statistics
+    output is removed from transformed_metadata: it is not in the
+    materialized examples, and a TFX Trainer parses those with
+    `TFTransformOutput.transformed_feature_spec()`.
+    """
+    from tensorflow_transform.tf_metadata import metadata_io  # pylint: disable=import-outside-toplevel
+    from tensorflow_transform.tf_metadata.dataset_metadata import DatasetMetadata  # pylint: disable=import-outside-toplevel
+
+    metadata_dir = os.path.join(transform_dir, "transformed_metadata")
+    schema = metadata_io.read_metadata(metadata_dir).schema
+    kept = [f for f in schema.feature if f.name != statistics.STATS_KEY]
+    del schema.feature[:]
+    schema.feature.extend(kept)
+    metadata_io.write_metadata(DatasetMetadata(schema), metadata_dir)
+    document = {
+        "raw_inputs": list(numeric),
+        "raw_dtype": "float64",
+        "features": list(options.features),
+        "label": options.label,
+        "methods": list(options.methods),
+        "outputs": {m: list(options.output_names(m)) for m in options.methods},
+        "output_limit": OUTPUT_LIMIT,
+        "statistics_key": statistics.STATS_KEY,
+    }
+    with open(os.path.join(transform_dir, METADATA_FILE), "w", encoding="utf-8") as f:
+        json.dump(document, f, indent=2)
+
+
+def read_metadata(transform_dir: str) -> dict:
+    with open(os.path.join(transform_dir, METADATA_FILE), encoding="utf-8") as f:
+        return json.load(f)
+
+
+class TransformGraph:
+    """The saved transform graph, applied eagerly to float64 numpy columns."""
+
+    def __init__(self, transform_dir: str):
+        self.metadata = read_metadata(transform_dir)
+        self._graph = statistics.load_transform_graph(transform_dir)
+
+    def __call__(self, columns: dict) -> dict:
+        """columns: {raw name: float64 [n]} -> {output name: float32 [n]}."""
+        inputs = {n: tf.constant(np.asarray(columns[n], np.float64)) for n in self.metadata["raw_inputs"]}
+        outputs = self._graph.transform_fn(inputs)
+        return {k: v.numpy() for k, v in outputs.items() if k != statistics.STATS_KEY}

@@ -1,0 +1,79 @@
+"""`normpipe transform`: tf.Transform output and transformed TFRecords.
+
+Layout under <output-dir>:
+  transform/              transform_fn/, transformed_metadata/ (tf.Transform),
+                          normpipe_transform.json (raw inputs, outputs)
+  transformed/            part-*.tfrecord.gz of tf.train.Example (unless
+                          --no-materialize)
+  statistics.json         decoded from transform/'s graph: the same numbers
+"""
+
+import dataclasses
+import os
+import shutil
+import time
+from typing import Optional, Tuple
+
+import apache_beam as beam
+import tensorflow_transform.beam as tft_beam
+
+from components import atomic, ingest, statistics, transform
+from components.errors import UserError
+from pipeline import beam_options
+from pipeline.progress import progress
+from pipeline.stats import inspect, statistics_document
+
+
+@dataclasses.dataclass(frozen=True)
+class TransformConfig:
+    input: str
+    output_dir: str
+    format: Optional[str] = None
+    features: Optional[Tuple[str, ...]] = None
+    label: Optional[str] = None
+    method: str = "zscore"
+    materialize: bool = True
+
+    def __post_init__(self):
+        if self.method not in transform.METHODS + ("both",):
+            raise ValueError(f"method must be zscore, minmax or both. Received: {self.method!r}")
+
+
+def _replace_dir(src: str, dst: str) -> None:
+    """Moves a finished directory into place, replacing an older one whole."""
+    with atomic.atomic_directory(dst) as tmp:
+        os.rmdir(tmp)
+        shutil.move(src, tmp)
+
+
+def run_transform(config: TransformConfig, beam_args=()):
+    """Runs analysis + transform in one Beam pipeline; returns (spec, statistics doc)."""
+    spec = inspect(config)
+    options = transform.TransformOptions(spec.features, config.method, spec.label, spec.centers)
+    start = time.time()
+    with beam_options.TempDir(config.output_dir) as tmp:
+        transform_dir = os.path.join(tmp, "transform")
+        examples_dir = os.path.join(tmp, "transformed")
+        prefix = os.path.join(examples_dir, "part") if config.materialize else None
+        with beam.Pipeline(options=beam_options.make_options(beam_args)) as p, tft_beam.Context(
+            temp_dir=os.path.join(tmp, "tft")
+        ):
+            _ = (
+                p
+                | "ReadInput" >> ingest.ReadRecordBatches(spec)
+                | "Transform" >> transform.AnalyzeAndTransform(
+                    options, ingest.tensor_adapter_config(spec), transform_dir, prefix
+                )
+            )
+        transform.write_metadata(transform_dir, options, spec.numeric)
+        stats = statistics.read_statistics(transform_dir, spec.features, spec.numeric)
+        if stats["num_examples"] == 0:
+            raise UserError(f"{config.input}: no data rows")
+        progress(f"transform: {stats['num_examples']:,} rows analyzed and transformed in {time.time() - start:.1f}s")
+        _replace_dir(transform_dir, os.path.join(config.output_dir, "transform"))
+        if config.materialize:
+            _replace_dir(examples_dir, os.path.join(config.output_dir, "transformed"))
+    document = statistics_document(spec, stats)
+    atomic.write_json_atomic(os.path.join(config.output_dir, "statistics.json"), document)
+    progress(f"wrote {config.output_dir}/transform/, statistics.json" + (", transformed/" if config.materialize else ""))
+    return spec, document
