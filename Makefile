@@ -17,7 +17,7 @@ $(STAMP): setup.py
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(VENV)/bin/normpipe stats --input data/chicago_taxi_15k.csv --output-dir $(DEMO_OUT)
+	$(VENV)/bin/normpipe compare --input data/chicago_taxi_15k.csv --output-dir $(DEMO_OUT) --label tips --method both
 
 test: $(STAMP)
 	$(PYTHON) -m pytest -q tests

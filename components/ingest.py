@@ -307,3 +307,28 @@ def _read_tfrecord_file(path: str):
             yield record
     except Exception as exc:  # bad CRC, truncated record, bad gzip stream
         raise UserError(f"{path}: corrupt TFRecord data ({str(exc).splitlines()[0][:160]})") from None
+
+
+def iter_record_batches(spec: InputSpec, rows_per_batch: int = 65536):
+    """Canonical record batches in file order, streamed in this process.
+
+    The same readers as `ReadRecordBatches`, for stages that walk the data
+    once outside a pipeline (the comparison); memory stays flat.
+    """
+    if spec.format == "csv":
+        reader = csv_reader.ReadCsvRange(spec.columns, spec.numeric, spec.block_size)
+        for path in spec.files:
+            for element in csv_reader.plan_ranges(path):
+                yield from reader.process(element)
+        return
+    decoder = DecodeExamples(spec)
+    decoder.setup()
+    for path in spec.files:
+        records = []
+        for record in _read_tfrecord_file(path):
+            records.append(record)
+            if len(records) == rows_per_batch:
+                yield from decoder.process(records)
+                records = []
+        if records:
+            yield from decoder.process(records)

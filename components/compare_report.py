@@ -1,0 +1,134 @@
+"""Comparison outputs: comparison.json, a readable comparison.md, a plot.
+
+All three are written to temporary names and renamed into place.
+"""
+
+import os
+import tempfile
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only, no display
+import matplotlib.pyplot as plt  # pylint: disable=wrong-import-position
+
+from components import atomic  # pylint: disable=wrong-import-position
+
+
+def _fmt(value):
+    if value is None:
+        return "—"
+    return "0" if value == 0 else f"{value:.2g}"
+
+
+def _lookup(records):
+    return {(r["feature"], r["method"], r["order"], r["batch_size"]): r for r in records}
+
+
+def summary_figures(records):
+    """Mean over features of the mean abs error, and non-finite fraction, per (method, order, b)."""
+    figures = {}
+    for r in records:
+        key = (r["method"], r["order"], r["batch_size"])
+        figures.setdefault(key, []).append(r)
+    out = {}
+    for key, rows in figures.items():
+        errors = [r["mean_abs_error"] for r in rows if r["mean_abs_error"] is not None]
+        out[key] = {
+            "mean_abs_error": sum(errors) / len(errors) if errors else None,
+            "nonfinite_fraction": sum(r["nonfinite_fraction"] for r in rows) / len(rows),
+        }
+    return out
+
+
+def render_markdown(document) -> str:
+    records, sizes = document["records"], document["batch_sizes"]
+    features, methods = document["features"], document["methods"]
+    table = _lookup(records)
+    summary = summary_figures(records)
+    lines = [
+        "# Per-batch vs full-dataset normalization",
+        "",
+        f"{document['num_examples']:,} rows, {len(features)} features. Each cell: mean absolute error of the "
+        "recipe's per-batch normalization against the full-dataset normalization of the same row "
+        "(normalized units); in brackets, the fraction of NaN/inf outputs where there are any.",
+        "",
+    ]
+    for method in methods:
+        for order in ("file", "shuffled"):
+            lines += [f"## {method}, {order} order", ""]
+            lines.append("| feature | " + " | ".join(f"b={b}" for b in sizes) + " |")
+            lines.append("|---|" + "---:|" * len(sizes))
+            for name in features:
+                cells = []
+                for b in sizes:
+                    r = table[(name, method, order, b)]
+                    cell = _fmt(r["mean_abs_error"])
+                    if r["nonfinite_fraction"]:
+                        cell += f" ({r['nonfinite_fraction']:.0%} NaN)"
+                    cells.append(cell)
+                lines.append(f"| {name} | " + " | ".join(cells) + " |")
+            lines.append("")
+    lines += ["## Conclusion", ""] + [f"- {c}" for c in conclusions(summary, sizes, methods, document["num_examples"])]
+    return "\n".join(lines) + "\n"
+
+
+def conclusions(summary, sizes, methods, num_examples):
+    out = []
+    smallest, largest = min(sizes), max(sizes)
+    for method in methods:
+        small = summary[(method, "shuffled", smallest)]
+        large = summary[(method, "shuffled", largest)]
+        out.append(
+            f"{method}: at batch size {smallest} the mean error is {_fmt(small['mean_abs_error'])} "
+            f"with {small['nonfinite_fraction']:.0%} NaN/inf outputs; at {largest} it is "
+            f"{_fmt(large['mean_abs_error'])} with {large['nonfinite_fraction']:.0%}."
+        )
+    out.append(
+        "Per-batch statistics make a row's value depend on its batch-mates; a serving request of one row "
+        "gets NaN (min-max) or 0 (z-score). Full-dataset statistics, computed once by the tf.Transform "
+        "analyzers and embedded in the graph, give every row the same value in training and in serving."
+    )
+    if largest >= num_examples:
+        out.append(f"With one batch of {largest} >= {num_examples:,} rows the per-batch statistics are the full ones and the error is ~0.")
+    return out
+
+
+def render_plot(document, path):
+    methods = document["methods"]
+    fig, axes = plt.subplots(1, len(methods), figsize=(6.5 * len(methods), 4.8), squeeze=False)
+    table = _lookup(document["records"])
+    sizes = document["batch_sizes"]
+    colors = plt.get_cmap("tab20")
+    for ax, method in zip(axes[0], methods):
+        for index, name in enumerate(document["features"]):
+            for order, style in (("shuffled", "-"), ("file", ":")):
+                errors = [table[(name, method, order, b)]["mean_abs_error"] for b in sizes]
+                # None (all outputs NaN) and exact zeros have no place on a log axis.
+                ys = [e if e else float("nan") for e in errors]
+                ax.plot(sizes, ys, style, marker="o", markersize=3, color=colors(index % 20),
+                        label=name if order == "shuffled" else None)
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+        ax.set_xlabel("batch size")
+        ax.set_ylabel("mean |per-batch - full-dataset|")
+        ax.set_title(f"{method} (solid: shuffled, dotted: file order; 0 and all-NaN not drawn)", fontsize=9)
+        ax.grid(True, which="both", alpha=0.3)
+    axes[0][-1].legend(fontsize=7, loc="upper right", ncol=2)
+    fig.tight_layout()
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=".comparison.", suffix=".png", dir=directory)
+    os.close(fd)
+    try:
+        fig.savefig(tmp, dpi=110)
+        os.replace(tmp, path)
+    finally:
+        plt.close(fig)
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def write_outputs(document, output_dir):
+    """comparison.json, comparison.md and comparison.png under output_dir."""
+    atomic.write_json_atomic(os.path.join(output_dir, "comparison.json"), document)
+    atomic.write_text_atomic(os.path.join(output_dir, "comparison.md"), render_markdown(document))
+    render_plot(document, os.path.join(output_dir, "comparison.png"))

@@ -1,0 +1,49 @@
+"""`normpipe compare`: per-batch vs full-dataset normalization report."""
+
+import json
+import os
+import time
+
+import numpy as np
+
+from components import compare, compare_report, ingest, transform
+from components.compare import CompareOptions
+from pipeline.progress import progress
+
+
+def make_batches_fn(spec, graph, methods):
+    """Yields (raw, NaN for missing; reference per method), file order."""
+    names = {m: compare.output_names(spec.features, m) for m in methods}
+
+    def batches():
+        for batch in ingest.iter_record_batches(spec):
+            columns = {n: batch.column(i).flatten().to_numpy(zero_copy_only=False) for i, n in enumerate(spec.numeric)}
+            outputs = graph(columns)
+            raw = np.stack([columns[n] for n in spec.features], axis=1)
+            yield (raw, *(np.stack([outputs[n] for n in names[m]], axis=1) for m in methods))
+
+    return batches
+
+
+def run_compare(spec, output_dir, method, batch_sizes, seed):
+    start = time.time()
+    with open(os.path.join(output_dir, "statistics.json"), encoding="utf-8") as f:
+        stats = json.load(f)
+    graph = transform.TransformGraph(os.path.join(output_dir, "transform"))
+    methods = list(graph.metadata["methods"]) if method == "both" else [method]
+    full = compare.full_statistics(stats, spec.features)
+    options = CompareOptions(tuple(batch_sizes), seed)
+    records, probes = compare.run_comparison(make_batches_fn(spec, graph, methods), methods, list(spec.features), full, options)
+    document = {
+        "num_examples": stats["num_examples"],
+        "features": list(spec.features),
+        "methods": methods,
+        "orders": list(compare.ORDERS),
+        "batch_sizes": list(options.batch_sizes),
+        "seed": seed,
+        "records": records,
+        "probe": probes,
+    }
+    compare_report.write_outputs(document, output_dir)
+    progress(f"compare: {len(records)} records in {time.time() - start:.1f}s; wrote comparison.json, comparison.md, comparison.png")
+    return document

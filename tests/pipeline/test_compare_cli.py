@@ -1,0 +1,59 @@
+"""`normpipe transform` and `normpipe compare` as a user runs them."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+import tensorflow_transform as tft
+
+from tests.conftest import run_cli, write_csv
+
+
+@pytest.fixture(scope="module")
+def small_csv(tmp_path_factory):
+    rng = np.random.default_rng(2)
+    n = 1500
+    cols = {
+        "fare": rng.lognormal(2, 0.7, n),
+        "ts": np.round(1.4e9 + rng.uniform(0, 1e8, n)),
+        "lat": np.where(rng.random(n) < 0.05, np.nan, 41.9 + rng.normal(0, 0.04, n)),
+        "tips": rng.exponential(1.0, n),
+    }
+    return write_csv(tmp_path_factory.mktemp("data") / "small.csv", cols)
+
+
+@pytest.mark.slow
+def test_compare_cli_writes_json_markdown_and_plot(tmp_path, small_csv):
+    result = run_cli([
+        "compare", "--input", str(small_csv), "--output-dir", str(tmp_path), "--label", "tips",
+        "--method", "both", "--batch-sizes", "1,8,2048",
+    ])
+    assert result.returncode == 0, result.stderr[-3000:]
+    document = json.loads((tmp_path / "comparison.json").read_text())
+    assert document["features"] == ["fare", "ts", "lat"]
+    assert len(document["records"]) == 3 * 2 * 2 * 3
+    keys = {"feature", "method", "order", "batch_size", "mean_abs_error", "p99_abs_error", "max_abs_error", "nonfinite_fraction"}
+    assert all(keys <= set(r) for r in document["records"])
+    by_key = {(r["feature"], r["method"], r["order"], r["batch_size"]): r for r in document["records"]}
+    assert by_key[("fare", "minmax", "file", 1)]["nonfinite_fraction"] == 1.0
+    assert by_key[("fare", "zscore", "shuffled", 2048)]["mean_abs_error"] < 1e-4
+    markdown = (tmp_path / "comparison.md").read_text()
+    assert "| fare |" in markdown and "## Conclusion" in markdown
+    png = (tmp_path / "comparison.png").read_bytes()
+    assert png.startswith(b"\x89PNG") and len(png) > 20000
+    # the transform output is a tf.Transform layout
+    output = tft.TFTransformOutput(str(tmp_path / "transform"))
+    assert set(output.transformed_feature_spec()) == {"fare_z", "ts_z", "lat_z", "fare_01", "ts_01", "lat_01", "tips"}
+    assert os.listdir(tmp_path / "transformed")
+    assert not [n for n in os.listdir(tmp_path) if n.startswith(".")]
+
+
+@pytest.mark.slow
+def test_transform_cli_without_materializing(tmp_path, small_csv):
+    result = run_cli(["transform", "--input", str(small_csv), "--output-dir", str(tmp_path), "--no-materialize"])
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (tmp_path / "transform" / "transform_fn" / "saved_model.pb").exists()
+    assert not (tmp_path / "transformed").exists()
+    stats = json.loads((tmp_path / "statistics.json").read_text())
+    assert stats["num_examples"] == 1500
