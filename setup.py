@@ -21,7 +21,7 @@ setup(
         "matplotlib>=3.8",
     ],
     extras_require={
-        "test": ["pytest>=8", "hypothesis>=6.100", "pandas>=2"],
+        "test": ["pytest>=8", "hypothesis>=6.100", "pandas>=2", "tensorflow-serving-api>=2.17,<2.22"],
     },
     entry_points={"console_scripts": ["normpipe=pipeline.cli:main"]},
 )

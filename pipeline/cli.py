@@ -40,6 +40,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_transform_flags(compare)
     compare.add_argument("--batch-sizes", type=_split_ints, default=(1, 2, 8, 32, 128, 1024, 8192))
     compare.add_argument("--seed", type=int, default=0, help="seed of the shuffled order")
+    exp = commands.add_parser("export", help="the transform graph as a TF Serving SavedModel")
+    exp.add_argument("--output-dir", required=True, help="a directory that `normpipe transform` wrote")
+    exp.add_argument("--model-name", default="normpipe", help="[A-Za-z0-9._-]+ (default: normpipe)")
+    exp.add_argument("--model-version", type=int, help="integer version (default: the next free one)")
     return parser
 
 
@@ -89,6 +93,19 @@ def _run(args, beam_args) -> int:
             from pipeline import compare  # pylint: disable=import-outside-toplevel
 
             compare.run_compare(spec, args.output_dir, args.method, args.batch_sizes, args.seed)
+        return 0
+    if args.command == "export":
+        from components import export  # pylint: disable=import-outside-toplevel
+        from components.errors import UserError  # pylint: disable=import-outside-toplevel
+        from pipeline.progress import progress  # pylint: disable=import-outside-toplevel
+
+        transform_dir = os.path.join(args.output_dir, "transform")
+        if not os.path.isfile(os.path.join(transform_dir, "normpipe_transform.json")):
+            raise UserError(f"{transform_dir}: no transform output; run `normpipe transform` first")
+        serving = os.path.join(args.output_dir, "serving")
+        path = export.export_normalization_model(transform_dir, serving, args.model_name, args.model_version)
+        progress(f"exported {path} (signatures: serving_default, serving_examples, transform_features)")
+        progress(f"serve: tensorflow_model_server --rest_api_port=8501 --model_config_file={os.path.abspath(serving)}/models.config")
         return 0
     raise AssertionError(args.command)
 

@@ -57,3 +57,15 @@ def test_transform_cli_without_materializing(tmp_path, small_csv):
     assert not (tmp_path / "transformed").exists()
     stats = json.loads((tmp_path / "statistics.json").read_text())
     assert stats["num_examples"] == 1500
+
+
+@pytest.mark.slow
+def test_export_cli_versions_and_name_check(tmp_path, small_csv):
+    assert run_cli(["transform", "--input", str(small_csv), "--output-dir", str(tmp_path), "--no-materialize"]).returncode == 0
+    for expected in ("1", "2"):
+        result = run_cli(["export", "--output-dir", str(tmp_path), "--model-name", "taxi"])
+        assert result.returncode == 0, result.stderr[-2000:]
+        assert (tmp_path / "serving" / "taxi" / expected / "saved_model.pb").exists()
+    bad = run_cli(["export", "--output-dir", str(tmp_path), "--model-name", "../escape"])
+    assert bad.returncode == 2 and "normpipe: error: --model-name" in bad.stderr
+    assert not (tmp_path / "escape").exists()
