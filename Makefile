@@ -18,6 +18,7 @@ install: $(STAMP)
 
 demo: $(STAMP)
 	$(VENV)/bin/normpipe compare --input data/chicago_taxi_15k.csv --output-dir $(DEMO_OUT) --label tips --method both
+	$(VENV)/bin/normpipe export --output-dir $(DEMO_OUT) --model-name taxi_normalization
 
 test: $(STAMP)
 	$(PYTHON) -m pytest -q tests
