@@ -1,4 +1,4 @@
-"""Whole-process measurements: wall clock from spawn to exit, and peak RSS.
+"""Whole-process measurements: wall clock from spawn to exit, peak RSS, CPU time.
 
 Peak RSS comes from GNU `/usr/bin/time -v` ("Maximum resident set size")
 when it exists; otherwise from `resource.getrusage(RUSAGE_CHILDREN).ru_maxrss`
@@ -8,7 +8,9 @@ kernel's maxrss of a reaped child is the max over it and its own reaped
 children, not their sum). A sampler also sums the RSS of the whole process
 tree every 0.2 s, which is what matters when a runner starts worker
 processes; being sampled, it can miss a short spike, and it counts pages
-shared between processes once per process.
+shared between processes once per process. CPU time (user + sys) and major
+page faults of the tree come from the same rusage: a run whose wall time grew
+while its CPU time did not was waiting, often on files paged out of memory.
 """
 
 import dataclasses
@@ -26,8 +28,11 @@ _PAGE = os.sysconf("SC_PAGE_SIZE")
 _WRAPPER = """
 import resource, subprocess, sys
 code = subprocess.call(sys.argv[2:])
+usage = resource.getrusage(resource.RUSAGE_CHILDREN)
 with open(sys.argv[1], "w") as f:
-    f.write("Maximum resident set size (kbytes): %d\\n" % resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+    f.write("Maximum resident set size (kbytes): %d\\n" % usage.ru_maxrss)
+    f.write("User time (seconds): %.2f\\nSystem time (seconds): %.2f\\n" % (usage.ru_utime, usage.ru_stime))
+    f.write("Major (requiring I/O) page faults: %d\\n" % usage.ru_majflt)
 sys.exit(code)
 """
 
@@ -40,6 +45,8 @@ class Run:
     returncode: int
     stdout: str
     stderr: str
+    cpu_s: float = float("nan")
+    major_faults: int = -1
 
 
 def rss_tool() -> str:
@@ -90,8 +97,8 @@ class _TreeSampler(threading.Thread):
         self.join()
 
 
-def _parse_max_rss_kb(text: str) -> float:
-    match = re.search(r"Maximum resident set size \(kbytes\): (\d+)", text)
+def _field(text: str, label: str) -> float:
+    match = re.search(re.escape(label) + r": ([0-9.]+)", text)
     return float(match.group(1)) if match else float("nan")
 
 
@@ -120,7 +127,16 @@ def run_measured(cmd, env=None, timeout=None) -> Run:
             wall = time.perf_counter() - start
             sampler.stop()
         with open(report, encoding="utf-8") as f:
-            peak_kb = _parse_max_rss_kb(f.read())
+            text = f.read()
     finally:
         os.unlink(report)
-    return Run(wall, peak_kb / 1024, sampler.peak / (1 << 20), proc.returncode, stdout, stderr)
+    return Run(
+        wall,
+        _field(text, "Maximum resident set size (kbytes)") / 1024,
+        sampler.peak / (1 << 20),
+        proc.returncode,
+        stdout,
+        stderr,
+        cpu_s=_field(text, "User time (seconds)") + _field(text, "System time (seconds)"),
+        major_faults=int(_field(text, "Major (requiring I/O) page faults")),
+    )

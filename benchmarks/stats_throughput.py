@@ -82,6 +82,7 @@ def build_parser():
     p.add_argument("--sizes", type=_sizes, help="row counts (default 1000000,5000000; --quick: 200000,1000000)")
     p.add_argument("--slow-peer-sizes", type=_sizes, help="row counts for tft (default 200000,1000000; --quick: 50000,200000)")
     p.add_argument("--repeats", type=int, help="runs per method and size, median reported (default 3; --quick: 1)")
+    p.add_argument("--warmup", type=int, default=1, help="untimed runs per method at its smallest size first (default 1)")
     p.add_argument("--methods", type=_methods, default=list(METHODS), help=f"subset of {','.join(METHODS)}")
     p.add_argument("--quick", action="store_true", help="smoke run: small sizes, one repeat")
     g = p.add_mutually_exclusive_group()
@@ -145,11 +146,13 @@ def measure_size(key, rows, repeats, args):
     for i in range(repeats):
         run, figures = run_once(key, path, args)
         runs.append(run)
-        log(f"  {key:<12} {rows:>11,} rows  run {i + 1}/{repeats}: {run.wall_s:7.2f} s  "
-            f"peak RSS {run.peak_rss_mb:7.0f} MB  tree {run.tree_rss_mb:7.0f} MB")
+        log(f"  {key:<12} {rows:>11,} rows  run {i + 1}/{repeats}: {run.wall_s:7.2f} s  cpu {run.cpu_s:6.2f} s  "
+            f"peak RSS {run.peak_rss_mb:6.0f} MB  tree {run.tree_rss_mb:6.0f} MB  major faults {run.major_faults}")
     return {
         "rows": rows,
         "times_s": [r.wall_s for r in runs],
+        "cpu_s": [r.cpu_s for r in runs],
+        "major_faults": [r.major_faults for r in runs],
         "median_s": statistics.median(r.wall_s for r in runs),
         "peak_rss_mb": max(r.peak_rss_mb for r in runs),
         "tree_rss_mb": max(r.tree_rss_mb for r in runs),
@@ -161,8 +164,8 @@ def measure_size(key, rows, repeats, args):
 def fit_line(points):
     """(marginal rows/s, fixed cost s) from the smallest and largest size."""
     (n1, t1), (n2, t2) = points[0], points[-1]
-    if t2 <= t1:
-        return float("inf"), t1
+    if t2 <= t1:  # noise larger than the work: no estimate
+        return None, None
     marginal = (n2 - n1) / (t2 - t1)
     return marginal, t1 - n1 / marginal
 
@@ -171,6 +174,8 @@ def measure_method(key, args):
     sizes = args.slow_peer_sizes if METHODS[key][2] else args.sizes
     log(f"{METHODS[key][0]}: sizes {', '.join(f'{n:,}' for n in sizes)}, {args.repeats} repeat(s)")
     try:
+        for _ in range(args.warmup):  # page in the method's libraries and the data
+            run_once(key, synthetic_data.ensure_csv(args.data_dir, sizes[0], args.seed), args)
         per_size = [measure_size(key, n, args.repeats, args) for n in sizes]
     except (RuntimeError, OSError, ValueError, KeyError) as exc:
         log(f"  {key} FAILED: {exc}")
@@ -247,12 +252,15 @@ def _largest(method):
     return method["sizes"][-1]
 
 
+def _marginal(methods, key):
+    return methods[key]["marginal_rows_per_s"] if _ok(methods, key) else None
+
+
 def ratios(methods):
-    """normpipe's marginal throughput over each peer's."""
-    if not _ok(methods, "normpipe"):
-        return {}
-    base = methods["normpipe"]["marginal_rows_per_s"]
-    return {k: base / m["marginal_rows_per_s"] for k, m in methods.items() if k != "normpipe" and "error" not in m}
+    """normpipe's marginal throughput over each peer's (normpipe_mp is compared by wall time)."""
+    base = _marginal(methods, "normpipe")
+    peers = {k: _marginal(methods, k) for k in methods if not k.startswith("normpipe")}
+    return {k: base / m for k, m in peers.items() if base and m}
 
 
 def _target(name, value, passed, shown):
@@ -260,10 +268,10 @@ def _target(name, value, passed, shown):
 
 
 def _throughput_targets(methods, ratio):
-    out = []
+    out, m = [], _marginal(methods, "normpipe")
     if _ok(methods, "normpipe"):
-        m = methods["normpipe"]["marginal_rows_per_s"]
-        out.append(_target("normpipe marginal >= 1,500,000 rows/s", m, m >= TARGET_MARGINAL, f"{m:,.0f} rows/s"))
+        shown = f"{m:,.0f} rows/s" if m else "no estimate (t2 <= t1)"
+        out.append(_target("normpipe marginal >= 1,500,000 rows/s", m, bool(m and m >= TARGET_MARGINAL), shown))
     for key, need in (("tft", 15.0), ("keras", 1.5)):
         if key in ratio:
             out.append(_target(f"normpipe >= {need:g}x {key} marginal", ratio[key], ratio[key] >= need, f"{ratio[key]:.2f}x"))
@@ -300,6 +308,10 @@ def targets(results):
     return out
 
 
+def _num(x, fmt):
+    return "n/a" if x is None else format(x, fmt)
+
+
 def _sci(x):
     return f"{x:.1e}"
 
@@ -317,10 +329,10 @@ def markdown_table(results):
         rss = " / ".join(f"{s['peak_rss_mb']:.0f}" for s in m["sizes"])
         if key == "normpipe_mp":
             rss += " (tree " + " / ".join(f"{s['tree_rss_mb']:.0f}" for s in m["sizes"]) + ")"
-        ratio = "1" if key == "normpipe" else f"{results['ratios'].get(key, float('nan')):.2f}x"
+        ratio = {"normpipe": "1", "normpipe_mp": "-"}.get(key) or _num(results["ratios"].get(key), ".2f") + "x"
         acc = _largest(m)["accuracy"]
         lines.append(
-            f"| {m['label']} | {sizes} | {times} | {m['fixed_cost_s']:.2f} | {m['marginal_rows_per_s']:,.0f} | "
+            f"| {m['label']} | {sizes} | {times} | {_num(m['fixed_cost_s'], '.2f')} | {_num(m['marginal_rows_per_s'], ',.0f')} | "
             f"{rss} | {ratio} | {_sci(acc['mean_rel_err'])} | {_sci(acc['std_rel_err'])} |"
         )
     return "\n".join(lines)
@@ -335,9 +347,9 @@ def print_report(results):
             continue
         print(f"{m['label']}")
         for s in m["sizes"]:
-            print(f"  {s['rows']:>11,} rows: {s['median_s']:7.2f} s   peak RSS {s['peak_rss_mb']:6.0f} MB"
-                  f"   tree RSS {s['tree_rss_mb']:6.0f} MB")
-        print(f"  fixed cost t(0) {m['fixed_cost_s']:.2f} s   marginal {m['marginal_rows_per_s']:,.0f} rows/s")
+            print(f"  {s['rows']:>11,} rows: {s['median_s']:7.2f} s (cpu {statistics.median(s['cpu_s']):6.2f} s)"
+                  f"   peak RSS {s['peak_rss_mb']:6.0f} MB   tree RSS {s['tree_rss_mb']:6.0f} MB")
+        print(f"  fixed cost t(0) {_num(m['fixed_cost_s'], '.2f')} s   marginal {_num(m['marginal_rows_per_s'], ',.0f')} rows/s")
     if _ok(methods, "tft"):
         sizes = ", ".join(_rows(s["rows"]) for s in methods["tft"]["sizes"])
         print(f"  (tf.Transform on CsvTFXIO is slow: measured at --slow-peer-sizes {sizes}; its marginal "
@@ -345,8 +357,9 @@ def print_report(results):
     if _ok(methods, "normpipe", "normpipe_mp"):
         ups = [f"{_rows(a['rows'])}: {a['median_s'] / b['median_s']:.2f}x"
                for a, b in zip(methods["normpipe"]["sizes"], methods["normpipe_mp"]["sizes"])]
-        m = methods["normpipe_mp"]["marginal_rows_per_s"] / methods["normpipe"]["marginal_rows_per_s"]
-        print(f"\n== 2 workers vs 1: wall-time speed-up {', '.join(ups)}; marginal-throughput ratio {m:.2f}x")
+        one, two = _marginal(methods, "normpipe"), _marginal(methods, "normpipe_mp")
+        m = f"{two / one:.2f}x" if one and two else "n/a"
+        print(f"\n== 2 workers vs 1: wall-time speed-up {', '.join(ups)}; marginal-throughput ratio {m}")
     print("\n== normpipe marginal throughput / peer marginal throughput")
     for key, r in results["ratios"].items():
         print(f"  vs {methods[key]['label']}: {r:.2f}x")
@@ -385,6 +398,7 @@ def environment(args):
         "sizes": args.sizes,
         "slow_peer_sizes": args.slow_peer_sizes,
         "repeats": args.repeats,
+        "warmup": args.warmup,
         "seed": args.seed,
         "keras_batch_size": args.keras_batch_size,
         "rss_tool": measure.rss_tool(),

@@ -14,7 +14,8 @@ Eight float features on deliberately mixed scales:
 Values are rounded before writing and written with pyarrow's shortest
 round-trip float formatting, so the parsed CSV holds exactly the float64
 values that the reference statistics (numpy, float64, ddof=0, missing
-skipped) were computed on. A missing value is an empty cell. The header is
+skipped) were computed on. A reference file made by an older version of this
+module is regenerated (`REFERENCE_VERSION`). A missing value is an empty cell. The header is
 written without quotes: normpipe does not split a file that holds a quote.
 
 Files are keyed by size and seed and reused when present:
@@ -40,6 +41,7 @@ FEATURES = (
 )
 OFFSET_FEATURE = "offset_1e6"
 MISSING_FRACTION = 0.01
+REFERENCE_VERSION = 2
 _CHUNK_ROWS = 1_000_000
 
 
@@ -65,13 +67,16 @@ def _chunk(rng: np.random.Generator, n: int) -> dict:
 
 
 class _Moments:
-    """Exact float64 count/sum/min/max plus a second pass-free variance.
+    """float64 count, mean, population variance, min and max, chunk by chunk.
 
-    Per-chunk (count, mean, M2) triples are merged with Chan et al.'s
-    formula, all in float64, which is exact to a few ulps for these sizes.
+    Values are shifted by the column's first present value before the
+    per-chunk (count, mean, M2) triples are merged (Chan et al.): merging the
+    means of a 1e6-offset column directly would lose ~1e-13 of the variance
+    to rounding, more than the error of the methods under test.
     """
 
     def __init__(self):
+        self.shift = None
         self.count, self.mean, self.m2 = 0, 0.0, 0.0
         self.min, self.max, self.missing = np.inf, -np.inf, 0
 
@@ -80,8 +85,11 @@ class _Moments:
         self.missing += len(values) - len(present)
         if not len(present):
             return
-        n, mean = len(present), float(np.mean(present))
-        m2 = float(np.sum((present - mean) ** 2))
+        if self.shift is None:
+            self.shift = float(present[0])
+        shifted = present - self.shift
+        n, mean = len(shifted), float(np.mean(shifted))
+        m2 = float(np.sum((shifted - mean) ** 2))
         total = self.count + n
         delta = mean - self.mean
         self.mean += delta * n / total
@@ -94,7 +102,7 @@ class _Moments:
         return {
             "count": self.count,
             "missing": self.missing,
-            "mean": self.mean,
+            "mean": self.shift + self.mean,
             "var": var,
             "std": float(np.sqrt(var)),
             "min": self.min,
@@ -109,7 +117,7 @@ def _to_table(columns: dict) -> pa.Table:
 def ensure_csv(data_dir: str, rows: int, seed: int) -> str:
     """Path of the CSV for (rows, seed), generated first if absent."""
     path = csv_path(data_dir, rows, seed)
-    if os.path.exists(path) and os.path.exists(path + ".ref.json"):
+    if os.path.exists(path) and _reference_version(path) == REFERENCE_VERSION:
         return path
     os.makedirs(data_dir, exist_ok=True)
     rng = np.random.default_rng(seed)
@@ -123,11 +131,18 @@ def ensure_csv(data_dir: str, rows: int, seed: int) -> str:
             for name in FEATURES:
                 moments[name].add(columns[name])
             pacsv.write_csv(_to_table(columns), f, options)
-    reference = {"rows": rows, "seed": seed, "features": {n: m.as_dict() for n, m in moments.items()}}
+    reference = {"version": REFERENCE_VERSION, "rows": rows, "seed": seed, "features": {n: m.as_dict() for n, m in moments.items()}}
     with open(path + ".ref.json", "w", encoding="utf-8") as f:
         json.dump(reference, f, indent=2)
     os.replace(tmp, path)
     return path
+
+
+def _reference_version(path: str):
+    try:
+        return load_reference(path).get("version")
+    except (OSError, ValueError):
+        return None
 
 
 def load_reference(path: str) -> dict:
