@@ -20,6 +20,7 @@ import argparse
 import json
 import os
 import platform
+import re
 import shutil
 import statistics
 import sys
@@ -27,6 +28,7 @@ import time
 
 import measure
 import synthetic_data
+import throughput_report
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -35,6 +37,8 @@ NORMPIPE = shutil.which("normpipe", path=VENV_BIN) or shutil.which("normpipe") o
 TAXI_CSV = os.path.join(ROOT, "data", "chicago_taxi_15k.csv")
 MP_FLAGS = ("--direct_running_mode=multi_processing", "--direct_num_workers=2")
 SIZE_20M = 20_000_000
+# normpipe's progress line: "[normpipe   9.4s] statistics: 5,000,000 rows analyzed in 9.0s"
+_PIPELINE_TIME = re.compile(r"rows analyzed in ([\d.]+)s")
 
 
 def _peer(script, *args):
@@ -57,9 +61,6 @@ METHODS = {
     ),
     "tft": ("tf.Transform AnalyzeDataset on CsvTFXIO", lambda f, o, a: _peer("tft_csvtfxio.py", f, o), True),
 }
-TARGET_MARGINAL = 1_500_000
-TARGET_RSS_MB = 1.5 * 1024
-TARGET_TAXI_S = 10.0
 
 
 def _sizes(text):
@@ -107,9 +108,6 @@ def finish_args(args):
     return args
 
 
-# ---------------------------------------------------------------- running
-
-
 def warm_page_cache(path):
     with open(path, "rb") as f:
         while f.read(64 << 20):
@@ -139,20 +137,36 @@ def run_once(key, path, args):
     return run, figures
 
 
+def load_1m() -> float:
+    with open("/proc/loadavg", encoding="ascii") as f:
+        return float(f.read().split()[0])
+
+
+def pipeline_seconds(run):
+    """normpipe's own "analyzed in" time (pipeline build, run and read-back), if printed."""
+    match = _PIPELINE_TIME.search(run.stderr)
+    return float(match.group(1)) if match else None
+
+
 def measure_size(key, rows, repeats, args):
     path = synthetic_data.ensure_csv(args.data_dir, rows, args.seed)
     warm_page_cache(path)
-    runs, figures = [], None
+    runs, loads, figures = [], [], None
     for i in range(repeats):
+        loads.append(load_1m())
         run, figures = run_once(key, path, args)
         runs.append(run)
         log(f"  {key:<12} {rows:>11,} rows  run {i + 1}/{repeats}: {run.wall_s:7.2f} s  cpu {run.cpu_s:6.2f} s  "
-            f"peak RSS {run.peak_rss_mb:6.0f} MB  tree {run.tree_rss_mb:6.0f} MB  major faults {run.major_faults}")
+            f"peak RSS {run.peak_rss_mb:6.0f} MB  tree {run.tree_rss_mb:6.0f} MB  "
+            f"major faults {run.major_faults}  load before {loads[-1]:.2f}")
+    inside = [pipeline_seconds(r) for r in runs]
     return {
         "rows": rows,
         "times_s": [r.wall_s for r in runs],
         "cpu_s": [r.cpu_s for r in runs],
         "major_faults": [r.major_faults for r in runs],
+        "load_1m_before": loads,
+        "pipeline_s": statistics.median(inside) if None not in inside else None,
         "median_s": statistics.median(r.wall_s for r in runs),
         "peak_rss_mb": max(r.peak_rss_mb for r in runs),
         "tree_rss_mb": max(r.tree_rss_mb for r in runs),
@@ -208,9 +222,11 @@ def measure_taxi(args):
             return {"error": run.stderr.strip().splitlines()[-1:]}
         runs.append(run)
     import_cmd = [sys.executable, "-c", "import pipeline.stats"]
-    imports = statistics.median(measure.run_measured(import_cmd).wall_s for _ in range(args.repeats))
+    env = {**os.environ, "PYTHONPATH": ROOT + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    imports = statistics.median(measure.run_measured(import_cmd, env=env).wall_s for _ in range(args.repeats))
     return {
         "median_s": statistics.median(r.wall_s for r in runs),
+        "pipeline_s": statistics.median(pipeline_seconds(r) or 0.0 for r in runs),
         "peak_rss_mb": max(r.peak_rss_mb for r in runs),
         "python_and_imports_s": imports,
     }
@@ -222,7 +238,7 @@ def measure_20m(args, keys):
     try:
         for key in keys:
             log(f"{METHODS[key][0]}: {SIZE_20M:,} rows, 1 run (memory)")
-            result[key] = measure_size(key, SIZE_20M, 1, args)
+            result[key] = {"label": METHODS[key][0], **measure_size(key, SIZE_20M, 1, args)}
     except RuntimeError as exc:
         log(f"  20M FAILED: {exc}")
         result["error"] = str(exc)
@@ -235,160 +251,6 @@ def measure_20m(args, keys):
 
 def log(message):
     print(message, flush=True)
-
-
-# ---------------------------------------------------------------- reporting
-
-
-def _rows(n):
-    return f"{n / 1e6:g}M" if n >= 1_000_000 else f"{n / 1e3:g}k"
-
-
-def _ok(methods, *keys):
-    return all(k in methods and "error" not in methods[k] for k in keys)
-
-
-def _largest(method):
-    return method["sizes"][-1]
-
-
-def _marginal(methods, key):
-    return methods[key]["marginal_rows_per_s"] if _ok(methods, key) else None
-
-
-def ratios(methods):
-    """normpipe's marginal throughput over each peer's (normpipe_mp is compared by wall time)."""
-    base = _marginal(methods, "normpipe")
-    peers = {k: _marginal(methods, k) for k in methods if not k.startswith("normpipe")}
-    return {k: base / m for k, m in peers.items() if base and m}
-
-
-def _target(name, value, passed, shown):
-    return {"target": name, "value": value, "pass": passed, "shown": shown}
-
-
-def _throughput_targets(methods, ratio):
-    out, m = [], _marginal(methods, "normpipe")
-    if _ok(methods, "normpipe"):
-        shown = f"{m:,.0f} rows/s" if m else "no estimate (t2 <= t1)"
-        out.append(_target("normpipe marginal >= 1,500,000 rows/s", m, bool(m and m >= TARGET_MARGINAL), shown))
-    for key, need in (("tft", 15.0), ("keras", 1.5)):
-        if key in ratio:
-            out.append(_target(f"normpipe >= {need:g}x {key} marginal", ratio[key], ratio[key] >= need, f"{ratio[key]:.2f}x"))
-    if "pandas" in ratio:
-        r = 1 / ratio["pandas"]
-        out.append(_target("pandas/normpipe marginal <= 3", r, r <= 3, f"{r:.2f}"))
-    if _ok(methods, "normpipe", "normpipe_mp"):
-        one, two = _largest(methods["normpipe"]), _largest(methods["normpipe_mp"])
-        s = one["median_s"] / two["median_s"]
-        out.append(_target(f"2 workers faster than 1 at {_rows(one['rows'])}", s, s > 1, f"speed-up {s:.2f}x"))
-    return out
-
-
-def _memory_targets(methods, big):
-    """normpipe's peak RSS (largest process) and normpipe_mp's sampled tree RSS, largest size and 20M."""
-    sized = [(m["label"], _largest(m)) for k, m in methods.items() if k.startswith("normpipe") and "error" not in m]
-    sized += [(METHODS[k][0], s) for k, s in (big or {}).items() if k != "error"]
-    out = []
-    for label, size in sized:
-        field, what = ("tree_rss_mb", "tree RSS") if "workers" in label else ("peak_rss_mb", "peak RSS")
-        mb = size[field]
-        out.append(_target(f"{label} {what} at {_rows(size['rows'])} < 1.5 GB", mb, mb < TARGET_RSS_MB, f"{mb:,.0f} MB"))
-    return out
-
-
-def targets(results):
-    methods, out = results["methods"], []
-    out += _throughput_targets(methods, results["ratios"])
-    out += _memory_targets(methods, results.get("20m"))
-    taxi = results.get("taxi", {})
-    if "median_s" in taxi:
-        t = taxi["median_s"]
-        out.append(_target("normpipe on chicago_taxi_15k start to exit < 10 s", t, t < TARGET_TAXI_S, f"{t:.2f} s"))
-    return out
-
-
-def _num(x, fmt):
-    return "n/a" if x is None else format(x, fmt)
-
-
-def _sci(x):
-    return f"{x:.1e}"
-
-
-def markdown_table(results):
-    head = ("| Method | sizes | median wall time (s) | fixed cost t(0) (s) | marginal (rows/s) | "
-            "peak RSS (MB) | normpipe / method | mean rel. err | std rel. err |")
-    lines = [head, "|" + "---|" * 9]
-    for key, m in results["methods"].items():
-        if "error" in m:
-            lines.append(f"| {m['label']} | failed | | | | | | | |")
-            continue
-        sizes = " / ".join(_rows(s["rows"]) for s in m["sizes"])
-        times = " / ".join(f"{s['median_s']:.2f}" for s in m["sizes"])
-        rss = " / ".join(f"{s['peak_rss_mb']:.0f}" for s in m["sizes"])
-        if key == "normpipe_mp":
-            rss += " (tree " + " / ".join(f"{s['tree_rss_mb']:.0f}" for s in m["sizes"]) + ")"
-        ratio = {"normpipe": "1", "normpipe_mp": "-"}.get(key) or _num(results["ratios"].get(key), ".2f") + "x"
-        acc = _largest(m)["accuracy"]
-        lines.append(
-            f"| {m['label']} | {sizes} | {times} | {_num(m['fixed_cost_s'], '.2f')} | {_num(m['marginal_rows_per_s'], ',.0f')} | "
-            f"{rss} | {ratio} | {_sci(acc['mean_rel_err'])} | {_sci(acc['std_rel_err'])} |"
-        )
-    return "\n".join(lines)
-
-
-def print_report(results):
-    methods = results["methods"]
-    print("\n== Per method (median of %d; marginal and t(0) from smallest and largest size)" % results["config"]["repeats"])
-    for key, m in methods.items():
-        if "error" in m:
-            print(f"{m['label']}: FAILED")
-            continue
-        print(f"{m['label']}")
-        for s in m["sizes"]:
-            print(f"  {s['rows']:>11,} rows: {s['median_s']:7.2f} s (cpu {statistics.median(s['cpu_s']):6.2f} s)"
-                  f"   peak RSS {s['peak_rss_mb']:6.0f} MB   tree RSS {s['tree_rss_mb']:6.0f} MB")
-        print(f"  fixed cost t(0) {_num(m['fixed_cost_s'], '.2f')} s   marginal {_num(m['marginal_rows_per_s'], ',.0f')} rows/s")
-    if _ok(methods, "tft"):
-        sizes = ", ".join(_rows(s["rows"]) for s in methods["tft"]["sizes"])
-        print(f"  (tf.Transform on CsvTFXIO is slow: measured at --slow-peer-sizes {sizes}; its marginal "
-              "throughput still comes from two sizes in this run)")
-    if _ok(methods, "normpipe", "normpipe_mp"):
-        ups = [f"{_rows(a['rows'])}: {a['median_s'] / b['median_s']:.2f}x"
-               for a, b in zip(methods["normpipe"]["sizes"], methods["normpipe_mp"]["sizes"])]
-        one, two = _marginal(methods, "normpipe"), _marginal(methods, "normpipe_mp")
-        m = f"{two / one:.2f}x" if one and two else "n/a"
-        print(f"\n== 2 workers vs 1: wall-time speed-up {', '.join(ups)}; marginal-throughput ratio {m}")
-    print("\n== normpipe marginal throughput / peer marginal throughput")
-    for key, r in results["ratios"].items():
-        print(f"  vs {methods[key]['label']}: {r:.2f}x")
-    print(f"\n== Accuracy on {synthetic_data.OFFSET_FEATURE} (1e6 + N(0,1)), relative error vs numpy float64, largest size")
-    for key, m in methods.items():
-        if "error" not in m:
-            a = _largest(m)["accuracy"]
-            print(f"  {m['label']:<46} mean {_sci(a['mean_rel_err'])}   std {_sci(a['std_rel_err'])}   (std = {a['std']:.9g})")
-    print_extras(results)
-    print("\n== Targets")
-    for t in results["targets"]:
-        print(f"  {'PASS' if t['pass'] else 'FAIL'}  {t['target']}: {t['shown']}")
-    print("\n== Markdown\n")
-    print(results["markdown"])
-
-
-def print_extras(results):
-    taxi = results.get("taxi", {})
-    if "median_s" in taxi:
-        print(f"\n== normpipe on chicago_taxi_15k.csv (15,002 rows): {taxi['median_s']:.2f} s start to exit "
-              f"(peak RSS {taxi['peak_rss_mb']:.0f} MB); of which python + `import pipeline.stats`: "
-              f"{taxi['python_and_imports_s']:.2f} s")
-    for key, s in (results.get("20m") or {}).items():
-        if key != "error":
-            print(f"\n== 20M rows, {METHODS[key][0]}: {s['median_s']:.2f} s, peak RSS {s['peak_rss_mb']:.0f} MB, "
-                  f"tree RSS {s['tree_rss_mb']:.0f} MB")
-
-
-# ---------------------------------------------------------------- main
 
 
 def environment(args):
@@ -412,8 +274,6 @@ def environment(args):
 
 def main(argv=None) -> int:
     args = finish_args(build_parser().parse_args(argv))
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    os.environ["PYTHONPATH"] = ROOT + os.pathsep + os.environ.get("PYTHONPATH", "")
     log(f"peak RSS via {measure.rss_tool()}; data in {args.data_dir}")
     results = {"config": environment(args), "methods": {}}
     for key in args.methods:
@@ -422,10 +282,8 @@ def main(argv=None) -> int:
         results["taxi"] = measure_taxi(args)
     if args.with_20m:
         results["20m"] = measure_20m(args, [k for k in ("normpipe", "normpipe_mp") if k in args.methods])
-    results["ratios"] = ratios(results["methods"])
-    results["targets"] = targets(results)
-    results["markdown"] = markdown_table(results)
-    print_report(results)
+    throughput_report.summarize(results)
+    throughput_report.print_report(results)
     os.makedirs(os.path.dirname(args.results), exist_ok=True)
     with open(args.results, "w", encoding="utf-8") as f:
         json.dump(results, f, indent=2)
