@@ -19,9 +19,10 @@ setup(
         "numpy>=1.26,<3",
         "pyarrow>=14",
         "matplotlib>=3.8",
+        "tensorflow-serving-api>=2.17,<2.22",
     ],
     extras_require={
-        "test": ["pytest>=8", "hypothesis>=6.100", "pandas>=2", "tensorflow-serving-api>=2.17,<2.22"],
+        "test": ["pytest>=8", "hypothesis>=6.100", "pandas>=2"],
     },
     entry_points={"console_scripts": ["normpipe=pipeline.cli:main"]},
 )

@@ -1,25 +1,30 @@
 """Export: a SavedModel for TF Serving with the normalization in the graph.
 
-`export_normalization_model` writes the transform graph itself as a servable
-(for teams that serve preprocessing separately):
+Signatures (tag `serve`):
 
   serving_default     one DT_DOUBLE [None] input per raw feature (NaN =
-                      missing, imputed in-graph) -> normalized features
+                      missing, imputed in-graph) -> `prediction` [None]
+                      (float32), or, without a model, the normalized features
   serving_examples    `examples`: DT_STRING [None] serialized tf.train.Example
                       (float features; absent = missing) -> the same outputs
-  transform_features  raw features in, normalized features out
+  transform_features  raw features in, the tf.Transform graph's normalized
+                      features out
 
 Inputs are float64: a float32 unix timestamp (~1.4e9) is only accurate to
-128 s, which would show up as training/serving skew.
+128 s, which would show up as training/serving skew. The tf.Transform graph is
+copied into the export (tracked by the module), so deleting the pipeline's
+transform output changes nothing.
 
-Layout: <serving-root>/<model-name>/<version>/ (tag `serve`), the version an
-integer. The SavedModel is written to a hidden temporary directory beside it
-and renamed into place, so TF Serving, which polls the model directory, never
-sees a half-written version; two exports racing for one version number end
-with one of them moving to the next number. <serving-root>/models.config is a
-`model_config_list` for `tensorflow_model_server --model_config_file`.
+Layout: <serving-root>/<model-name>/<version>/, the version an integer. The
+SavedModel, its `assets.extra/tf_serving_warmup_requests` and the verify
+sample are written to a hidden temporary directory beside it and renamed into
+place, so TF Serving, which polls the model directory, never sees a
+half-written version; two exports racing for one number end with one of them
+taking the next. <serving-root>/models.config is a `model_config_list` for
+`tensorflow_model_server --model_config_file`.
 """
 
+import json
 import os
 import re
 import shutil
@@ -32,6 +37,10 @@ from components import atomic, statistics, transform
 from components.errors import UserError
 
 _NAME = re.compile(r"^[A-Za-z0-9._-]+$")
+PREDICTION = "prediction"
+VERIFY_SAMPLE = "normpipe_verify_sample.json"
+WARMUP_FILE = "tf_serving_warmup_requests"
+MAX_WARMUP = 1000
 
 
 def check_model_name(name: str) -> str:
@@ -47,18 +56,24 @@ def existing_versions(model_dir: str):
     return sorted(int(n) for n in os.listdir(model_dir) if n.isdigit())
 
 
-class NormalizationModule(tf.Module):
-    """The tf.Transform graph wrapped with TF Serving signatures."""
+class ServingModule:
+    """The tf.Transform graph, and optionally a Keras model, with signatures.
 
-    def __init__(self, transform_dir: str):
-        super().__init__()
+    `variant` says what the model takes: "tft" -> the graph's outputs
+    `model_inputs`; any other -> the raw float64 features.
+    """
+
+    def __init__(self, transform_dir: str, model=None, variant="tft", model_inputs=None):
         self.metadata = transform.read_metadata(transform_dir)
         self.transform = statistics.load_transform_graph(transform_dir)
         self.features = list(self.metadata["features"])
         self.outputs = [o for m in self.metadata["methods"] for o in self.metadata["outputs"][m]]
+        self.model = model
+        self._variant = variant
+        self._model_inputs = list(model_inputs or [])
 
     def normalize(self, inputs: dict) -> dict:
-        """Raw float64 features -> normalized float32 features."""
+        """Raw float64 features -> the graph's normalized float32 features."""
         batch = tf.shape(inputs[self.features[0]])[0]
         missing = tf.fill([batch], tf.constant(np.nan, tf.float64))
         # The graph also takes the label; serving requests have none.
@@ -66,25 +81,43 @@ class NormalizationModule(tf.Module):
         outputs = self.transform.transform_fn(raw)
         return {name: outputs[name] for name in self.outputs}
 
-    def signatures(self):
+    def predict(self, inputs: dict) -> dict:
+        if self.model is None:
+            return self.normalize(inputs)
+        if self._variant == "tft":
+            normalized = self.normalize(inputs)
+            x = tf.stack([normalized[n] for n in self._model_inputs], axis=1)
+        else:
+            x = tf.stack([inputs[n] for n in self.features], axis=1)
+        prediction = self.model(x, training=False)
+        return {PREDICTION: tf.reshape(tf.cast(prediction, tf.float32), [-1])}
+
+    def write(self, path: str) -> None:
+        """Writes the SavedModel with Keras' ExportArchive.
+
+        ExportArchive lists the Keras 3 model's variables explicitly, which
+        the TF1 session loader (TF Serving, saved_model_cli run) needs; the
+        transform graph is tracked as a TensorFlow trackable.
+        """
+        import keras  # pylint: disable=import-outside-toplevel
+
         specs = {name: tf.TensorSpec([None], tf.float64, name=name) for name in self.features}
         parse_spec = {name: tf.io.FixedLenFeature([], tf.float32, default_value=np.nan) for name in self.features}
 
-        @tf.function(input_signature=[specs])
-        def serve_features(inputs):
-            return self.normalize(inputs)
-
-        @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
         def serve_examples(examples):
             parsed = tf.io.parse_example(examples, parse_spec)
-            return self.normalize({k: tf.cast(v, tf.float64) for k, v in parsed.items()})
+            return self.predict({k: tf.cast(v, tf.float64) for k, v in parsed.items()})
 
-        features_fn = serve_features.get_concrete_function()
-        return {
-            "serving_default": features_fn,
-            "serving_examples": serve_examples.get_concrete_function(),
-            "transform_features": features_fn,
-        }
+        archive = keras.export.ExportArchive()
+        archive.track(self.transform)
+        if self.model is not None:
+            archive.track(self.model)
+        archive.add_endpoint("serving_default", self.predict, input_signature=[specs])
+        archive.add_endpoint(
+            "serving_examples", serve_examples, input_signature=[tf.TensorSpec([None], tf.string, name="examples")]
+        )
+        archive.add_endpoint("transform_features", self.normalize, input_signature=[specs])
+        archive.write_out(path, verbose=False)
 
 
 def write_models_config(serving_root: str) -> str:
@@ -119,8 +152,41 @@ def publish_version(staging: str, model_dir: str, version=None) -> str:
                 raise UserError(f"{final} already exists; choose another --model-version") from None
 
 
-def export_normalization_model(transform_dir: str, serving_root: str, model_name: str, version=None) -> str:
-    """Exports the transform graph as a servable; returns the version path."""
+def write_warmup(path: str, model_name: str, features, rows: np.ndarray) -> None:
+    """PredictionLog records, one real row per PredictRequest (NaN = missing)."""
+    from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2  # pylint: disable=import-outside-toplevel
+
+    with tf.io.TFRecordWriter(path) as writer:
+        for row in rows[:MAX_WARMUP]:
+            request = predict_pb2.PredictRequest(
+                model_spec=model_pb2.ModelSpec(name=model_name, signature_name="serving_default")
+            )
+            for j, name in enumerate(features):
+                request.inputs[name].CopyFrom(tf.make_tensor_proto(np.array([row[j]], np.float64)))
+            log = prediction_log_pb2.PredictionLog(predict_log=prediction_log_pb2.PredictLog(request=request))
+            writer.write(log.SerializeToString())
+
+
+def _verify_sample(module, rows, model_outputs):
+    """Raw rows with the pipeline's own outputs for them, for `normpipe verify`."""
+    inputs = {n: tf.constant(rows[:, j]) for j, n in enumerate(module.features)}
+    normalized = {k: v.numpy() for k, v in module.normalize(inputs).items()}
+    return {
+        "features": module.features,
+        "rows": [[None if np.isnan(v) else float(v) for v in row] for row in rows],
+        "transform_features": {k: v.astype(np.float64).tolist() for k, v in normalized.items()},
+        "predictions": None if model_outputs is None else [float(v) for v in model_outputs],
+    }
+
+
+def export_model(transform_dir, serving_root, model_name, version=None, model=None, variant="tft",
+                 model_inputs=None, sample_rows=None, predict_fn=None) -> str:
+    """Exports a servable; returns the version directory.
+
+    sample_rows: raw float64 [n, F] rows (real data) for the warmup requests
+    and the verify sample; predict_fn(rows) -> the in-pipeline model's
+    predictions for them, recorded so verify can check serving against it.
+    """
     check_model_name(model_name)
     if version is not None and (not isinstance(version, int) or version < 1):
         raise UserError(f"--model-version must be a positive integer. Received: {version!r}")
@@ -130,11 +196,24 @@ def export_normalization_model(transform_dir: str, serving_root: str, model_name
         raise UserError(f"{os.path.join(model_dir, str(version))} already exists; choose another --model-version")
     staging = tempfile.mkdtemp(prefix=".export-", dir=model_dir)
     try:
-        module = NormalizationModule(transform_dir)
-        tf.saved_model.save(module, staging, signatures=module.signatures())
+        module = ServingModule(transform_dir, model, variant, model_inputs)
+        module.write(staging)
+        if sample_rows is not None and len(sample_rows):
+            extra = os.path.join(staging, "assets.extra")
+            os.makedirs(extra, exist_ok=True)
+            write_warmup(os.path.join(extra, WARMUP_FILE), model_name, module.features, sample_rows)
+            outputs = None if predict_fn is None else predict_fn(sample_rows)
+            with open(os.path.join(extra, VERIFY_SAMPLE), "w", encoding="utf-8") as f:
+                json.dump(_verify_sample(module, sample_rows[:MAX_WARMUP], outputs), f)
         final = publish_version(staging, model_dir, version)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     write_models_config(serving_root)
     return final
+
+
+def export_normalization_model(transform_dir: str, serving_root: str, model_name: str, version=None,
+                               sample_rows=None) -> str:
+    """The transform graph alone as a servable (serving_default -> normalized features)."""
+    return export_model(transform_dir, serving_root, model_name, version, sample_rows=sample_rows)

@@ -40,6 +40,19 @@ def build_parser() -> argparse.ArgumentParser:
     _add_transform_flags(compare)
     compare.add_argument("--batch-sizes", type=_split_ints, default=(1, 2, 8, 32, 128, 1024, 8192))
     compare.add_argument("--seed", type=int, default=0, help="seed of the shuffled order")
+    trn = commands.add_parser("train", help="train a small model, export it for TF Serving")
+    _add_input_flags(trn)
+    trn.add_argument("--method", choices=("zscore", "minmax", "both"), default="zscore")
+    trn.add_argument("--normalization", choices=("tft", "constant", "learned", "batch"), default="tft")
+    trn.add_argument("--allow-batch-statistics", action=argparse.BooleanOptionalAction, default=False)
+    trn.add_argument("--all-variants", action=argparse.BooleanOptionalAction, default=True,
+                     help="also train the other variants to report their metrics (default: yes)")
+    trn.add_argument("--epochs", type=int, default=5)
+    trn.add_argument("--batch-size", type=int, default=128)
+    trn.add_argument("--model-name", default="normpipe")
+    trn.add_argument("--model-version", type=int)
+    ver = commands.add_parser("verify", help="load an export as TF Serving does and check for skew")
+    ver.add_argument("--model-dir", required=True, help="a version directory, or a model directory (newest version)")
     exp = commands.add_parser("export", help="the transform graph as a TF Serving SavedModel")
     exp.add_argument("--output-dir", required=True, help="a directory that `normpipe transform` wrote")
     exp.add_argument("--model-name", default="normpipe", help="[A-Za-z0-9._-]+ (default: normpipe)")
@@ -94,6 +107,22 @@ def _run(args, beam_args) -> int:
 
             compare.run_compare(spec, args.output_dir, args.method, args.batch_sizes, args.seed)
         return 0
+    if args.command == "train":
+        from components.train import TrainOptions  # pylint: disable=import-outside-toplevel
+        from pipeline import train  # pylint: disable=import-outside-toplevel
+
+        config = train.TrainConfig(
+            args.input, args.output_dir, args.label, args.format, args.features, args.method, args.normalization,
+            args.allow_batch_statistics, args.all_variants, args.model_name, args.model_version,
+            TrainOptions(normalization=args.normalization, epochs=args.epochs, batch_size=args.batch_size),
+        )
+        document, _ = train.run_train(config, beam_args)
+        print(train.format_metrics(document))
+        return 0
+    if args.command == "verify":
+        from components import verify  # pylint: disable=import-outside-toplevel
+
+        return 0 if verify.verify(args.model_dir) else 1
     if args.command == "export":
         from components import export  # pylint: disable=import-outside-toplevel
         from components.errors import UserError  # pylint: disable=import-outside-toplevel

@@ -105,7 +105,7 @@ def test_failed_export_leaves_no_version(tmp_path, monkeypatch, exported):
     def boom(*args, **kwargs):
         raise RuntimeError("killed mid-write")
 
-    monkeypatch.setattr(tf.saved_model, "save", boom)
+    monkeypatch.setattr(export.ServingModule, "write", boom)
     with pytest.raises(RuntimeError):
         export.export_normalization_model(str(transform_dir), str(tmp_path / "serving"), "m")
     assert os.listdir(tmp_path / "serving" / "m") == []

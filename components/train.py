@@ -1,0 +1,171 @@
+"""Train: a small Keras 3 model on full-dataset-normalized features.
+
+How the normalization is embedded (`normalization`):
+
+  tft       the model takes the tf.Transform graph's outputs; it trains on
+            tf.data read from the transformed TFRecords, and at serving the
+            graph runs in front of it
+  constant  raw float64 in, `DatasetZScore` / `DatasetMinMax` with the
+            full-dataset statistics as constants, then the model
+  learned   raw in, `LearnedNormalization.from_statistics` (trainable mean and
+            std initialised from the full dataset, std kept >= 1e-6)
+  batch     raw in, the recipe's per-batch `BatchZScore` / `BatchMinMax`;
+            a one-row request gets 0 or NaN, so it needs an explicit opt-in
+
+Every variant sees the same rows in the same split: a row is held out for
+evaluation when a hash of its normalized float32 values and label (identical
+in the TFRecords and in the graph's output for the raw row) is 0 mod 5.
+The task is regression (MSE, reported as MAE) unless every label is 0 or 1
+(binary classification, reported as accuracy). Missing labels are dropped.
+"""
+
+import dataclasses
+import glob
+import os
+from typing import Tuple
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from components import ingest, layers
+from components.errors import UserError
+
+VARIANTS = ("tft", "constant", "learned", "batch")
+EVAL_BUCKETS = 5
+_MIX = np.uint64(0x9E3779B97F4A7C15)
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainOptions:
+    """Args: normalization (one of VARIANTS), epochs, batch_size,
+    learning_rate, hidden (units per hidden layer), eval_batch_size (the
+    large evaluation batch), seed."""
+
+    normalization: str = "tft"
+    epochs: int = 5
+    batch_size: int = 128
+    learning_rate: float = 1e-3
+    hidden: Tuple[int, ...] = (64, 32)
+    eval_batch_size: int = 4096
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.normalization not in VARIANTS:
+            raise ValueError(f"normalization must be one of {', '.join(VARIANTS)}. Received: {self.normalization!r}")
+        if self.epochs < 1 or self.batch_size < 1:
+            raise ValueError(f"epochs and batch_size must be >= 1. Received: {self.epochs}, {self.batch_size}")
+
+
+def eval_mask(normalized: np.ndarray, label: np.ndarray) -> np.ndarray:
+    """Rows held out for evaluation: a hash of the float32 bits is 0 mod 5."""
+    bits = np.concatenate([normalized.astype(np.float32), label.astype(np.float32)[:, None]], axis=1)
+    words = bits.view(np.uint32).astype(np.uint64)
+    h = np.zeros(len(words), np.uint64)
+    with np.errstate(over="ignore"):
+        for j in range(words.shape[1]):
+            h = (h ^ words[:, j]) * _MIX
+            h ^= h >> np.uint64(29)
+    return (h % np.uint64(EVAL_BUCKETS)) == 0
+
+
+def _split(x, y, normalized, split):
+    keep = ~np.isnan(y)
+    mask = eval_mask(normalized[keep], y[keep])
+    mask = mask if split == "eval" else ~mask
+    return x[keep][mask], y[keep][mask]
+
+
+def transformed_arrays(transformed_dir, names, label, split):
+    """(x float32 [n, F], y) of one split, read from the transformed TFRecords."""
+    files = sorted(glob.glob(os.path.join(transformed_dir, "*.tfrecord.gz")))
+    if not files:
+        raise UserError(f"{transformed_dir}: no transformed TFRecords; run transform without --no-materialize")
+    spec = {n: tf.io.FixedLenFeature([], tf.float32) for n in list(names) + [label]}
+    xs, ys = [], []
+    for batch in tf.data.TFRecordDataset(files, compression_type="GZIP").batch(65536):
+        parsed = tf.io.parse_example(batch, spec)
+        xs.append(np.stack([parsed[n].numpy() for n in names], axis=1))
+        ys.append(parsed[label].numpy())
+    x, y = np.concatenate(xs), np.concatenate(ys)
+    return _split(x, y, x, split)
+
+
+def raw_arrays(spec, graph, names, split):
+    """(x float64 raw [n, F], y) of one split, read with the input readers."""
+    xs, ys, ns = [], [], []
+    for batch in ingest.iter_record_batches(spec):
+        columns = {n: batch.column(i).flatten().to_numpy(zero_copy_only=False) for i, n in enumerate(spec.numeric)}
+        outputs = graph(columns)
+        xs.append(np.stack([columns[n] for n in spec.features], axis=1))
+        ys.append(columns[spec.label].astype(np.float32))
+        ns.append(np.stack([outputs[n] for n in names], axis=1))
+    return _split(np.concatenate(xs), np.concatenate(ys), np.concatenate(ns), split)
+
+
+def infer_task(y: np.ndarray) -> str:
+    return "classification" if np.isin(y, (0.0, 1.0)).all() else "regression"
+
+
+def normalization_layer(variant, method, stats):
+    """The first layer of the raw-input variants (None for tft)."""
+    mean, std, low, high = (np.nan_to_num(np.asarray(stats[k], np.float64)) for k in ("mean", "std", "min", "max"))
+    if variant == "constant":
+        if method == "zscore":
+            return layers.DatasetZScore(mean.tolist(), std.tolist(), name="normalize")
+        return layers.DatasetMinMax(low.tolist(), high.tolist(), mean.tolist(), name="normalize")
+    if variant == "learned":
+        return layers.LearnedNormalization.from_statistics(mean.tolist(), std.tolist(), name="normalize")
+    if variant == "batch":
+        return (layers.BatchZScore if method == "zscore" else layers.BatchMinMax)(name="normalize")
+    return None
+
+
+def build_model(variant, num_features, task, options, method="zscore", stats=None) -> keras.Model:
+    keras.utils.set_random_seed(options.seed)
+    raw = variant != "tft"
+    inputs = keras.Input((num_features,), dtype="float64" if raw else "float32", name="features")
+    h = normalization_layer(variant, method, stats)(inputs) if raw else inputs
+    for units in options.hidden:
+        h = keras.layers.Dense(units, activation="relu")(h)
+    if task == "classification":
+        outputs = keras.layers.Dense(1, activation="sigmoid", name="prediction")(h)
+        loss, metric = "binary_crossentropy", keras.metrics.BinaryAccuracy(name="accuracy")
+    else:
+        outputs = keras.layers.Dense(1, name="prediction")(h)
+        loss, metric = "mse", keras.metrics.MeanAbsoluteError(name="mae")
+    model = keras.Model(inputs, outputs, name=f"normpipe_{variant}")
+    model.compile(optimizer=keras.optimizers.Adam(options.learning_rate), loss=loss, metrics=[metric])
+    return model
+
+
+def impute_for_batch_variant(x, stats):
+    """The recipe has no missing values: fill NaN with the full mean first."""
+    return np.where(np.isnan(x), np.nan_to_num(np.asarray(stats["mean"], np.float64)), x)
+
+
+def fit_and_evaluate(model, train, evaluation, options, verbose=2):
+    """Fits; returns {metric at batch 1, metric at the large batch}."""
+    (x, y), (xe, ye) = train, evaluation
+    if len(x) == 0 or len(xe) == 0:
+        raise UserError(f"too few labelled rows to train and evaluate ({len(x)} train, {len(xe)} eval)")
+    # tf.data, not numpy: Keras casts numpy float64 inputs to float32, which
+    # would round a timestamp to 128 s in training but not in serving.
+    train_data = tf.data.Dataset.from_tensor_slices((x, y)).shuffle(len(x), seed=options.seed)
+    model.fit(train_data.batch(options.batch_size), epochs=options.epochs, verbose=verbose)
+    results = {}
+    for batch in (1, options.eval_batch_size):
+        eval_data = tf.data.Dataset.from_tensor_slices((xe, ye)).batch(batch)
+        values = model.evaluate(eval_data, verbose=0, return_dict=True)
+        metric = [k for k in values if k != "loss"][0]
+        results[f"batch_{batch}"] = {"loss": _finite_or_none(values["loss"]), metric: _finite_or_none(values[metric])}
+    results["metric"] = metric
+    results["eval_rows"] = int(len(xe))
+    results["train_rows"] = int(len(x))
+    return results
+
+
+def _finite_or_none(value):
+    """JSON has no NaN: a NaN metric (the recipe at batch size 1) becomes null."""
+    value = float(value)
+    return value if np.isfinite(value) else None

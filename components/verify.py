@@ -1,0 +1,163 @@
+"""Verify: load an export the way TF Serving does and check it for skew.
+
+TF Serving loads a SavedModel with the TF1 session loader and runs signatures
+by tensor name; so does `saved_model_cli run`, and so does this module, in
+whatever process calls it (the CLI is a fresh one). Checks:
+
+  signatures       serving_default, serving_examples, transform_features, with
+                   DT_DOUBLE feature inputs and a DT_STRING `examples` input
+  warmup           every PredictionLog in assets.extra/tf_serving_warmup_requests
+                   runs and gives finite outputs
+  one_row          a request of one real row, and one of all-missing values,
+                   give finite outputs
+  transform_skew   transform_features on the recorded sample equals the
+                   pipeline's own transformed values within 1e-6
+  prediction_skew  serving_default equals the in-pipeline model's predictions
+                   within 1e-5 (exports with a model)
+  examples         serving_examples on the same rows as tf.train.Examples
+                   equals serving_default on the float32-rounded rows
+"""
+
+import json
+import os
+
+import numpy as np
+import tensorflow as tf
+
+from components.errors import UserError
+from components.export import VERIFY_SAMPLE, WARMUP_FILE, existing_versions
+
+SIGNATURES = ("serving_default", "serving_examples", "transform_features")
+TRANSFORM_TOLERANCE = 1e-6
+PREDICTION_TOLERANCE = 1e-5
+
+
+def resolve_version_dir(model_dir: str) -> str:
+    """A version directory, or the newest version of a model directory."""
+    if os.path.isfile(os.path.join(model_dir, "saved_model.pb")):
+        return model_dir
+    versions = existing_versions(model_dir)
+    if not versions:
+        raise UserError(f"{model_dir}: no SavedModel and no numbered version directory")
+    return os.path.join(model_dir, str(versions[-1]))
+
+
+class ServingSession:
+    """A SavedModel loaded with the TF1 session loader, run by tensor name."""
+
+    def __init__(self, version_dir: str):
+        self.graph = tf.Graph()
+        self.session = tf.compat.v1.Session(graph=self.graph)
+        with self.graph.as_default():
+            meta = tf.compat.v1.saved_model.loader.load(self.session, ["serve"], version_dir)
+        self.signatures = dict(meta.signature_def)
+
+    def run(self, signature: str, inputs: dict) -> dict:
+        definition = self.signatures[signature]
+        feed = {definition.inputs[k].name: v for k, v in inputs.items()}
+        fetch = {k: t.name for k, t in definition.outputs.items()}
+        return self.session.run(fetch, feed_dict=feed)
+
+
+def _finite(outputs: dict) -> bool:
+    return all(np.all(np.isfinite(v)) for v in outputs.values())
+
+
+def check_signatures(server, sample):
+    missing = [s for s in SIGNATURES if s not in server.signatures]
+    if missing:
+        return False, f"missing {', '.join(missing)}"
+    default = server.signatures["serving_default"].inputs
+    wrong = [n for n in sample["features"] if n not in default or default[n].dtype != tf.float64.as_datatype_enum]
+    examples = server.signatures["serving_examples"].inputs.get("examples")
+    if wrong or examples is None or examples.dtype != tf.string.as_datatype_enum:
+        return False, f"unexpected inputs: {', '.join(wrong) or 'examples'}"
+    return True, f"{', '.join(SIGNATURES)}; {len(default)} DT_DOUBLE inputs"
+
+
+def check_warmup(server, version_dir):
+    from tensorflow_serving.apis import prediction_log_pb2  # pylint: disable=import-outside-toplevel
+
+    path = os.path.join(version_dir, "assets.extra", WARMUP_FILE)
+    if not os.path.exists(path):
+        return False, "no assets.extra/tf_serving_warmup_requests"
+    count = 0
+    for record in tf.data.TFRecordDataset(path):
+        log = prediction_log_pb2.PredictionLog.FromString(record.numpy())
+        request = log.predict_log.request
+        inputs = {k: tf.make_ndarray(v) for k, v in request.inputs.items()}
+        if not _finite(server.run(request.model_spec.signature_name or "serving_default", inputs)):
+            return False, f"request {count} gave a non-finite output"
+        count += 1
+    return count > 0, f"{count} requests replayed, all outputs finite"
+
+
+def _columns(sample, rows):
+    return {n: rows[:, j] for j, n in enumerate(sample["features"])}
+
+
+def check_one_row(server, sample, rows):
+    one = server.run("serving_default", _columns(sample, rows[:1]))
+    empty = server.run("serving_default", _columns(sample, np.full((1, rows.shape[1]), np.nan)))
+    ok = _finite(one) and _finite(empty)
+    return ok, "one real row and one all-missing row: " + ("finite" if ok else "NON-FINITE output")
+
+
+def check_transform_skew(server, sample, rows):
+    served = server.run("transform_features", _columns(sample, rows))
+    worst = max(float(np.max(np.abs(served[k] - np.asarray(v)))) for k, v in sample["transform_features"].items())
+    return worst <= TRANSFORM_TOLERANCE, f"max |serving - pipeline| = {worst:.3g} over {len(rows)} rows (limit {TRANSFORM_TOLERANCE:g})"
+
+
+def check_prediction_skew(server, sample, rows):
+    if sample.get("predictions") is None:
+        return None, "no model in this export"
+    served = server.run("serving_default", _columns(sample, rows))["prediction"]
+    expected = np.asarray(sample["predictions"])
+    worst = float(np.max(np.abs(served - expected) / np.maximum(1.0, np.abs(expected))))
+    return worst <= PREDICTION_TOLERANCE, f"max relative |serving - in-pipeline| = {worst:.3g} (limit {PREDICTION_TOLERANCE:g})"
+
+
+def check_examples(server, sample, rows):
+    rounded = rows.astype(np.float32).astype(np.float64)
+    examples = []
+    for row in rounded:
+        feature = {
+            n: tf.train.Feature(float_list=tf.train.FloatList(value=[v]))
+            for n, v in zip(sample["features"], row) if not np.isnan(v)
+        }
+        examples.append(tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString())
+    from_examples = server.run("serving_examples", {"examples": np.array(examples, dtype=object)})
+    from_features = server.run("serving_default", _columns(sample, rounded))
+    worst = max(float(np.max(np.abs(from_examples[k] - from_features[k]))) for k in from_features)
+    return worst <= PREDICTION_TOLERANCE, f"max |examples - features| = {worst:.3g}"
+
+
+def verify(model_dir: str, report=print) -> bool:
+    """Runs every check, reporting one PASS/FAIL/SKIP line each; True if none failed."""
+    version_dir = resolve_version_dir(model_dir)
+    sample_path = os.path.join(version_dir, "assets.extra", VERIFY_SAMPLE)
+    if not os.path.exists(sample_path):
+        raise UserError(f"{version_dir}: no assets.extra/{VERIFY_SAMPLE}; was it exported by normpipe?")
+    with open(sample_path, encoding="utf-8") as f:
+        sample = json.load(f)
+    rows = np.array([[np.nan if v is None else v for v in row] for row in sample["rows"]], np.float64)
+    server = ServingSession(version_dir)
+    checks = [
+        ("signatures", lambda: check_signatures(server, sample)),
+        ("warmup", lambda: check_warmup(server, version_dir)),
+        ("one_row", lambda: check_one_row(server, sample, rows)),
+        ("transform_skew", lambda: check_transform_skew(server, sample, rows)),
+        ("prediction_skew", lambda: check_prediction_skew(server, sample, rows)),
+        ("examples", lambda: check_examples(server, sample, rows)),
+    ]
+    passed = True
+    report(f"verify {version_dir}")
+    for name, check in checks:
+        try:
+            ok, detail = check()
+        except Exception as exc:  # pylint: disable=broad-except  -- a failing check is a result
+            ok, detail = False, f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
+        report(f"{'SKIP' if ok is None else 'PASS' if ok else 'FAIL'} {name}: {detail}")
+        passed = passed and ok is not False
+    return passed
