@@ -53,6 +53,12 @@ def build_parser() -> argparse.ArgumentParser:
     trn.add_argument("--model-version", type=int)
     ver = commands.add_parser("verify", help="load an export as TF Serving does and check for skew")
     ver.add_argument("--model-dir", required=True, help="a version directory, or a model directory (newest version)")
+    prd = commands.add_parser("predict", help="send CSV rows to a TF Serving REST endpoint")
+    prd.add_argument("--server", required=True, help="e.g. http://localhost:8501")
+    prd.add_argument("--model", required=True, help="the model name on the server")
+    prd.add_argument("--input", required=True, help="CSV with a header row; empty cell = missing")
+    prd.add_argument("--signature", default="serving_default")
+    prd.add_argument("--timeout", type=float, default=30.0)
     exp = commands.add_parser("export", help="the transform graph as a TF Serving SavedModel")
     exp.add_argument("--output-dir", required=True, help="a directory that `normpipe transform` wrote")
     exp.add_argument("--model-name", default="normpipe", help="[A-Za-z0-9._-]+ (default: normpipe)")
@@ -118,6 +124,16 @@ def _run(args, beam_args) -> int:
         )
         document, _ = train.run_train(config, beam_args)
         print(train.format_metrics(document))
+        return 0
+    if args.command == "predict":
+        import json  # pylint: disable=import-outside-toplevel
+
+        from components import serving_client  # pylint: disable=import-outside-toplevel
+
+        names = serving_client.model_inputs(args.server, args.model, args.signature, args.timeout)
+        rows = serving_client.read_rows(args.input, names)
+        for prediction in serving_client.predict(args.server, args.model, rows, args.signature, args.timeout):
+            print(json.dumps(prediction))
         return 0
     if args.command == "verify":
         from components import verify  # pylint: disable=import-outside-toplevel

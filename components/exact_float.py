@@ -1,0 +1,99 @@
+"""float64 in TensorFlow graphs without flush-to-zero losses.
+
+TensorFlow's CPU kernels run with flush-to-zero and denormals-are-zero set:
+an arithmetic op reads a subnormal float64 (0 < |x| < 2.2e-308, e.g. 1e-310)
+as 0 and writes a subnormal result as 0, so `tf.reduce_min([1e-310, 3e-310])`
+is 0.0. Bit casts, integer ops, `tf.where` and int64 -> float64 casts are
+exact, and this module builds on those alone:
+
+  order_key / from_order_key   float64 <-> int64 keys with the same order,
+                               so min and max are exact for every value
+  ldexp                        x * 2**k, exact whenever the result is a
+                               normal float64, subnormal inputs included
+
+Scaling a feature by a power of two moves its values into the normal range
+before any arithmetic touches them; a power-of-two scale changes no digit.
+"""
+
+import numpy as np
+import tensorflow as tf
+
+_MAGNITUDE = np.int64(0x7FFFFFFFFFFFFFFF)
+_MANTISSA = np.int64((1 << 52) - 1)
+_HIDDEN_BIT = np.int64(1 << 52)
+_MIN_EXP, _MAX_EXP = -1022, 1023
+
+
+def order_key(x: tf.Tensor) -> tf.Tensor:
+    """int64 keys ordered like the float64 values of `x` (NaN excluded).
+
+    A non-negative float's bits already sort as integers; a negative float's
+    bits sort backwards, so all but the sign bit are flipped. -0.0 sorts just
+    below +0.0. The key of -inf is far from int64's minimum, so tf.Transform's
+    min (which negates) cannot overflow.
+    """
+    bits = tf.bitcast(x, tf.int64)
+    return tf.where(bits < 0, tf.bitwise.bitwise_xor(bits, _MAGNITUDE), bits)
+
+
+def from_order_key(key: tf.Tensor) -> tf.Tensor:
+    """The float64 values whose `order_key` is `key` (the map is its own inverse)."""
+    bits = tf.where(key < 0, tf.bitwise.bitwise_xor(key, _MAGNITUDE), key)
+    return tf.bitcast(bits, tf.float64)
+
+
+def key_of(value: float) -> np.int64:
+    """`order_key` of one Python float, in numpy."""
+    bits = np.array([value], np.float64).view(np.int64)[0]
+    return bits ^ _MAGNITUDE if bits < 0 else bits
+
+
+def _power_of_two(n: tf.Tensor) -> tf.Tensor:
+    """2.0**n as float64 for int64 n in [-1022, 1023], built from its bits."""
+    return tf.bitcast(tf.bitwise.left_shift(n + 1023, 52), tf.float64)
+
+
+def ldexp(x: tf.Tensor, exponents) -> tf.Tensor:
+    """x * 2**exponents for a float64 [batch, F] matrix, one exponent per column.
+
+    x is split into an integer mantissa M < 2**53 and a power of two with
+    integer ops, and M (a normal float after the cast) is multiplied by
+    powers of two that are normal floats, so no arithmetic op ever sees a
+    subnormal input. The result is exact when it is a normal float; a result
+    below 2.2e-308 becomes 0 and one beyond float64's range becomes +-inf.
+    NaN, +-inf and +-0 are returned unchanged.
+    """
+    k = tf.constant(np.asarray(exponents, np.int64))
+    bits = tf.bitcast(x, tf.int64)
+    magnitude = tf.bitwise.bitwise_and(bits, _MAGNITUDE)
+    biased = tf.bitwise.right_shift(magnitude, 52)
+    fraction = tf.bitwise.bitwise_and(magnitude, _MANTISSA)
+    mantissa = tf.where(biased == 0, fraction, tf.bitwise.bitwise_or(fraction, _HIDDEN_BIT))
+    shift = tf.maximum(biased, 1) - 1075 + k
+    first = tf.clip_by_value(shift, _MIN_EXP, _MAX_EXP)
+    second = tf.clip_by_value(shift - first, _MIN_EXP, _MAX_EXP)
+    value = tf.cast(mantissa, tf.float64) * _power_of_two(first) * _power_of_two(second)
+    value = tf.where(bits < 0, -value, value)
+    unchanged = tf.logical_or(biased == 2047, magnitude == 0)
+    return tf.where(unchanged, x, value)
+
+
+def choose_exponent(values: np.ndarray, center: float) -> int:
+    """The power of two that brings a sample's spread near 1, or 0 if unneeded.
+
+    The spread is max |x - center| over the finite sample values. Squares
+    of centered values stay normal floats while the spread is within
+    2**+-256 (with 2**255 of headroom for later data), so such a feature is
+    not scaled and its graph arithmetic is unchanged; outside that range
+    (subnormal-scale or 1e100-scale data) it is scaled to [0.5, 1).
+    """
+    values = values[np.isfinite(values)]
+    if not values.size:
+        return 0
+    with np.errstate(over="ignore"):
+        spread = float(np.max(np.abs(values - center)))
+    if spread == 0 or 2.0**-256 <= spread <= 2.0**256:
+        return 0
+    if not np.isfinite(spread):
+        return -(np.frexp(float(np.max(np.abs(values))))[1] + 1)
+    return -int(np.frexp(spread)[1])

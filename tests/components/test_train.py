@@ -1,0 +1,51 @@
+"""Training helpers: the shared split, the model variants."""
+
+import numpy as np
+import pytest
+
+from components import train
+from components.errors import UserError
+
+
+def test_eval_mask_is_deterministic_and_about_one_in_five():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(20000, 4)).astype(np.float32)
+    y = rng.normal(size=20000).astype(np.float32)
+    mask = train.eval_mask(x, y)
+    assert 0.18 < mask.mean() < 0.22
+    np.testing.assert_array_equal(mask, train.eval_mask(x.copy(), y.copy()))
+    # a row's membership depends on the row alone, not on its neighbours
+    np.testing.assert_array_equal(train.eval_mask(x[::-1], y[::-1]), mask[::-1])
+
+
+def test_infer_task():
+    assert train.infer_task(np.array([0.0, 1.0, 1.0])) == "classification"
+    assert train.infer_task(np.array([0.0, 1.5])) == "regression"
+
+
+@pytest.mark.parametrize("variant", train.VARIANTS)
+def test_each_variant_trains_and_reports_both_batch_sizes(variant):
+    rng = np.random.default_rng(1)
+    n = 600
+    raw = np.stack([1.4e9 + rng.uniform(0, 1e8, n), rng.normal(10, 3, n)], axis=1)
+    y = (3 * (raw[:, 1] - 10) / 3 + rng.normal(0, 0.1, n)).astype(np.float32)
+    stats = {"mean": raw.mean(0), "std": raw.std(0), "min": raw.min(0), "max": raw.max(0)}
+    options = train.TrainOptions(normalization=variant, epochs=3, eval_batch_size=256)
+    model = train.build_model(variant, 2, "regression", options, "zscore", stats)
+    x = ((raw - stats["mean"]) / stats["std"]).astype(np.float32) if variant == "tft" else raw
+    results = train.fit_and_evaluate(model, (x[:500], y[:500]), (x[500:], y[500:]), options, verbose=0)
+    assert results["metric"] == "mae" and results["eval_rows"] == 100
+    large = results["batch_256"]["mae"]
+    assert large is not None and np.isfinite(large)
+    if variant == "batch":
+        # a batch of one normalizes every feature to 0: the model sees no signal
+        assert results["batch_1"]["mae"] > large
+    else:
+        assert results["batch_1"]["mae"] == pytest.approx(large, rel=1e-4)
+
+
+def test_too_few_rows_is_a_user_error():
+    options = train.TrainOptions(epochs=1)
+    model = train.build_model("tft", 1, "regression", options)
+    with pytest.raises(UserError, match="too few labelled rows"):
+        train.fit_and_evaluate(model, (np.zeros((0, 1), np.float32), np.zeros(0, np.float32)), (np.zeros((1, 1), np.float32), np.zeros(1, np.float32)), options, verbose=0)
