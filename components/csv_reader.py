@@ -21,19 +21,15 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
+from components import csv_lines, csv_values
+from components.csv_lines import is_gzip  # noqa: F401  (re-exported)
 from components.errors import UserError
 
 DEFAULT_BLOCK_SIZE = 16 << 20
+MAX_BLOCK_SIZE = 256 << 20
 DEFAULT_SPLIT_SIZE = 64 << 20
-
-
-def is_gzip(path: str) -> bool:
-    with open(path, "rb") as f:
-        return f.read(2) == b"\x1f\x8b"
-
-
-def _is_local(path: str) -> bool:
-    return "://" not in path
+BAD_VALUES_TAG = "bad_values"
+BAD_VALUES = ("error", "missing")
 
 
 def line_start_at_or_after(buf, pos: int) -> int:
@@ -46,7 +42,7 @@ def line_start_at_or_after(buf, pos: int) -> int:
 
 def plan_ranges(path: str, split_size: int = DEFAULT_SPLIT_SIZE):
     """Yields (path, start, end, quoted) byte ranges covering the whole file."""
-    if not _is_local(path) or is_gzip(path):
+    if not csv_lines.is_local(path) or is_gzip(path):
         yield path, 0, -1, True
         return
     size = os.path.getsize(path)
@@ -65,11 +61,11 @@ def plan_ranges(path: str, split_size: int = DEFAULT_SPLIT_SIZE):
 def _open_range(path: str, start: int, end: int):
     """Returns (stream, first_byte) for the lines owned by [start, end)."""
     if end < 0:  # compressed or remote: read it whole, as a stream
-        if _is_local(path):
+        if csv_lines.is_local(path):
             return pa.input_stream(path, compression="gzip" if is_gzip(path) else None), 0
-        from apache_beam.io.filesystems import FileSystems  # pylint: disable=import-outside-toplevel
-
-        return pa.PythonFile(FileSystems.open(path), mode="r"), 0
+        return pa.PythonFile(csv_lines.open_bytes(path), mode="r"), 0
+    if end == 0:
+        return None, 0
     source = pa.memory_map(path)
     with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as buf:
         first = line_start_at_or_after(buf, start)
@@ -78,13 +74,6 @@ def _open_range(path: str, start: int, end: int):
         return None, first
     source.seek(first)
     return pa.BufferReader(source.read_buffer(last - first)), first
-
-
-def _lines_before(path: str, offset: int) -> int:
-    if offset <= 0:
-        return 0
-    with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as buf:
-        return buf[:offset].count(b"\n")
 
 
 def to_dense_list_column(values: pa.Array) -> pa.ListArray:
@@ -105,77 +94,114 @@ class ReadCsvRange(beam.DoFn):
     """Parses one byte range of a CSV file into canonical record batches.
 
     Output batches hold the `numeric` columns only, each as list<double> of
-    length 1 per row, missing (empty, NaN) as NaN. An infinite value or a
-    value that is not a number is a `UserError` naming file, line, column and
-    value.
+    length 1 per row, missing (empty, NaN, NA, ...) as NaN. A bad value (not
+    a number, or infinite; see csv_values) is a `UserError` naming file, line,
+    column and value; with bad_values="missing" it is missing instead, and
+    each batch holding any is followed by a {column: count} dict on the
+    output tagged BAD_VALUES_TAG.
+
+    The fast path parses the numeric columns as float64 in C++. Only when a
+    block fails to convert is the range re-read with them as bytes (the rows
+    already emitted are skipped) and converted by csv_values.lenient_float.
+    A row longer than the block size fails too; the range is then re-read
+    with 4x larger blocks, up to MAX_BLOCK_SIZE.
+
+    `columns` are the header's names (sanitized); `labels` maps a column to
+    the name shown in messages (the header's own).
     """
 
-    def __init__(self, columns, numeric, block_size=DEFAULT_BLOCK_SIZE):
+    def __init__(self, columns, numeric, block_size=DEFAULT_BLOCK_SIZE, bad_values="error", labels=None):
+        if bad_values not in BAD_VALUES:
+            raise ValueError(f"bad_values must be 'error' or 'missing'. Received: {bad_values!r}")
         self._columns = list(columns)
         self._numeric = list(numeric)
         self._block_size = block_size
+        self._bad_values = bad_values
+        self._labels = dict(labels or {})
         self._rows = beam.metrics.Metrics.counter("normpipe", "rows_read")
 
-    def _reader(self, stream, first, quoted, threads=True, handler=None, as_string=False):
-        kind = pa.string() if as_string else pa.float64()
+    def process(self, element):
+        path, start, end, quoted = element
+        emitted, as_bytes, block_size = 0, False, self._block_size
+        while True:
+            stream, first = _open_range(path, start, end)
+            if stream is None:  # a range with no line start in it
+                return
+            try:
+                for batch in self._batches(stream, first, quoted, block_size, as_bytes, skip=emitted):
+                    outputs = self._finish(batch, path, first, emitted)
+                    emitted += batch.num_rows
+                    yield from outputs
+                return
+            except pa.ArrowInvalid as exc:
+                if "straddling" in str(exc) and block_size < MAX_BLOCK_SIZE:
+                    block_size *= 4
+                elif self._bad_values == "missing" and not as_bytes:
+                    as_bytes = True
+                else:
+                    raise self._diagnose(path, start, end, quoted, block_size, exc) from None
+
+    def _reader(self, stream, first, quoted, block_size, as_bytes, threads=True, handler=None):
+        kind = pa.binary() if as_bytes else pa.float64()
         return pacsv.open_csv(
             stream,
             read_options=pacsv.ReadOptions(
                 column_names=self._columns,
                 skip_rows=1 if first == 0 else 0,
-                block_size=self._block_size,
+                block_size=block_size,
                 use_threads=threads,
             ),
             parse_options=pacsv.ParseOptions(newlines_in_values=quoted, invalid_row_handler=handler),
             convert_options=pacsv.ConvertOptions(
                 column_types={name: kind for name in self._numeric},
                 include_columns=self._numeric,
+                strings_can_be_null=True,
                 quoted_strings_can_be_null=True,
             ),
         )
 
-    def process(self, element):
-        path, start, end, quoted = element
-        stream, first = _open_range(path, start, end)
-        if stream is None:  # a range with no line start in it
-            return
-        rows_seen = 0
+    def _batches(self, stream, first, quoted, block_size, as_bytes, skip=0):
+        """The range's record batches, without its first `skip` rows."""
         try:
-            try:
-                reader = self._reader(stream, first, quoted)
-            except pa.ArrowInvalid as exc:
-                if "Empty CSV file" in str(exc):  # header only
-                    return
-                raise
-            for batch in reader:
-                self._check_finite(batch, path, first, rows_seen)
-                rows_seen += batch.num_rows
-                self._rows.inc(batch.num_rows)
-                yield pa.RecordBatch.from_arrays(
-                    [to_dense_list_column(batch.column(i)) for i in range(batch.num_columns)],
-                    self._numeric,
-                )
+            reader = self._reader(stream, first, quoted, block_size, as_bytes)
         except pa.ArrowInvalid as exc:
-            raise self._diagnose(path, start, end, quoted, exc) from None
-
-    def _line_of(self, path, first, row_index):
-        header = 1 if first == 0 else 0
-        return _lines_before(path, first) + header + row_index + 1
-
-    def _check_finite(self, batch, path, first, rows_before):
-        for name, column in zip(self._numeric, batch.columns):
-            if column.null_count == len(column):
+            if "Empty CSV file" in str(exc):  # header only
+                return
+            raise
+        for batch in reader:
+            if skip >= batch.num_rows:
+                skip -= batch.num_rows
                 continue
-            bad = pc.is_inf(column)
-            if pc.any(bad).as_py():
-                index = pc.index(bad, True).as_py()
-                raise UserError(
-                    f"{path} line {self._line_of(path, first, rows_before + index)} column "
-                    f"'{name}': infinite value {column[index].as_py()} (use a finite number, "
-                    "or leave the cell empty for missing)"
-                )
+            yield batch.slice(skip) if skip else batch
+            skip = 0
 
-    def _diagnose(self, path, start, end, quoted, exc) -> UserError:
+    def _finish(self, batch, path, first, rows_before):
+        """Canonical batch (+ bad-value counts) from a parsed batch."""
+        columns, counts = [], {}
+        for name, column in zip(self._numeric, batch.columns):
+            values, bad = csv_values.lenient_float(column)
+            if bad.any():
+                index = int(np.flatnonzero(bad)[0])
+                if self._bad_values == "error":
+                    raise self._value_error(path, first, rows_before + index, name, column[index].as_py())
+                counts[name] = int(bad.sum())
+            columns.append(to_dense_list_column(values))
+        self._rows.inc(batch.num_rows)
+        outputs = [pa.RecordBatch.from_arrays(columns, self._numeric)]
+        if counts:
+            outputs.append(beam.pvalue.TaggedOutput(BAD_VALUES_TAG, counts))
+        return outputs
+
+    def _value_error(self, path, first, row, name, value) -> UserError:
+        line = csv_lines.record_line(path, first, row + (1 if first == 0 else 0))
+        where = f"{path} line {line} column {self._labels.get(name, name)!r}"
+        hint = "use --bad-values=missing to treat such values as missing"
+        if isinstance(value, float) or csv_values.is_number_text(value):
+            return UserError(f"{where}: infinite value {csv_values.show(value)} (use a finite number, "
+                             f"or leave the cell empty for missing; or {hint})")
+        return UserError(f"{where}: non-numeric value {csv_values.show(value)} in a numeric column ({hint})")
+
+    def _diagnose(self, path, start, end, quoted, block_size, exc) -> UserError:
         """Re-reads the range slowly to name the exact line of a parse error."""
         ragged = []
 
@@ -186,35 +212,22 @@ class ReadCsvRange(beam.DoFn):
         stream, first = _open_range(path, start, end)
         try:
             rows_before = 0
-            for batch in self._reader(stream, first, quoted, threads=False, handler=record, as_string=True):
+            for batch in self._reader(stream, first, quoted, block_size, True, threads=False, handler=record):
                 for name, column in zip(self._numeric, batch.columns):
-                    index = _first_non_numeric(column)
+                    index = csv_values.first_bad(column) if self._bad_values == "error" else None
                     if index is not None:
-                        line = self._line_of(path, first, rows_before + index)
-                        return UserError(
-                            f"{path} line {line} column '{name}': non-numeric value "
-                            f"{column[index].as_py()!r} in a numeric column"
-                        )
+                        return self._value_error(path, first, rows_before + index, name, column[index].as_py())
                 rows_before += batch.num_rows
-        except pa.ArrowInvalid:
+        except pa.ArrowInvalid as again:
             if ragged:
                 row = ragged[0]
-                line = _lines_before(path, first) + (row.number or 0) + (0 if first == 0 else 1)
+                line = csv_lines.record_line(path, first, (row.number or 1) - 1)
                 return UserError(
                     f"{path} line {line}: expected {row.expected_columns} fields, got "
-                    f"{row.actual_columns}: {row.text[:80]!r}"
+                    f"{row.actual_columns}: {csv_values.show(row.text, 80)}"
                 )
-        return UserError(f"{path}: cannot parse CSV: {str(exc).splitlines()[0][:200]}")
-
-
-def _first_non_numeric(column: pa.Array):
-    """Index of the first non-null string that does not parse as a float."""
-    values = column.to_pylist()
-    for index, text in enumerate(values):
-        if text is None:
-            continue
-        try:
-            float(text)
-        except ValueError:
-            return index
-    return None
+            exc = again
+        message = str(exc).splitlines()[0]
+        if "straddling" in message:
+            return UserError(f"{path}: a row is longer than {MAX_BLOCK_SIZE >> 20} MB, or a quote is never closed")
+        return UserError(f"{path}: cannot parse CSV: {message[:200]}")

@@ -13,16 +13,15 @@ bytes and converted here, value by value, with the same rules:
            UTF-8) and any infinite value (`inf`, `1e400`)
 """
 
+import re
 from typing import Tuple
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-NUMBER = (
-    r"^[ \t]*[+-]?(?:(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?"
-    r"|(?i:inf|infinity|nan))[ \t]*$"
-)
+_NUMBER_BODY = r"[ \t]*[+-]?(?:(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?|(?i:inf|infinity|nan))[ \t]*"
+NUMBER = "^" + _NUMBER_BODY + "$"
 
 
 def lenient_float(column: pa.Array) -> Tuple[pa.Array, np.ndarray]:
@@ -56,6 +55,13 @@ def first_bad(column: pa.Array):
     _, bad = lenient_float(column)
     hits = np.flatnonzero(bad)
     return int(hits[0]) if hits.size else None
+
+
+def is_number_text(value) -> bool:
+    """True when a cell's text matches `NUMBER` (a bad one is then infinite)."""
+    if isinstance(value, bytes):
+        value = value.decode("utf-8", errors="replace")
+    return isinstance(value, str) and re.fullmatch(_NUMBER_BODY, value) is not None
 
 
 def show(value, limit: int = 60) -> str:

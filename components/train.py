@@ -152,7 +152,7 @@ def fit_and_evaluate(model, train, evaluation, options, verbose=2):
     # tf.data, not numpy: Keras casts numpy float64 inputs to float32, which
     # would round a timestamp to 128 s in training but not in serving.
     train_data = tf.data.Dataset.from_tensor_slices((x, y)).shuffle(len(x), seed=options.seed)
-    model.fit(train_data.batch(options.batch_size), epochs=options.epochs, verbose=verbose)
+    model.fit(train_data.batch(options.batch_size), epochs=options.epochs, shuffle=False, verbose=verbose)
     results = {}
     for batch in (1, options.eval_batch_size):
         eval_data = tf.data.Dataset.from_tensor_slices((xe, ye)).batch(batch)

@@ -53,6 +53,15 @@ def build_parser() -> argparse.ArgumentParser:
     trn.add_argument("--model-version", type=int)
     ver = commands.add_parser("verify", help="load an export as TF Serving does and check for skew")
     ver.add_argument("--model-dir", required=True, help="a version directory, or a model directory (newest version)")
+    run = commands.add_parser("run", help="statistics -> transform -> compare -> train -> export -> verify")
+    _add_input_flags(run)
+    run.add_argument("--method", choices=("zscore", "minmax", "both"), default="zscore")
+    run.add_argument("--normalization", choices=("tft", "constant", "learned"), default="tft")
+    run.add_argument("--model-name", default="normpipe")
+    run.add_argument("--model-version", type=int)
+    run.add_argument("--batch-sizes", type=_split_ints, default=(1, 2, 8, 32, 128, 1024, 8192))
+    run.add_argument("--seed", type=int, default=0)
+    run.add_argument("--epochs", type=int, default=5)
     prd = commands.add_parser("predict", help="send CSV rows to a TF Serving REST endpoint")
     prd.add_argument("--server", required=True, help="e.g. http://localhost:8501")
     prd.add_argument("--model", required=True, help="the model name on the server")
@@ -93,7 +102,7 @@ class _Parser(argparse.ArgumentParser):
         raise _ArgumentError(message)
 
 
-def _run(args, beam_args) -> int:
+def _run(args, beam_args, argv=()) -> int:
     if args.command == "stats":
         from pipeline import stats  # pylint: disable=import-outside-toplevel
 
@@ -125,6 +134,15 @@ def _run(args, beam_args) -> int:
         document, _ = train.run_train(config, beam_args)
         print(train.format_metrics(document))
         return 0
+    if args.command == "run":
+        from pipeline import run  # pylint: disable=import-outside-toplevel
+
+        config = run.RunConfig(args.input, args.output_dir, args.label, args.format, args.features, args.method,
+                               args.normalization, args.model_name, args.model_version, args.batch_sizes, args.seed,
+                               args.epochs)
+        result = run.run_all(config, argv, beam_args)
+        print(run.summary(result, args.output_dir, args.model_name))
+        return 0 if result["run"]["verified"] else 1
     if args.command == "predict":
         import json  # pylint: disable=import-outside-toplevel
 
@@ -167,7 +185,7 @@ def main(argv=None) -> int:
     from components.errors import find_user_error  # pylint: disable=import-outside-toplevel
 
     try:
-        return _run(args, beam_args)
+        return _run(args, beam_args, sys.argv[1:] if argv is None else argv)
     except KeyboardInterrupt:
         print("normpipe: interrupted", file=sys.stderr)
         return 130

@@ -1,0 +1,127 @@
+"""report.html: one self-contained page with the whole run.
+
+Statistics, the per-batch comparison (table and plot, the PNG embedded as a
+data: URI), per-variant model metrics, the export's signatures, the verify
+checks and a ready-to-paste curl request built from a real row. No scripts,
+stylesheets, fonts or images are fetched: the file opens offline.
+"""
+
+import base64
+import html
+import json
+import os
+
+from components import atomic
+
+_STYLE = """
+body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1100px;color:#222;padding:0 1em}
+table{border-collapse:collapse;margin:.5em 0 1.5em;font-size:13px}
+th,td{border:1px solid #ccc;padding:3px 8px;text-align:right}
+th:first-child,td:first-child{text-align:left}
+th{background:#f3f3f3}.pass{color:#0a0}.fail{color:#c00;font-weight:bold}.skip{color:#888}
+pre{background:#f6f6f6;padding:1em;overflow-x:auto;font-size:12px}
+img{max-width:100%}
+"""
+
+
+def _e(value) -> str:
+    return html.escape(str(value))
+
+
+def _num(value) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return f"{value:.6g}"
+
+
+def _table(header, rows) -> str:
+    head = "".join(f"<th>{_e(h)}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{cell}</td>" for cell in row) + "</tr>" for row in rows)
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def statistics_section(stats) -> str:
+    keys = ("count", "missing", "mean", "std", "min", "max")
+    rows = [[_e(name)] + [_num(s[k]) for k in keys] for name, s in stats["features"].items()]
+    return (f"<h2>Full-dataset statistics</h2><p>{_num(stats['num_examples'])} rows; population std (ddof=0); "
+            "missing values excluded.</p>" + _table(("feature",) + keys, rows))
+
+
+def comparison_section(comparison, png_path) -> str:
+    sizes = comparison["batch_sizes"]
+    lookup = {(r["feature"], r["method"], r["order"], r["batch_size"]): r for r in comparison["records"]}
+    parts = ["<h2>Per-batch vs full-dataset normalization</h2>",
+             "<p>Mean absolute error of the recipe's per-batch normalization against the full-dataset "
+             "normalization of the same row (shuffled order); NaN share in brackets.</p>"]
+    for method in comparison["methods"]:
+        rows = []
+        for name in comparison["features"]:
+            cells = []
+            for b in sizes:
+                r = lookup[(name, method, "shuffled", b)]
+                cell = _num(r["mean_abs_error"])
+                if r["nonfinite_fraction"]:
+                    cell += f" ({r['nonfinite_fraction']:.0%} NaN)"
+                cells.append(cell)
+            rows.append([_e(name)] + cells)
+        parts.append(f"<h3>{_e(method)}</h3>" + _table(["feature"] + [f"b={b}" for b in sizes], rows))
+    if png_path and os.path.exists(png_path):
+        with open(png_path, "rb") as f:
+            data = base64.b64encode(f.read()).decode("ascii")
+        parts.append(f'<img alt="error vs batch size" src="data:image/png;base64,{data}">')
+    return "".join(parts)
+
+
+def metrics_section(metrics) -> str:
+    if not metrics:
+        return "<h2>Model</h2><p>No label: the export is the normalization itself.</p>"
+    rows = []
+    for variant, m in metrics["variants"].items():
+        large = [k for k in m if k.startswith("batch_") and k != "batch_1"][0]
+        rows.append([_e(variant + (" (exported)" if variant == metrics["exported"] else "")),
+                     _e(m["metric"]), _num(m["batch_1"][m["metric"]]), _num(m[large][m["metric"]])])
+    return (f"<h2>Model</h2><p>Label <code>{_e(metrics['label'])}</code> ({_e(metrics['task'])}); eval metric "
+            "of each normalization variant at batch size 1 and at a large batch.</p>"
+            + _table(("variant", "metric", "batch 1", large.replace("batch_", "batch ")), rows))
+
+
+def signatures_section(signatures) -> str:
+    rows = []
+    for name, definition in sorted(signatures.items()):
+        inputs = ", ".join(f"{k} ({v})" for k, v in definition["inputs"].items())
+        outputs = ", ".join(f"{k} ({v})" for k, v in definition["outputs"].items())
+        rows.append([_e(name), _e(inputs), _e(outputs)])
+    return "<h2>Export signatures</h2>" + _table(("signature", "inputs", "outputs"), rows)
+
+
+def verify_section(lines) -> str:
+    items = []
+    for line in lines:
+        status = line.split(" ", 1)[0].lower()
+        items.append(f'<li class="{_e(status)}">{_e(line)}</li>')
+    return "<h2>Verify</h2><ul>" + "".join(items) + "</ul>"
+
+
+def curl_command(model_name, row: dict, port=8501) -> str:
+    body = json.dumps({"signature_name": "serving_default", "instances": [row]}, allow_nan=True)
+    return f"curl -s -X POST http://localhost:{port}/v1/models/{model_name}:predict -d '{body}'"
+
+
+def render(stats, comparison, png_path, metrics, signatures, verify_lines, curl, version_dir) -> str:
+    sections = [
+        statistics_section(stats),
+        comparison_section(comparison, png_path) if comparison else "",
+        metrics_section(metrics),
+        signatures_section(signatures),
+        verify_section(verify_lines),
+        f"<h2>Serve it</h2><p>Export: <code>{_e(version_dir)}</code></p><pre>{_e(curl)}</pre>",
+    ]
+    return ("<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>normpipe report</title>"
+            f"<style>{_STYLE}</style></head><body><h1>normpipe report</h1>{''.join(sections)}</body></html>\n")
+
+
+def write_report(path, **parts) -> str:
+    atomic.write_text_atomic(path, render(**parts))
+    return path

@@ -1,0 +1,164 @@
+"""`normpipe run`: statistics -> transform -> compare -> train -> export -> verify.
+
+Each stage reuses the previous one's outputs. Layout under <output-dir>:
+  statistics.json, transform/, transformed/, comparison.{json,md,png},
+  model/ (with --label), serving/<model-name>/<version>/, serving/models.config,
+  report.html, run.json (what ran, versions, timings, command line, input
+  fingerprint). Without --label there is nothing to predict: the export is the
+  normalization itself (serving_default returns the normalized features).
+"""
+
+import dataclasses
+import hashlib
+import os
+import subprocess
+import sys
+import time
+from typing import Optional, Tuple
+
+from components import atomic, export, ingest, report
+from components.train import TrainOptions
+from pipeline.compare import run_compare
+from pipeline.progress import progress
+from pipeline.train import TrainConfig, check_config, train_and_export
+from pipeline.transform import TransformConfig, run_transform
+
+
+@dataclasses.dataclass(frozen=True)
+class RunConfig:
+    input: str
+    output_dir: str
+    label: Optional[str] = None
+    format: Optional[str] = None
+    features: Optional[Tuple[str, ...]] = None
+    method: str = "zscore"
+    normalization: str = "tft"
+    model_name: str = "normpipe"
+    model_version: Optional[int] = None
+    batch_sizes: Tuple[int, ...] = (1, 2, 8, 32, 128, 1024, 8192)
+    seed: int = 0
+    epochs: int = 5
+
+
+def fingerprint(files) -> dict:
+    """sha256 over the input files' bytes, with their sizes."""
+    digest, total = hashlib.sha256(), 0
+    for path in files:
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+                total += len(block)
+    return {"sha256": digest.hexdigest(), "bytes": total, "files": list(files)}
+
+
+def versions() -> dict:
+    import apache_beam  # pylint: disable=import-outside-toplevel
+    import keras  # pylint: disable=import-outside-toplevel
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+    import tensorflow_transform as tft  # pylint: disable=import-outside-toplevel
+
+    return {"python": sys.version.split()[0], "tensorflow": tf.__version__, "tensorflow_transform": tft.__version__,
+            "apache_beam": apache_beam.__version__, "keras": keras.__version__}
+
+
+class _Stages:
+    def __init__(self):
+        self.timings = {}
+
+    def run(self, name, fn, *args):
+        progress(f"stage {name}: start")
+        start = time.time()
+        result = fn(*args)
+        self.timings[name] = round(time.time() - start, 2)
+        progress(f"stage {name}: done in {self.timings[name]:.1f}s")
+        return result
+
+
+def verify_in_fresh_process(version_dir):
+    """Runs `normpipe verify` as TF Serving would meet the export: a new process."""
+    result = subprocess.run([sys.executable, "-m", "pipeline.cli", "verify", "--model-dir", version_dir],
+                            capture_output=True, text=True, check=False)
+    lines = [l for l in result.stdout.splitlines() if l.split(" ", 1)[0] in ("PASS", "FAIL", "SKIP")]
+    for line in lines:
+        progress(f"verify: {line}")
+    return result.returncode == 0, lines
+
+
+def signature_summary(version_dir) -> dict:
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+
+    loaded = tf.saved_model.load(version_dir)
+    summary = {}
+    for name, fn in loaded.signatures.items():
+        inputs = {k: f"{v.dtype.name} {v.shape.as_list()}" for k, v in fn.structured_input_signature[1].items()}
+        outputs = {k: f"{v.dtype.name} {v.shape.as_list()}" for k, v in fn.structured_outputs.items()}
+        summary[name] = {"inputs": inputs, "outputs": outputs}
+    return summary
+
+
+def sample_rows(spec, limit=export.MAX_WARMUP):
+    import numpy as np  # pylint: disable=import-outside-toplevel
+
+    batch = next(iter(ingest.iter_record_batches(spec)))
+    columns = [batch.column(spec.numeric.index(n)).flatten().to_numpy(zero_copy_only=False) for n in spec.features]
+    return np.stack(columns, axis=1)[:limit]
+
+
+def run_all(config: RunConfig, argv, beam_args=()) -> dict:
+    out, stages, started = config.output_dir, _Stages(), time.time()
+    train_config = TrainConfig(config.input, out, config.label, config.format, config.features, config.method,
+                               config.normalization, False, True, config.model_name, config.model_version,
+                               TrainOptions(normalization=config.normalization, epochs=config.epochs))
+    if config.label:
+        check_config(train_config)
+    else:
+        export.check_model_name(config.model_name)
+    transform_config = TransformConfig(config.input, out, config.format, config.features, config.label, config.method)
+    spec, stats = stages.run("statistics+transform", run_transform, transform_config, beam_args)
+    comparison = stages.run("compare", run_compare, spec, out, config.method, config.batch_sizes, config.seed)
+    rows = sample_rows(spec)
+    metrics = None
+    if config.label:
+        metrics, version_dir = stages.run("train+export", train_and_export, spec, stats, train_config)
+    else:
+        version_dir = stages.run("export", export.export_normalization_model, os.path.join(out, "transform"),
+                                 os.path.join(out, "serving"), config.model_name, config.model_version, rows)
+    verified, verify_lines = stages.run("verify", verify_in_fresh_process, version_dir)
+    first = {n: float(v) for n, v in zip(spec.features, rows[0])}
+    curl = report.curl_command(config.model_name, first)
+    report.write_report(os.path.join(out, "report.html"), stats=stats, comparison=comparison,
+                        png_path=os.path.join(out, "comparison.png"), metrics=metrics,
+                        signatures=signature_summary(version_dir), verify_lines=verify_lines, curl=curl,
+                        version_dir=version_dir)
+    document = {
+        "command_line": ["normpipe"] + list(argv), "stages": list(stages.timings), "timings_s": stages.timings,
+        "total_s": round(time.time() - started, 2), "versions": versions(), "input": fingerprint(spec.files),
+        "label": config.label, "method": config.method, "normalization": config.normalization if config.label else None,
+        "export": version_dir, "verified": verified, "curl": curl,
+    }
+    atomic.write_json_atomic(os.path.join(out, "run.json"), document)
+    return {"run": document, "comparison": comparison, "verify_lines": verify_lines}
+
+
+def summary(result, output_dir, model_name) -> str:
+    """The short terminal summary: where the report is and the numbers that matter."""
+    comparison = result["comparison"]
+    def error_at(b):
+        errors = [r["mean_abs_error"] for r in comparison["records"]
+                  if r["batch_size"] == b and r["order"] == "shuffled" and r["method"] == comparison["methods"][0]]
+        errors = [e for e in errors if e is not None]
+        return f"{sum(errors) / len(errors):.3g}" if errors else "n/a (all NaN)"
+    skew = next((l for l in result["verify_lines"] if " transform_skew:" in l), "transform_skew: not run")
+    serving = os.path.abspath(os.path.join(output_dir, "serving"))
+    lines = [
+        f"report:  {os.path.abspath(os.path.join(output_dir, 'report.html'))}",
+        f"per-batch {comparison['methods'][0]} error (mean |per-batch - full|, shuffled): "
+        f"batch 1: {error_at(1) if 1 in comparison['batch_sizes'] else 'n/a'}, "
+        f"batch 32: {error_at(32) if 32 in comparison['batch_sizes'] else 'n/a'}",
+        f"serving skew: {skew}",
+        f"verify: {'all checks passed' if result['run']['verified'] else 'FAILED (see report)'}",
+        f"serve:   tensorflow_model_server --rest_api_port=8501 --model_config_file={serving}/models.config",
+        f"   or:   docker run -p 8501:8501 -v {serving}/{model_name}:/models/{model_name} -e MODEL_NAME={model_name} tensorflow/serving",
+        f"try:     {result['run']['curl']}",
+    ]
+    return "\n".join(lines)
