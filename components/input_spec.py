@@ -1,0 +1,260 @@
+"""What to read: files, format, numeric columns, from a look at the input.
+
+`inspect_input` expands the path, reads the header and a sample (the first
+4 MB of the first CSV file, or its first 1,000 tf.train.Examples), types
+the columns and returns a frozen `InputSpec` that the readers follow.
+"""
+
+import dataclasses
+import glob
+import os
+from typing import Dict, Optional, Tuple
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.csv as pacsv
+
+from components import column_names, csv_lines, csv_reader, csv_values, exact_float, tfrecord_reader
+from components.errors import UserError
+
+TFRECORD_SUFFIXES = (".tfrecord", ".tfrecords", ".tfrecord.gz", ".tfrecords.gz", ".tfr")
+_INFER_BYTES = 4 << 20
+
+
+@dataclasses.dataclass(frozen=True)
+class InputSpec:
+    """What to read: files, their format, and which columns are numeric.
+
+    Column names are TensorFlow-safe (see column_names.py); `original_columns`
+    holds the header's own names in the same order. `numeric` lists the
+    columns parsed as float64 (features, then the label if any); `strings`
+    the other columns, reported and left alone; `mostly_numeric` the string
+    columns whose sample is mostly numbers. Per feature, `centers` (sample
+    median) and `exponents` (a power-of-two scale, see exact_float.py) keep
+    the analyzers accurate. `bad_values` is "error" or "missing" (see
+    csv_values.py).
+    """
+
+    files: Tuple[str, ...]
+    format: str
+    columns: Tuple[str, ...]
+    features: Tuple[str, ...]
+    strings: Tuple[str, ...] = ()
+    label: Optional[str] = None
+    block_size: int = csv_reader.DEFAULT_BLOCK_SIZE
+    int64_columns: Tuple[str, ...] = ()  # tf.train.Example features held as int64_list
+    centers: Tuple[float, ...] = ()
+    exponents: Tuple[int, ...] = ()
+    original_columns: Tuple[str, ...] = ()
+    bad_values: str = "error"
+    mostly_numeric: Tuple[str, ...] = ()
+
+    def __post_init__(self):
+        if self.format not in ("csv", "tfrecord"):
+            raise ValueError(f"format must be 'csv' or 'tfrecord'. Received: {self.format!r}")
+        if not self.files:
+            raise ValueError("files must not be empty. Received: ()")
+        if self.bad_values not in csv_reader.BAD_VALUES:
+            raise ValueError(f"bad_values must be 'error' or 'missing'. Received: {self.bad_values!r}")
+        if self.original_columns and len(self.original_columns) != len(self.columns):
+            raise ValueError(f"original_columns must match columns. Received: {self.original_columns!r}")
+
+    @property
+    def numeric(self) -> Tuple[str, ...]:
+        return self.features + ((self.label,) if self.label else ())
+
+    @property
+    def renamed(self) -> Dict[str, str]:
+        """{name in the input: TensorFlow-safe name} for the renamed columns."""
+        return column_names.renamed(self.original_columns, self.columns)
+
+    def original_name(self, name: str) -> str:
+        """The input's own name of a column."""
+        return dict(zip(self.columns, self.original_columns)).get(name, name)
+
+
+def expand_input(path: str) -> Tuple[str, ...]:
+    """A file, a directory (its visible files) or a glob, as sorted file paths."""
+    if "://" in path:
+        from apache_beam.io.filesystems import FileSystems  # pylint: disable=import-outside-toplevel
+
+        pattern = path.rstrip("/") + "/*" if path.endswith("/") else path
+        files = [m.path for r in FileSystems.match([pattern]) for m in r.metadata_list]
+    elif os.path.isdir(path):
+        files = [os.path.join(path, n) for n in os.listdir(path) if not n.startswith((".", "_"))]
+        files = [f for f in files if os.path.isfile(f)]
+        if not files:
+            raise UserError(f"{path}: directory holds no input files")
+    elif any(c in path for c in "*?["):
+        files = [f for f in glob.glob(path) if os.path.isfile(f)]
+        if not files:
+            raise UserError(f"{path}: pattern matches no files")
+    elif os.path.isfile(path):
+        files = [path]
+    else:
+        raise UserError(f"{path}: no such file or directory")
+    for f in files:
+        if "://" not in f and not os.access(f, os.R_OK):
+            raise UserError(f"{f}: file is not readable")
+    return tuple(sorted(files))
+
+
+def detect_format(files, requested: Optional[str] = None) -> str:
+    if requested:
+        return requested
+    if all(f.lower().endswith(TFRECORD_SUFFIXES) for f in files):
+        return "tfrecord"
+    return "csv"
+
+
+def _check_header(path, names):
+    for i, name in enumerate(names):
+        if not name.strip():
+            raise UserError(f"{path}: header column {i + 1} has an empty name")
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise UserError(f"{path}: header has duplicate column names: {', '.join(dupes)}")
+
+
+def _csv_sample(path: str) -> pa.Table:
+    """The first few MB of a CSV, parsed with pyarrow's type inference.
+
+    A first row longer than the block grows the block, as the reader does.
+    """
+    if csv_lines.is_local(path) and os.path.getsize(path) == 0:
+        raise UserError(f"{path}: file is empty (expected a header row)")
+    block_size = _INFER_BYTES
+    while True:
+        try:
+            return _read_sample(path, block_size)
+        except pa.ArrowInvalid as exc:
+            message = str(exc).splitlines()[0] if str(exc) else "invalid CSV"
+            if "straddling" in message and block_size < csv_reader.MAX_BLOCK_SIZE:
+                block_size *= 4
+                continue
+            if "Empty CSV file" in message:
+                raise UserError(f"{path}: file is empty (expected a header row)") from None
+            raise UserError(f"{path}: cannot read CSV header and first rows: {message[:200]}") from None
+        except UnicodeDecodeError as exc:
+            raise UserError(f"{path}: header is not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+        except (OSError, EOFError) as exc:  # e.g. a broken gzip stream
+            raise UserError(f"{path}: cannot read: {str(exc).splitlines()[0][:200]}") from None
+
+
+def _read_sample(path: str, block_size: int) -> pa.Table:
+    if csv_lines.is_local(path):
+        stream = pa.input_stream(path, compression="gzip" if csv_lines.is_gzip(path) else None)
+    else:
+        stream = pa.PythonFile(csv_lines.open_bytes(path), mode="r")
+    with stream:
+        reader = pacsv.open_csv(
+            stream,
+            read_options=pacsv.ReadOptions(block_size=block_size),
+            parse_options=pacsv.ParseOptions(newlines_in_values=True),
+        )
+        _ = reader.schema.names  # decodes the header: not UTF-8 fails here, not later
+        try:
+            batch = reader.read_next_batch()
+        except StopIteration:
+            return reader.schema.empty_table()
+        return pa.Table.from_batches([batch])
+
+
+def _sample_values(column: pa.Array) -> np.ndarray:
+    """The finite numbers among a sample column's values, as float64."""
+    values, _ = csv_values.lenient_float(column)
+    array = values.to_numpy(zero_copy_only=False).astype(np.float64)
+    return array[np.isfinite(array)]
+
+
+def _mostly_numeric(column: pa.Array) -> bool:
+    """More than half of the present values are finite numbers."""
+    if not (pa.types.is_string(column.type) or pa.types.is_binary(column.type)):
+        return False
+    present = len(column) - column.null_count
+    return present > 0 and _sample_values(column).size * 2 > present
+
+
+def _is_numeric_type(t: pa.DataType) -> bool:
+    return pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_null(t)
+
+
+def inspect_csv(files, features=None, label=None, bad_values="error") -> InputSpec:
+    """Reads the header and a sample of the first file to type the columns.
+
+    A column is numeric when pyarrow infers an integer, float or all-null
+    type for the sample, or, with bad_values="missing", when most of its
+    present sample values are numbers. `features` overrides the inference
+    (a bad value in a listed column is then found when the data is read).
+    """
+    sample = _csv_sample(files[0])
+    originals = tuple(sample.column_names)
+    _check_header(files[0], list(originals))
+    for other in files[1:]:
+        other_columns = tuple(_csv_sample(other).column_names)
+        if other_columns != originals:
+            raise UserError(f"{other}: header differs from {files[0]}'s: {','.join(other_columns)}")
+    columns = column_names.sanitize_columns(files[0], originals)
+    samples = dict(zip(columns, (sample.column(i).combine_chunks() for i in range(len(columns)))))
+    types = {name: samples[name].type for name in columns}
+    mostly = tuple(n for n in columns if _mostly_numeric(samples[n]))
+    inferred = [n for n in columns if _is_numeric_type(types[n]) or (bad_values == "missing" and n in mostly)]
+    spec = _make_spec(files, "csv", columns, originals, inferred, features, label, types, bad_values)
+    spec = dataclasses.replace(spec, mostly_numeric=tuple(n for n in mostly if n in spec.strings))
+    return _with_scales(spec, {n: _sample_values(samples[n]) for n in spec.features})
+
+
+def _with_scales(spec: InputSpec, samples) -> InputSpec:
+    """Adds per-feature centers (sample median) and power-of-two exponents."""
+    centers = tuple(float(np.median(samples[n])) if samples[n].size else 0.0 for n in spec.features)
+    exponents = tuple(exact_float.choose_exponent(samples[n], c) for n, c in zip(spec.features, centers))
+    return dataclasses.replace(spec, centers=centers, exponents=exponents)
+
+
+def _make_spec(files, fmt, columns, originals, inferred, features, label, types, bad_values) -> InputSpec:
+    strings = tuple(n for n in columns if n not in inferred)
+    shown = dict(zip(columns, originals))
+    if label is not None:
+        (label,) = column_names.resolve("--label", [label], originals, columns)
+        if label in strings:
+            raise UserError(f"--label {shown[label]!r}: column is not numeric (type {types[label]})")
+    features = column_names.resolve("--features", features, originals, columns)
+    if features:
+        for name in features:
+            if name in strings and not pa.types.is_string(types[name]):
+                raise UserError(f"--features: column {shown[name]!r} is not numeric (type {types[name]})")
+        chosen = tuple(n for n in features if n != label)
+        strings = tuple(n for n in strings if n not in chosen)
+    else:
+        chosen = tuple(n for n in inferred if n != label)
+    if not chosen:
+        listed = ", ".join(shown[n] for n in strings)
+        raise UserError(f"{files[0]}: no numeric feature columns found (string columns: {listed})")
+    return InputSpec(tuple(files), fmt, tuple(columns), chosen, strings, label,
+                     original_columns=tuple(originals), bad_values=bad_values)
+
+
+def inspect_tfrecord(files, features=None, label=None, bad_values="error", sample_size=1000) -> InputSpec:
+    """Types the features of a sample of tf.train.Examples from the first file."""
+    kinds, samples = tfrecord_reader.sample_examples(files[0], sample_size)
+    originals = tuple(sorted(kinds))
+    columns = column_names.sanitize_columns(files[0], originals)
+    kinds = dict(zip(columns, (kinds[o] for o in originals)))
+    samples = {c: np.asarray(samples.get(o, []), np.float64) for c, o in zip(columns, originals)}
+    inferred = [n for n in columns if kinds[n] in ("float_list", "int64_list")]
+    types = {n: (pa.float64() if n in inferred else pa.binary()) for n in columns}
+    spec = _make_spec(files, "tfrecord", columns, originals, inferred, features, label, types, bad_values)
+    ints = tuple(n for n in spec.numeric if kinds[n] == "int64_list")
+    finite = {n: samples[n][np.isfinite(samples[n])] for n in spec.features}
+    return _with_scales(dataclasses.replace(spec, int64_columns=ints), finite)
+
+
+def inspect_input(path: str, fmt=None, features=None, label=None, bad_values="error") -> InputSpec:
+    """Expands `path` and types its columns; see inspect_csv / inspect_tfrecord."""
+    if bad_values not in csv_reader.BAD_VALUES:
+        raise UserError(f"--bad-values must be 'error' or 'missing'. Received: {bad_values!r}")
+    files = expand_input(path)
+    fmt = detect_format(files, fmt)
+    if fmt == "csv":
+        return inspect_csv(files, features, label, bad_values)
+    return inspect_tfrecord(files, features, label, bad_values)

@@ -1,0 +1,124 @@
+"""`normpipe run` end to end on generated data, and its report."""
+
+import html.parser
+import json
+import os
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tests.conftest import run_cli, write_csv
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    rng = np.random.default_rng(21)
+    n = 1000
+    fare = rng.lognormal(2, 0.6, n)
+    cols = {
+        "fare": fare,
+        "ts": np.round(1.4e9 + rng.uniform(0, 1e8, n)),
+        "lat": np.where(rng.random(n) < 0.05, np.nan, 41.9 + rng.normal(0, 0.04, n)),
+        "tips": 0.15 * fare + rng.normal(0, 0.3, n),
+    }
+    return write_csv(tmp_path_factory.mktemp("run") / "d.csv", cols)
+
+
+@pytest.fixture(scope="module")
+def labelled_run(data, tmp_path_factory):
+    out = tmp_path_factory.mktemp("out")
+    result = run_cli(["run", "--input", str(data), "--output-dir", str(out), "--label", "tips", "--model-name", "tips",
+                      "--batch-sizes", "1,8,32,1024", "--epochs", "2"])
+    return out, result
+
+
+@pytest.mark.slow
+def test_run_writes_every_artifact(labelled_run):
+    out, result = labelled_run
+    assert result.returncode == 0, result.stderr[-3000:]
+    for name in ("statistics.json", "comparison.json", "comparison.md", "comparison.png", "report.html", "run.json",
+                 "model/model.keras", "model/metrics.json", "serving/models.config", "serving/tips/1/saved_model.pb",
+                 "transform/transform_fn/saved_model.pb"):
+        assert (out / name).exists(), name
+    run = json.loads((out / "run.json").read_text())
+    assert run["stages"] == ["statistics+transform", "compare", "train+export", "verify"]
+    assert set(run["timings_s"]) == set(run["stages"]) and run["verified"] is True
+    assert run["versions"]["tensorflow"] == tf.__version__
+    assert len(run["input"]["sha256"]) == 64 and run["command_line"][:2] == ["normpipe", "run"]
+    for stage in run["stages"]:
+        assert f"stage {stage}: done" in result.stderr
+    assert "Epoch 1/2" in result.stdout + result.stderr  # Keras' per-epoch progress
+    assert "report:" in result.stdout and "serving skew:" in result.stdout and "docker run" in result.stdout
+    verify = run_cli(["verify", "--model-dir", str(out / "serving" / "tips")])
+    assert verify.returncode == 0, verify.stdout
+
+
+class _Collector(html.parser.HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.tags, self.refs, self.text = [], [], []
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append(tag)
+        self.refs += [v for k, v in attrs if k in ("src", "href") and v]
+
+    def handle_data(self, data):
+        self.text.append(data)
+
+
+@pytest.mark.slow
+def test_report_is_self_contained_and_holds_the_figures(labelled_run):
+    out, _ = labelled_run
+    page = (out / "report.html").read_text()
+    parser = _Collector()
+    parser.feed(page)
+    parser.close()
+    assert parser.tags[0] == "html" and "table" in parser.tags and "img" in parser.tags
+    assert parser.refs and all(ref.startswith("data:image/png;base64,") for ref in parser.refs)
+    assert "<script" not in page and "<link" not in page and "@import" not in page and "url(" not in page
+    text = " ".join(parser.text)
+    stats = json.loads((out / "statistics.json").read_text())
+    for name, s in stats["features"].items():
+        assert name in text and f"{s['mean']:.6g}" in text and f"{s['std']:.6g}" in text
+    comparison = json.loads((out / "comparison.json").read_text())
+    record = next(r for r in comparison["records"] if r["order"] == "shuffled" and r["batch_size"] == 32)
+    assert f"{record['mean_abs_error']:.6g}" in text
+    assert "curl -s -X POST http://localhost:8501/v1/models/tips:predict" in text
+    assert "PASS transform_skew" in text and "serving_examples" in text
+
+
+@pytest.mark.slow
+def test_report_renders_in_chromium(labelled_run, tmp_path):
+    browser = shutil.which("chromium")
+    if not browser:
+        pytest.skip("Debian chromium not installed (apt-get install chromium) — rendering check skipped")
+    out, _ = labelled_run
+    png = tmp_path / "report.png"
+    result = subprocess.run(
+        [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync",
+         f"--user-data-dir={tmp_path / 'profile'}", "--enable-logging=stderr", "--v=0",
+         "--window-size=1200,2400", f"--screenshot={png}", f"file://{out / 'report.html'}"],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert png.exists() and png.stat().st_size > 50000, result.stderr[-2000:]
+    console_errors = [l for l in result.stderr.splitlines() if "CONSOLE" in l and ("ERROR" in l or "Uncaught" in l)]
+    assert not console_errors, console_errors
+
+
+@pytest.mark.slow
+def test_run_without_label_exports_the_normalization(data, tmp_path):
+    result = run_cli(["run", "--input", str(data), "--output-dir", str(tmp_path), "--features", "fare,ts,lat",
+                      "--batch-sizes", "1,32", "--model-name", "norm"])
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert not (tmp_path / "model").exists()
+    loaded = tf.saved_model.load(str(tmp_path / "serving" / "norm" / "1"))
+    outputs = loaded.signatures["serving_default"](
+        fare=tf.constant([np.nan], tf.float64), ts=tf.constant([1.45e9], tf.float64), lat=tf.constant([41.9], tf.float64)
+    )
+    assert set(outputs) == {"fare_z", "ts_z", "lat_z"} and outputs["fare_z"].numpy()[0] == 0.0
+    run = json.loads((tmp_path / "run.json").read_text())
+    assert run["stages"] == ["statistics+transform", "compare", "export", "verify"] and run["verified"]
