@@ -17,8 +17,7 @@ $(STAMP): setup.py
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(VENV)/bin/normpipe compare --input data/chicago_taxi_15k.csv --output-dir $(DEMO_OUT) --label tips --method both
-	$(VENV)/bin/normpipe export --output-dir $(DEMO_OUT) --model-name taxi_normalization
+	$(VENV)/bin/normpipe run --input data/chicago_taxi_15k.csv --output-dir $(DEMO_OUT) --label tips --model-name taxi_tips
 
 test: $(STAMP)
 	$(PYTHON) -m pytest -q tests
