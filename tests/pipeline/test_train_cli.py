@@ -86,3 +86,42 @@ def test_batch_variant_needs_opt_in(tmp_path, trained):
                       "--normalization", "batch"])
     assert result.returncode == 2 and "--allow-batch-statistics" in result.stderr
     assert not os.path.exists(tmp_path / "serving")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("variant", ["constant", "learned"])
+def test_other_variants_export_and_verify(trained, tmp_path, variant):
+    result = run_cli(["train", "--input", str(trained["csv"]), "--output-dir", str(tmp_path), "--label", "tips",
+                      "--normalization", variant, "--no-all-variants", "--epochs", "1", "--model-name", variant])
+    assert result.returncode == 0, result.stderr[-3000:]
+    verify = run_cli(["verify", "--model-dir", str(tmp_path / "serving" / variant)])
+    assert verify.returncode == 0, verify.stdout
+    assert "PASS one_row:" in verify.stdout and "PASS prediction_skew:" in verify.stdout
+
+
+@pytest.mark.slow
+def test_signatures_after_deleting_transform_output(trained):
+    """Runs last in this module: removes the pipeline's outputs, keeps the export."""
+    import keras
+    import tensorflow as tf
+
+    import components.layers  # noqa: F401  -- registers the layers for load_model
+
+    out = trained["out"]
+    model = keras.saving.load_model(str(out / "model" / "model.keras"), safe_mode=True)
+    sample = json.loads((out / "serving" / "tips" / "1" / "assets.extra" / "normpipe_verify_sample.json").read_text())
+    for name in ("transform", "transformed", "statistics.json"):
+        path = out / name
+        shutil.rmtree(path) if path.is_dir() else path.unlink()
+    loaded = tf.saved_model.load(str(out / "serving" / "tips" / "1"))
+    rows = np.array([[np.nan if v is None else v for v in row] for row in sample["rows"][:50]])
+    inputs = {n: tf.constant(rows[:, j]) for j, n in enumerate(sample["features"])}
+    served = loaded.signatures["serving_default"](**inputs)["prediction"].numpy()
+    normalized = loaded.signatures["transform_features"](**inputs)
+    x = tf.stack([normalized[f"{n}_z"] for n in sample["features"]], axis=1)
+    np.testing.assert_allclose(served, np.asarray(model(x)).reshape(-1), rtol=1e-6, atol=1e-6)
+    examples = [tf.train.Example(features=tf.train.Features(feature={
+        n: tf.train.Feature(float_list=tf.train.FloatList(value=[v])) for n, v in zip(sample["features"], row) if not np.isnan(v)
+    })).SerializeToString() for row in rows]
+    from_examples = loaded.signatures["serving_examples"](examples=tf.constant(examples))["prediction"].numpy()
+    assert from_examples.shape == served.shape and np.all(np.isfinite(from_examples))

@@ -1,0 +1,83 @@
+"""Faults: a run killed with SIGKILL leaves no partial output under its final name."""
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+import pytest
+
+from tests.conftest import run_cli, write_csv
+
+# Runs an export whose SavedModel writer pauses after writing, so that the
+# test can kill the process while the version is complete but not yet published.
+_SLOW_EXPORT = textwrap.dedent("""
+    import sys, time
+    from components import export
+    write = export.ServingModule.write
+    def slow_write(self, path):
+        write(self, path)
+        print("written", flush=True)
+        time.sleep(60)
+    export.ServingModule.write = slow_write
+    export.export_normalization_model(sys.argv[1], sys.argv[2], "m")
+""")
+
+
+@pytest.fixture(scope="module")
+def transformed(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("faults")
+    rng = np.random.default_rng(5)
+    path = write_csv(tmp / "d.csv", {"a": rng.normal(size=500), "b": rng.lognormal(size=500)})
+    out = tmp / "out"
+    assert run_cli(["transform", "--input", str(path), "--output-dir", str(out)]).returncode == 0
+    return path, out
+
+
+def _kill_when(process, ready, timeout=300):
+    deadline = time.time() + timeout
+    while time.time() < deadline and process.poll() is None:
+        if ready():
+            process.send_signal(signal.SIGKILL)
+            process.wait()
+            return True
+        time.sleep(0.05)
+    return False
+
+
+@pytest.mark.slow
+def test_killed_export_leaves_no_version_and_rerun_succeeds(transformed, tmp_path):
+    _, out = transformed
+    serving = tmp_path / "serving"
+    process = subprocess.Popen([sys.executable, "-c", _SLOW_EXPORT, str(out / "transform"), str(serving)],
+                               stdout=subprocess.PIPE, text=True)
+    assert process.stdout.readline().strip() == "written"
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    model_dir = serving / "m"
+    assert [n for n in os.listdir(model_dir) if not n.startswith(".")] == []  # TF Serving sees no version
+    result = run_cli(["export", "--output-dir", str(out), "--model-name", "m"])
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert (out / "serving" / "m" / "1" / "saved_model.pb").exists()
+
+
+@pytest.mark.slow
+def test_killed_transform_keeps_previous_outputs_whole(transformed, tmp_path):
+    path, _ = transformed
+    out = tmp_path / "out"
+    assert run_cli(["transform", "--input", str(path), "--output-dir", str(out)]).returncode == 0
+    before = (out / "statistics.json").read_text()
+    exe = os.path.join(os.path.dirname(sys.executable), "normpipe")
+    process = subprocess.Popen([exe, "transform", "--input", str(path), "--output-dir", str(out)],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    # kill once the new run has started writing its scratch directory
+    assert _kill_when(process, lambda: any(n.startswith(".tmp-") for n in os.listdir(out)))
+    assert (out / "statistics.json").read_text() == before
+    assert (out / "transform" / "transform_fn" / "saved_model.pb").exists()
+    assert (out / "transform" / "normpipe_transform.json").exists()
+    result = run_cli(["transform", "--input", str(path), "--output-dir", str(out)])
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert (out / "statistics.json").read_text() == before  # same data, same statistics
