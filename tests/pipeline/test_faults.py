@@ -81,3 +81,21 @@ def test_killed_transform_keeps_previous_outputs_whole(transformed, tmp_path):
     result = run_cli(["transform", "--input", str(path), "--output-dir", str(out)])
     assert result.returncode == 0, result.stderr[-2000:]
     assert (out / "statistics.json").read_text() == before  # same data, same statistics
+
+
+@pytest.mark.slow
+def test_racing_exports_end_with_two_distinct_versions(transformed):
+    _, out = transformed
+    exe = os.path.join(os.path.dirname(sys.executable), "normpipe")
+    command = [exe, "export", "--output-dir", str(out), "--model-name", "race"]
+    processes = [subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) for _ in range(3)]
+    codes = [p.wait(timeout=600) for p in processes]
+    assert codes == [0, 0, 0], [p.stderr.read()[-1000:] for p in processes]
+    model_dir = out / "serving" / "race"
+    versions = sorted(n for n in os.listdir(model_dir) if not n.startswith("."))
+    assert versions == ["1", "2", "3"]
+    import tensorflow as tf
+
+    for version in versions:
+        loaded = tf.saved_model.load(str(model_dir / version))
+        assert {"serving_default", "serving_examples", "transform_features"} <= set(loaded.signatures)
