@@ -11,6 +11,8 @@ processes; being sampled, it can miss a short spike, and it counts pages
 shared between processes once per process. CPU time (user + sys) and major
 page faults of the tree come from the same rusage: a run whose wall time grew
 while its CPU time did not was waiting, often on files paged out of memory.
+`other_cpu_s` is the CPU time the rest of the machine used during the run
+(/proc/stat busy time minus the run's own): other work competing for cores.
 """
 
 import dataclasses
@@ -47,6 +49,7 @@ class Run:
     stderr: str
     cpu_s: float = float("nan")
     major_faults: int = -1
+    other_cpu_s: float = float("nan")
 
 
 def rss_tool() -> str:
@@ -97,6 +100,13 @@ class _TreeSampler(threading.Thread):
         self.join()
 
 
+def _busy_cpu_s() -> float:
+    """CPU seconds the whole machine has spent busy (not idle, not iowait) since boot."""
+    with open("/proc/stat", encoding="ascii") as f:
+        ticks = [int(v) for v in f.readline().split()[1:9]]  # guest time is already in user
+    return (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")
+
+
 def _field(text: str, label: str) -> float:
     match = re.search(re.escape(label) + r": ([0-9.]+)", text)
     return float(match.group(1)) if match else float("nan")
@@ -111,6 +121,7 @@ def run_measured(cmd, env=None, timeout=None) -> Run:
     else:
         wrapped = [sys.executable, "-c", _WRAPPER, report, *cmd]
     try:
+        busy_before = _busy_cpu_s()
         start = time.perf_counter()
         proc = subprocess.Popen(
             wrapped, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
@@ -125,11 +136,13 @@ def run_measured(cmd, env=None, timeout=None) -> Run:
             raise
         finally:
             wall = time.perf_counter() - start
+            busy = _busy_cpu_s() - busy_before
             sampler.stop()
         with open(report, encoding="utf-8") as f:
             text = f.read()
     finally:
         os.unlink(report)
+    cpu = _field(text, "User time (seconds)") + _field(text, "System time (seconds)")
     return Run(
         wall,
         _field(text, "Maximum resident set size (kbytes)") / 1024,
@@ -137,6 +150,7 @@ def run_measured(cmd, env=None, timeout=None) -> Run:
         proc.returncode,
         stdout,
         stderr,
-        cpu_s=_field(text, "User time (seconds)") + _field(text, "System time (seconds)"),
+        cpu_s=cpu,
         major_faults=int(_field(text, "Major (requiring I/O) page faults")),
+        other_cpu_s=max(0.0, busy - cpu),
     )

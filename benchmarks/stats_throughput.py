@@ -137,11 +137,6 @@ def run_once(key, path, args):
     return run, figures
 
 
-def load_1m() -> float:
-    with open("/proc/loadavg", encoding="ascii") as f:
-        return float(f.read().split()[0])
-
-
 def pipeline_seconds(run):
     """normpipe's own "analyzed in" time (pipeline build, run and read-back), if printed."""
     match = _PIPELINE_TIME.search(run.stderr)
@@ -151,21 +146,20 @@ def pipeline_seconds(run):
 def measure_size(key, rows, repeats, args):
     path = synthetic_data.ensure_csv(args.data_dir, rows, args.seed)
     warm_page_cache(path)
-    runs, loads, figures = [], [], None
+    runs, figures = [], None
     for i in range(repeats):
-        loads.append(load_1m())
         run, figures = run_once(key, path, args)
         runs.append(run)
         log(f"  {key:<12} {rows:>11,} rows  run {i + 1}/{repeats}: {run.wall_s:7.2f} s  cpu {run.cpu_s:6.2f} s  "
             f"peak RSS {run.peak_rss_mb:6.0f} MB  tree {run.tree_rss_mb:6.0f} MB  "
-            f"major faults {run.major_faults}  load before {loads[-1]:.2f}")
+            f"major faults {run.major_faults}  other work {run.other_cpu_s:5.2f} cpu-s")
     inside = [pipeline_seconds(r) for r in runs]
     return {
         "rows": rows,
         "times_s": [r.wall_s for r in runs],
         "cpu_s": [r.cpu_s for r in runs],
         "major_faults": [r.major_faults for r in runs],
-        "load_1m_before": loads,
+        "other_cpu_s": [r.other_cpu_s for r in runs],
         "pipeline_s": statistics.median(inside) if None not in inside else None,
         "median_s": statistics.median(r.wall_s for r in runs),
         "peak_rss_mb": max(r.peak_rss_mb for r in runs),
