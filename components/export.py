@@ -33,7 +33,7 @@ import tempfile
 import numpy as np
 import tensorflow as tf
 
-from components import atomic, statistics, transform
+from components import atomic, transform
 from components.errors import UserError
 
 _NAME = re.compile(r"^[A-Za-z0-9._-]+$")
@@ -64,21 +64,27 @@ class ServingModule:
     """
 
     def __init__(self, transform_dir: str, model=None, variant="tft", model_inputs=None):
+        from tensorflow_transform.saved import saved_transform_io_v2  # pylint: disable=import-outside-toplevel
+
         self.metadata = transform.read_metadata(transform_dir)
-        self.transform = statistics.load_transform_graph(transform_dir)
         self.features = list(self.metadata["features"])
         self.outputs = [o for m in self.metadata["methods"] for o in self.metadata["outputs"][m]]
+        # tf.Transform's own loader (what TransformFeaturesLayer uses), pruned
+        # to the features a request carries and the outputs served: the
+        # label input is supplied by the loader, and the statistics output,
+        # a [batch, 6, F] tile, is not computed per request.
+        self._loader = saved_transform_io_v2.SavedModelLoader(os.path.join(transform_dir, "transform_fn"))
+        self._loader.finalize(self.features, self.outputs)
+        # The loaded graph owns the variables the pruned function reads;
+        # tracking it puts them in the export (as TransformFeaturesLayer does).
+        self.transform = self._loader._imported  # pylint: disable=protected-access
         self.model = model
         self._variant = variant
         self._model_inputs = list(model_inputs or [])
 
     def normalize(self, inputs: dict) -> dict:
         """Raw float64 features -> the graph's normalized float32 features."""
-        batch = tf.shape(inputs[self.features[0]])[0]
-        missing = tf.fill([batch], tf.constant(np.nan, tf.float64))
-        # The graph also takes the label; serving requests have none.
-        raw = {name: inputs.get(name, missing) for name in self.metadata["raw_inputs"]}
-        outputs = self.transform.transform_fn(raw)
+        outputs = self._loader.apply_transform_model({name: inputs[name] for name in self.features})
         return {name: outputs[name] for name in self.outputs}
 
     def predict(self, inputs: dict) -> dict:

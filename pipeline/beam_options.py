@@ -7,11 +7,17 @@ import tempfile
 from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions
 
 
-def make_options(beam_args) -> PipelineOptions:
-    """PipelineOptions from the pass-through flags; DirectRunner by default.
+# The engine DirectRunner picks for a batch pipeline like normpipe's. Naming
+# it directly skips Beam's default runner's attempt to start Prism (which
+# downloads a binary) and DirectRunner's own compatibility pass: ~0.5 s each.
+LOCAL_RUNNER = "apache_beam.runners.portability.fn_api_runner.fn_runner.FnApiRunner"
 
-    Beam's default runner first tries Prism, which downloads a binary; naming
-    DirectRunner keeps a laptop run offline and predictable.
+
+def make_options(beam_args) -> PipelineOptions:
+    """PipelineOptions from the pass-through flags; DirectRunner's engine by default.
+
+    `--runner` (DirectRunner, PortableRunner, FlinkRunner, DataflowRunner, ...)
+    and `--direct_running_mode`/`--direct_num_workers` pass straight through.
     """
     beam_args = list(beam_args or [])
     if not any(a.startswith("--default_sdk_harness_log_level") for a in beam_args):
@@ -22,7 +28,7 @@ def make_options(beam_args) -> PipelineOptions:
     options = PipelineOptions(beam_args)
     standard = options.view_as(StandardOptions)
     if not standard.runner:
-        standard.runner = "DirectRunner"
+        standard.runner = LOCAL_RUNNER
     direct = options.view_as(DirectOptions)
     if direct.direct_running_mode == "multi_processing" and not direct.direct_num_workers:
         direct.direct_num_workers = os.cpu_count() or 1
