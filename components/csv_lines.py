@@ -34,7 +34,12 @@ def lines_before(path: str, offset: int) -> int:
 
 
 def open_bytes(path: str, first: int = 0):
-    """A binary file object positioned at byte `first` of the (decompressed) data."""
+    """A binary file object positioned at byte `first` of the (decompressed) data.
+
+    A local file starting with the gzip magic bytes goes through Python's
+    gzip, which fails on a stream cut short or a bad CRC (Beam's reader stops
+    silently); a remote file is decompressed by Beam, chosen by its extension.
+    """
     if not is_local(path):
         from apache_beam.io.filesystems import FileSystems  # pylint: disable=import-outside-toplevel
 
@@ -44,11 +49,11 @@ def open_bytes(path: str, first: int = 0):
     return f
 
 
-def record_line(path: str, first: int, record: int) -> int:
-    """Physical line of the `record`-th (0-based) CSV record from byte `first`.
+def _records(path: str, first: int):
+    """Yields (physical line, fields) for each non-blank CSV record from byte `first`.
 
-    Records are counted as pyarrow counts them: blank lines are skipped, and
-    when `first` is 0 the header is record 0.
+    Undecodable bytes are replaced (delimiters are ASCII, so the structure
+    is unchanged). Stops quietly where the csv module or the file gives up.
     """
     base = lines_before(path, first) if is_local(path) else 0
     previous_limit = csv.field_size_limit()
@@ -56,15 +61,35 @@ def record_line(path: str, first: int, record: int) -> int:
     try:
         with open_bytes(path, first) as raw:
             text = io.TextIOWrapper(raw, encoding="utf-8-sig", errors="replace", newline="")
-            reader, seen, line = csv.reader(text), 0, 0
+            reader, line = csv.reader(text), 0
             for row in reader:
                 if row:
-                    if seen == record:
-                        return base + line + 1
-                    seen += 1
+                    yield base + line + 1, row
                 line = reader.line_num
     except (csv.Error, OSError, EOFError, UserError):
-        pass
+        return
     finally:
         csv.field_size_limit(previous_limit)
-    return base + record + 1  # best effort: one record per line
+
+
+def record_line(path: str, first: int, record: int) -> int:
+    """Physical line of the `record`-th (0-based) CSV record from byte `first`.
+
+    Records are counted as pyarrow counts them: blank lines are skipped, and
+    when `first` is 0 the header is record 0.
+    """
+    for index, (line, _) in enumerate(_records(path, first)):
+        if index == record:
+            return line
+    return (lines_before(path, first) if is_local(path) else 0) + record + 1  # best effort
+
+
+def find_ragged(path: str, first: int, expected=None):
+    """(line, expected, got, text) of the first record from byte `first` whose
+    field count differs from `expected` (default: the first record's), or None."""
+    for line, row in _records(path, first):
+        if expected is None:
+            expected = len(row)
+        elif len(row) != expected:
+            return line, expected, len(row), ",".join(row)
+    return None

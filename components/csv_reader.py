@@ -14,6 +14,7 @@ would cut a record in two.
 
 import mmap
 import os
+import re
 
 import apache_beam as beam
 import numpy as np
@@ -22,7 +23,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from components import csv_lines, csv_values
-from components.csv_lines import is_gzip  # noqa: F401  (re-exported)
+from components.csv_lines import is_gzip
 from components.errors import UserError
 
 DEFAULT_BLOCK_SIZE = 16 << 20
@@ -121,7 +122,14 @@ class ReadCsvRange(beam.DoFn):
         self._rows = beam.metrics.Metrics.counter("normpipe", "rows_read")
 
     def process(self, element):
-        path, start, end, quoted = element
+        path = element[0]
+        try:
+            yield from self._read_range(*element)
+        except (OSError, EOFError) as exc:  # e.g. a truncated or corrupt gzip stream
+            message = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise UserError(f"{path}: cannot read: {message[:200]}") from None
+
+    def _read_range(self, path, start, end, quoted):
         emitted, as_bytes, block_size = 0, False, self._block_size
         while True:
             stream, first = _open_range(path, start, end)
@@ -141,7 +149,7 @@ class ReadCsvRange(beam.DoFn):
                 else:
                     raise self._diagnose(path, start, end, quoted, block_size, exc) from None
 
-    def _reader(self, stream, first, quoted, block_size, as_bytes, threads=True, handler=None):
+    def _reader(self, stream, first, quoted, block_size, as_bytes, threads=True):
         kind = pa.binary() if as_bytes else pa.float64()
         return pacsv.open_csv(
             stream,
@@ -151,7 +159,7 @@ class ReadCsvRange(beam.DoFn):
                 block_size=block_size,
                 use_threads=threads,
             ),
-            parse_options=pacsv.ParseOptions(newlines_in_values=quoted, invalid_row_handler=handler),
+            parse_options=pacsv.ParseOptions(newlines_in_values=quoted),
             convert_options=pacsv.ConvertOptions(
                 column_types={name: kind for name in self._numeric},
                 include_columns=self._numeric,
@@ -203,31 +211,32 @@ class ReadCsvRange(beam.DoFn):
 
     def _diagnose(self, path, start, end, quoted, block_size, exc) -> UserError:
         """Re-reads the range slowly to name the exact line of a parse error."""
-        ragged = []
-
-        def record(row):
-            ragged.append(row)
-            return "error"
-
         stream, first = _open_range(path, start, end)
         try:
             rows_before = 0
-            for batch in self._reader(stream, first, quoted, block_size, True, threads=False, handler=record):
+            for batch in self._reader(stream, first, quoted, block_size, True, threads=False):
                 for name, column in zip(self._numeric, batch.columns):
                     index = csv_values.first_bad(column) if self._bad_values == "error" else None
                     if index is not None:
                         return self._value_error(path, first, rows_before + index, name, column[index].as_py())
                 rows_before += batch.num_rows
         except pa.ArrowInvalid as again:
-            if ragged:
-                row = ragged[0]
-                line = csv_lines.record_line(path, first, (row.number or 1) - 1)
-                return UserError(
-                    f"{path} line {line}: expected {row.expected_columns} fields, got "
-                    f"{row.actual_columns}: {csv_values.show(row.text, 80)}"
-                )
             exc = again
-        message = str(exc).splitlines()[0]
-        if "straddling" in message:
-            return UserError(f"{path}: a row is longer than {MAX_BLOCK_SIZE >> 20} MB, or a quote is never closed")
-        return UserError(f"{path}: cannot parse CSV: {message[:200]}")
+        return parse_error(path, first, exc, len(self._columns))
+
+
+def parse_error(path: str, first: int, exc: Exception, expected=None) -> UserError:
+    """The UserError for a pyarrow parse failure of the text from byte `first`.
+
+    A row with the wrong number of fields is located with the csv module
+    (pyarrow's own invalid-row callback fails on text that is not UTF-8).
+    """
+    message = (str(exc).strip().splitlines() or ["invalid CSV"])[0]
+    if re.search(r"Expected \d+ columns, got \d+", message):
+        found = csv_lines.find_ragged(path, first, expected)
+        if found:
+            line, want, got, text = found
+            return UserError(f"{path} line {line}: expected {want} fields, got {got}: {csv_values.show(text, 80)}")
+    if "straddling" in message:
+        return UserError(f"{path}: a row is longer than {MAX_BLOCK_SIZE / (1 << 20):g} MB, or a quote is never closed")
+    return UserError(f"{path}: cannot parse CSV: {message[:200]}")

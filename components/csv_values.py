@@ -31,8 +31,7 @@ def lenient_float(column: pa.Array) -> Tuple[pa.Array, np.ndarray]:
     so no cell can make the conversion itself fail.
     """
     if not (pa.types.is_binary(column.type) or pa.types.is_string(column.type)):
-        column = column.cast(pa.float64())
-        return _drop_infinite(column)
+        return _drop_infinite(column.cast(pa.float64(), safe=False))  # ints beyond 2**53 round
     numeric = pc.fill_null(pc.match_substring_regex(column, NUMBER), True)
     candidates = pc.if_else(numeric, column, pa.scalar(None, column.type))
     text = pc.utf8_trim(pc.cast(candidates, pa.string()), " \t")

@@ -134,7 +134,10 @@ def _csv_sample(path: str) -> pa.Table:
                 continue
             if "Empty CSV file" in message:
                 raise UserError(f"{path}: file is empty (expected a header row)") from None
-            raise UserError(f"{path}: cannot read CSV header and first rows: {message[:200]}") from None
+            error = csv_reader.parse_error(path, 0, exc)
+            if "cannot parse CSV" in error.message:
+                raise UserError(f"{path}: cannot read CSV header and first rows: {message[:200]}") from None
+            raise error from None
         except UnicodeDecodeError as exc:
             raise UserError(f"{path}: header is not UTF-8 text ({exc.reason} at byte {exc.start})") from None
         except (OSError, EOFError) as exc:  # e.g. a broken gzip stream
@@ -220,6 +223,9 @@ def _make_spec(files, fmt, columns, originals, inferred, features, label, types,
             raise UserError(f"--label {shown[label]!r}: column is not numeric (type {types[label]})")
     features = column_names.resolve("--features", features, originals, columns)
     if features:
+        twice = sorted({shown[n] for n in features if features.count(n) > 1})
+        if twice:
+            raise UserError(f"--features: column {twice[0]!r} is listed twice")
         for name in features:
             if name in strings and not pa.types.is_string(types[name]):
                 raise UserError(f"--features: column {shown[name]!r} is not numeric (type {types[name]})")

@@ -4,10 +4,15 @@ Records travel as (path, index, serialized Example) so that an error names
 the file and the record (1-based). Gzip is detected by content.
 """
 
+import itertools
+import struct
+import zlib
+
 import apache_beam as beam
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+from apache_beam.io.tfrecordio import _TFRecordUtil  # the framing checksums
 from tensorflow_metadata.proto.v0 import schema_pb2
 
 from components import csv_lines
@@ -19,24 +24,25 @@ def sample_examples(path: str, sample_size: int = 1000):
     """Feature kinds and scalar sample values of the first examples of a file.
 
     Returns ({name: "float_list" | "int64_list" | "bytes_list"},
-    {name: [values]}); a file that is not a readable TFRecord of
-    tf.train.Example is a UserError naming it.
+    {name: [values]}). Read with `read_tfrecord_file`, not tf.data, whose
+    reader crashes the process on a record claiming a huge length; corrupt
+    data is a UserError naming the file.
     """
-    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+    from google.protobuf.message import DecodeError  # pylint: disable=import-outside-toplevel
+    from tensorflow.core.example import example_pb2  # pylint: disable=import-outside-toplevel
 
     kinds, samples = {}, {}
-    compression = "GZIP" if csv_lines.is_gzip(path) else ""
-    try:
-        for record in tf.data.TFRecordDataset(path, compression_type=compression).take(sample_size):
-            example = tf.train.Example.FromString(record.numpy())
-            for name, feature in example.features.feature.items():
-                kind = feature.WhichOneof("kind")
-                if kind and kinds.get(name) in (None, kind):
-                    kinds[name] = kind
-                if kind in ("float_list", "int64_list") and len(getattr(feature, kind).value) == 1:
-                    samples.setdefault(name, []).append(getattr(feature, kind).value[0])
-    except Exception as exc:  # pylint: disable=broad-except  # corrupt data or not a TFRecord file
-        raise UserError(f"{path}: not a readable TFRecord of tf.train.Example ({_first_line(exc)})") from None
+    for _, index, record in itertools.islice(read_tfrecord_file(path), sample_size):
+        try:
+            example = example_pb2.Example.FromString(record)
+        except DecodeError:
+            raise UserError(f"{path} record {index + 1}: not a tf.train.Example") from None
+        for name, feature in example.features.feature.items():
+            kind = feature.WhichOneof("kind")
+            if kind and kinds.get(name) in (None, kind):
+                kinds[name] = kind
+            if kind in ("float_list", "int64_list") and len(getattr(feature, kind).value) == 1:
+                samples.setdefault(name, []).append(getattr(feature, kind).value[0])
     if not kinds:
         raise UserError(f"{path}: no examples found")
     return kinds, samples
@@ -47,24 +53,45 @@ def _first_line(exc: BaseException, limit: int = 160) -> str:
     return (lines[0] if lines else type(exc).__name__)[:limit]
 
 
+MAX_RECORD_BYTES = 1 << 31  # protobuf's limit; a larger length is corruption
+
+
+def _read_record(f):
+    """The next record of a TFRecord stream, None at its end; ValueError if corrupt."""
+    header = f.read(12)
+    if not header:
+        return None
+    if len(header) != 12:
+        raise ValueError("truncated record header")
+    length, length_crc = struct.unpack("<QI", header)
+    if _TFRecordUtil._masked_crc32c(header[:8]) != length_crc:  # pylint: disable=protected-access
+        raise ValueError("bad length checksum (not a TFRecord file?)")
+    if length > MAX_RECORD_BYTES:
+        raise ValueError(f"record length {length} is implausible")
+    body = f.read(length + 4)
+    if len(body) != length + 4:
+        raise ValueError("truncated record")
+    if _TFRecordUtil._masked_crc32c(body[:length]) != struct.unpack("<I", body[length:])[0]:  # pylint: disable=protected-access
+        raise ValueError("bad data checksum")
+    return body[:length]
+
+
 def read_tfrecord_file(path: str):
     """Yields (path, index, record) for the records of one TFRecord file.
 
-    A bad CRC, a truncated record or a broken gzip stream is a UserError
-    naming the file.
+    A bad checksum, a truncated record or a broken or truncated gzip stream is
+    a UserError naming the file.
     """
-    from apache_beam.io import tfrecordio  # pylint: disable=import-outside-toplevel
-    from apache_beam.io.filesystem import CompressionTypes  # pylint: disable=import-outside-toplevel
-
-    gzip = csv_lines.is_local(path) and csv_lines.is_gzip(path)
-    compression = CompressionTypes.GZIP if gzip else CompressionTypes.UNCOMPRESSED
-    source = tfrecordio._TFRecordSource(path, beam.coders.BytesCoder(), compression, validate=False)  # pylint: disable=protected-access
     index = 0
     try:
-        for record in source.read(source.get_range_tracker(None, None)):
-            yield path, index, record
-            index += 1
-    except Exception as exc:  # pylint: disable=broad-except  # bad CRC, truncated record, bad gzip stream
+        with csv_lines.open_bytes(path) as f:
+            while True:
+                record = _read_record(f)
+                if record is None:
+                    return
+                yield path, index, record
+                index += 1
+    except (ValueError, OSError, EOFError, zlib.error) as exc:  # bad CRC, truncated record, bad gzip
         raise UserError(f"{path}: corrupt TFRecord data after record {index} ({_first_line(exc)})") from None
 
 

@@ -7,7 +7,9 @@ analyzers that statistics.json reports (see statistics.py):
   zscore         x_z  = (x - mean) / std            (population std, ddof=0)
   minmax         x_01 = (x - min) / (max - min)
 
-computed in float64 and emitted as float32 model inputs. A feature with zero
+computed in float64 and emitted as float32 model inputs. The arithmetic runs
+on x * 2**k (k per feature, see statistics.py and exact_float.py), which
+gives the same ratios and survives TensorFlow's flush-to-zero. A feature with zero
 variance (or min == max, or no present value) maps to 0.0: the feature carries
 no information, and 0.0 is what its imputed mean maps to. Results are clipped
 to +-OUTPUT_LIMIT so that an infinite serving input yields a finite value.
@@ -25,7 +27,7 @@ import pyarrow as pa
 import tensorflow as tf
 import tensorflow_transform.beam as tft_beam
 
-from components import statistics
+from components import exact_float, statistics
 
 METHODS = ("zscore", "minmax")
 SUFFIX = {"zscore": "_z", "minmax": "_01"}
@@ -42,12 +44,14 @@ class TransformOptions:
       method: "zscore", "minmax" or "both".
       label: raw label column passed through as float32, or None.
       centers: per-feature centering constants for accurate analyzers.
+      exponents: per-feature power-of-two scales (see exact_float.py).
     """
 
     features: Tuple[str, ...]
     method: str = "zscore"
     label: Optional[str] = None
     centers: Optional[Tuple[float, ...]] = None
+    exponents: Optional[Tuple[int, ...]] = None
 
     def __post_init__(self):
         if self.method not in METHODS + ("both",):
@@ -56,6 +60,8 @@ class TransformOptions:
             raise ValueError("features must not be empty. Received: ()")
         if self.centers is not None and len(self.centers) != len(self.features):
             raise ValueError(f"centers must have one value per feature. Received: {len(self.centers)} centers")
+        if self.exponents is not None and len(self.exponents) != len(self.features):
+            raise ValueError(f"exponents must have one value per feature. Received: {len(self.exponents)} exponents")
 
     @property
     def methods(self) -> Tuple[str, ...]:
@@ -72,15 +78,26 @@ def _safe_divide(numerator, denominator):
     return tf.where(ok[tf.newaxis, :], numerator / safe, tf.zeros_like(numerator))
 
 
-def normalize(x, stats, method):
-    """float64 [batch, F] raw values -> float32 normalized values."""
-    mean = tf.where(stats["count"] > 0, stats["mean"], tf.zeros_like(stats["mean"]))
-    imputed = tf.where(tf.math.is_nan(x), tf.broadcast_to(mean, tf.shape(x)), x)
+def normalize(x, stats, method, exponents=None):
+    """float64 [batch, F] raw values -> float32 normalized values.
+
+    `stats` are `statistics.analyze_features` results for the same
+    `exponents`: mean and var of x * 2**k, min and max of x. The deviation
+    x - mean is computed as (x - center) - centered_mean: the mean itself,
+    rounded to float64 near an offset of 1e12, is only good to ~1e-4, which
+    a spread-1 feature would show in its z-scores.
+    """
+    exponents = np.zeros(x.shape[1], np.int64) if exponents is None else exponents
+    centered_mean = tf.where(stats["count"] > 0, stats["centered_mean"], tf.zeros_like(stats["centered_mean"]))
+    deviation = (exact_float.ldexp(x, exponents) - stats["center"]) - centered_mean
+    deviation = tf.where(tf.math.is_nan(x), tf.zeros_like(deviation), deviation)  # imputed with the mean
     if method == "zscore":
-        scaled = _safe_divide(imputed - mean, tf.sqrt(tf.maximum(stats["var"], 0.0)))
+        result = _safe_divide(deviation, tf.sqrt(tf.maximum(stats["var"], 0.0)))
     else:
-        scaled = _safe_divide(imputed - stats["min"], stats["max"] - stats["min"])
-    return tf.cast(tf.clip_by_value(scaled, -OUTPUT_LIMIT, OUTPUT_LIMIT), tf.float32)
+        low = exact_float.ldexp(stats["min"][tf.newaxis, :], exponents)[0]
+        high = exact_float.ldexp(stats["max"][tf.newaxis, :], exponents)[0]
+        result = _safe_divide(deviation + ((stats["center"] - low) + centered_mean), high - low)
+    return tf.cast(tf.clip_by_value(result, -OUTPUT_LIMIT, OUTPUT_LIMIT), tf.float32)
 
 
 def make_preprocessing_fn(options: TransformOptions):
@@ -88,10 +105,10 @@ def make_preprocessing_fn(options: TransformOptions):
 
     def preprocessing_fn(inputs):
         x = statistics.stack_features(inputs, options.features)
-        stats = statistics.analyze_features(x, options.centers)
+        stats = statistics.analyze_features(x, options.centers, options.exponents)
         outputs = statistics.statistics_outputs(inputs, options.features, stats=stats)
         for method in options.methods:
-            normalized = normalize(x, stats, method)
+            normalized = normalize(x, stats, method, options.exponents)
             for i, name in enumerate(options.output_names(method)):
                 outputs[name] = normalized[:, i]
         if options.label:
@@ -150,8 +167,11 @@ class AnalyzeAndTransform(beam.PTransform):
         return transform_fn | "WriteTransformFn" >> tft_beam.WriteTransformFn(self._transform_dir)
 
 
-def write_metadata(transform_dir: str, options: TransformOptions, numeric) -> None:
+def write_metadata(transform_dir: str, options: TransformOptions, numeric, renamed=None) -> None:
     """Records what the graph expects and emits, beside transform_fn/.
+
+    `renamed` ({input column name: TensorFlow-safe name}, see column_names.py)
+    is kept so that an export can map the input's own names.
 
     tf.Transform's own raw metadata cannot describe float64 inputs, so the raw
     input names (all float64, shape [batch]) are kept here. The statistics
@@ -177,6 +197,7 @@ def write_metadata(transform_dir: str, options: TransformOptions, numeric) -> No
         "outputs": {m: list(options.output_names(m)) for m in options.methods},
         "output_limit": OUTPUT_LIMIT,
         "statistics_key": statistics.STATS_KEY,
+        "renamed": dict(renamed or {}),
     }
     with open(os.path.join(transform_dir, METADATA_FILE), "w", encoding="utf-8") as f:
         json.dump(document, f, indent=2)

@@ -20,31 +20,63 @@ class StatsConfig:
     format: Optional[str] = None
     features: Optional[Tuple[str, ...]] = None
     label: Optional[str] = None
+    bad_values: str = "error"
 
     def __post_init__(self):
         if self.format not in (None, "csv", "tfrecord"):
             raise ValueError(f"format must be 'csv' or 'tfrecord'. Received: {self.format!r}")
+        if self.bad_values not in ("error", "missing"):
+            raise ValueError(f"bad_values must be 'error' or 'missing'. Received: {self.bad_values!r}")
 
 
 def inspect(config) -> ingest.InputSpec:
-    spec = ingest.inspect_input(config.input, config.format, config.features, config.label)
+    """Types the input of any stage config (input, format, features, label[, bad_values])."""
+    bad_values = getattr(config, "bad_values", "error")
+    spec = ingest.inspect_input(config.input, config.format, config.features, config.label, bad_values)
     progress(
         f"input: {len(spec.files)} {spec.format} file(s); numeric features: {', '.join(spec.features)}"
         + (f"; label: {spec.label}" if spec.label else "")
         + (f"; string columns left alone: {', '.join(spec.strings)}" if spec.strings else "")
     )
+    if spec.renamed:
+        pairs = ", ".join(f"{old!r} -> {new}" for old, new in spec.renamed.items())
+        progress(f"columns renamed to valid TensorFlow names: {pairs}")
+    for name in spec.mostly_numeric:
+        progress(
+            f"column {spec.original_name(name)!r} holds mostly numbers but also text in its first rows, so it is "
+            "left alone as a string column (--features forces it numeric; --bad-values=missing reads the text as missing)"
+        )
     return spec
 
 
-def statistics_document(spec: ingest.InputSpec, stats: dict) -> dict:
-    return {
+def statistics_document(spec: ingest.InputSpec, stats: dict, bad_counts=None) -> dict:
+    """statistics.json: the statistics plus what was read and how.
+
+    Each feature gets `bad_values`, how many of its `missing` values were bad
+    values read as missing (always 0 with --bad-values=error).
+    """
+    bad_counts = bad_counts or {}
+    features = {name: {**entry, "bad_values": int(bad_counts.get(name, 0))} for name, entry in stats["features"].items()}
+    document = {
         "num_examples": stats["num_examples"],
-        "features": stats["features"],
+        "features": features,
         "dtype": "float64",
         "input": {"files": list(spec.files), "format": spec.format},
         "label": spec.label,
         "string_columns": list(spec.strings),
+        "renamed": spec.renamed,
+        "bad_values_policy": spec.bad_values,
     }
+    if spec.label:
+        document["label_bad_values"] = int(bad_counts.get(spec.label, 0))
+    return document
+
+
+def report_bad_values(spec: ingest.InputSpec, bad_counts: dict) -> None:
+    """One progress line with the bad values read as missing, per column."""
+    if bad_counts:
+        listed = ", ".join(f"{spec.original_name(n)} {c:,}" for n, c in sorted(bad_counts.items()))
+        progress(f"bad values read as missing: {listed}")
 
 
 def run_stats(config: StatsConfig, beam_args=()) -> dict:
@@ -54,21 +86,24 @@ def run_stats(config: StatsConfig, beam_args=()) -> dict:
     start = time.time()
     with beam_options.TempDir(config.output_dir) as tmp:
         transform_dir = os.path.join(tmp, "transform")
+        bad_values_path = os.path.join(tmp, "bad_values.json")
         with beam.Pipeline(options=options) as p, tft_beam.Context(temp_dir=os.path.join(tmp, "tft")):
             _ = (
                 p
-                | "ReadInput" >> ingest.ReadRecordBatches(spec)
+                | "ReadInput" >> ingest.ReadRecordBatches(spec, bad_values_path=bad_values_path)
                 | "ComputeStatistics" >> statistics.AnalyzeStatistics(
-                    spec.features, ingest.tensor_adapter_config(spec), transform_dir, spec.centers
+                    spec.features, ingest.tensor_adapter_config(spec), transform_dir, spec.centers, spec.exponents
                 )
             )
         stats = statistics.read_statistics(transform_dir, spec.features, spec.numeric)
+        bad_counts = ingest.read_bad_value_counts(bad_values_path)
     if stats["num_examples"] == 0:
         from components.errors import UserError  # pylint: disable=import-outside-toplevel
 
         raise UserError(f"{config.input}: no data rows")
     progress(f"statistics: {stats['num_examples']:,} rows analyzed in {time.time() - start:.1f}s")
-    document = statistics_document(spec, stats)
+    report_bad_values(spec, bad_counts)
+    document = statistics_document(spec, stats, bad_counts)
     path = os.path.join(config.output_dir, "statistics.json")
     atomic.write_json_atomic(path, document)
     progress(f"wrote {path}")

@@ -2,7 +2,8 @@
 
 Layout under <output-dir>:
   transform/              transform_fn/, transformed_metadata/ (tf.Transform),
-                          normpipe_transform.json (raw inputs, outputs)
+                          normpipe_transform.json (raw inputs, outputs,
+                          renamed columns)
   transformed/            part-*.tfrecord.gz of tf.train.Example (unless
                           --no-materialize)
   statistics.json         decoded from transform/'s graph: the same numbers
@@ -21,7 +22,7 @@ from components import atomic, ingest, statistics, transform
 from components.errors import UserError
 from pipeline import beam_options
 from pipeline.progress import progress
-from pipeline.stats import inspect, statistics_document
+from pipeline.stats import inspect, report_bad_values, statistics_document
 
 
 @dataclasses.dataclass(frozen=True)
@@ -33,10 +34,13 @@ class TransformConfig:
     label: Optional[str] = None
     method: str = "zscore"
     materialize: bool = True
+    bad_values: str = "error"
 
     def __post_init__(self):
         if self.method not in transform.METHODS + ("both",):
             raise ValueError(f"method must be zscore, minmax or both. Received: {self.method!r}")
+        if self.bad_values not in ("error", "missing"):
+            raise ValueError(f"bad_values must be 'error' or 'missing'. Received: {self.bad_values!r}")
 
 
 def _replace_dir(src: str, dst: str) -> None:
@@ -49,31 +53,34 @@ def _replace_dir(src: str, dst: str) -> None:
 def run_transform(config: TransformConfig, beam_args=()):
     """Runs analysis + transform in one Beam pipeline; returns (spec, statistics doc)."""
     spec = inspect(config)
-    options = transform.TransformOptions(spec.features, config.method, spec.label, spec.centers)
+    options = transform.TransformOptions(spec.features, config.method, spec.label, spec.centers, spec.exponents)
     start = time.time()
     with beam_options.TempDir(config.output_dir) as tmp:
         transform_dir = os.path.join(tmp, "transform")
         examples_dir = os.path.join(tmp, "transformed")
         prefix = os.path.join(examples_dir, "part") if config.materialize else None
+        bad_values_path = os.path.join(tmp, "bad_values.json")
         with beam.Pipeline(options=beam_options.make_options(beam_args)) as p, tft_beam.Context(
             temp_dir=os.path.join(tmp, "tft")
         ):
             _ = (
                 p
-                | "ReadInput" >> ingest.ReadRecordBatches(spec)
+                | "ReadInput" >> ingest.ReadRecordBatches(spec, bad_values_path=bad_values_path)
                 | "Transform" >> transform.AnalyzeAndTransform(
                     options, ingest.tensor_adapter_config(spec), transform_dir, prefix
                 )
             )
-        transform.write_metadata(transform_dir, options, spec.numeric)
+        transform.write_metadata(transform_dir, options, spec.numeric, spec.renamed)
         stats = statistics.read_statistics(transform_dir, spec.features, spec.numeric)
+        bad_counts = ingest.read_bad_value_counts(bad_values_path)
         if stats["num_examples"] == 0:
             raise UserError(f"{config.input}: no data rows")
         progress(f"transform: {stats['num_examples']:,} rows analyzed and transformed in {time.time() - start:.1f}s")
+        report_bad_values(spec, bad_counts)
         _replace_dir(transform_dir, os.path.join(config.output_dir, "transform"))
         if config.materialize:
             _replace_dir(examples_dir, os.path.join(config.output_dir, "transformed"))
-    document = statistics_document(spec, stats)
+    document = statistics_document(spec, stats, bad_counts)
     atomic.write_json_atomic(os.path.join(config.output_dir, "statistics.json"), document)
     progress(f"wrote {config.output_dir}/transform/, statistics.json" + (", transformed/" if config.materialize else ""))
     return spec, document

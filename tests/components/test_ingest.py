@@ -104,17 +104,37 @@ def test_features_flag_selects_columns():
         ("a,b\n1,2\n3,\"1,5\"\n", "line 3 column 'b': non-numeric value '1,5'"),
         ("a,b\n1,2\n3,4\n5,6,7\n", "line 4: expected 2 fields, got 3"),
         ("a,b\n1,2\n3,inf\n", "line 3 column 'b': infinite value"),
+        ("a,b\n1,2\n3,$3\n", "line 3 column 'b': non-numeric value '$3'"),
+        ("a,b\n1,2\n3,-inf\n", "line 3 column 'b': infinite value -inf"),
+        ("a,b\n1,2\n3,1e400\n", "line 3 column 'b': infinite value"),
+        ("a,b\n1,2\n3,1_000\n", "line 3 column 'b': non-numeric value '1_000'"),
+        ("a,b\n1,2\nNA,\n4,x\n", "line 4 column 'b': non-numeric value 'x'"),  # NA is missing, not bad
+        (b"a,b\n1,2\n3,\xff\n", "line 3 column 'b': non-numeric value '\\\\xff'"),
+        ("a,b\n1,2\n3\n", "line 3: expected 2 fields, got 1"),
     ],
 )
 def test_bad_value_names_file_line_column_value(tmp_path, content, expected):
     path = tmp_path / "bad.csv"
-    path.write_text(content)
+    path.write_bytes(content if isinstance(content, bytes) else content.encode())
     reader = csv_reader.ReadCsvRange(["a", "b"], ["a", "b"])
     with pytest.raises(UserError) as err:
         for element in csv_reader.plan_ranges(str(path)):
             list(reader.process(element))
     assert str(path) in err.value.message
     assert expected in err.value.message
+
+
+@pytest.mark.parametrize("row, fields", [("79", 1), ("79,1,2", 3)])
+@pytest.mark.parametrize("split_size", [50, 10**9])
+def test_ragged_row_line_number_in_a_later_range(tmp_path, row, fields, split_size):
+    lines = ["a,b"] + [f"{i},{i}" for i in range(100)]
+    lines[80] = row
+    path = tmp_path / "ragged.csv"
+    path.write_text("\n".join(lines) + "\n")
+    reader = csv_reader.ReadCsvRange(["a", "b"], ["a", "b"])
+    with pytest.raises(UserError, match=f"ragged.csv line 81: expected 2 fields, got {fields}: '{row}'"):
+        for element in csv_reader.plan_ranges(str(path), split_size=split_size):
+            list(reader.process(element))
 
 
 def test_bad_value_line_number_in_a_later_range(tmp_path):
@@ -150,6 +170,8 @@ def test_unknown_feature_and_string_label(tmp_path):
         ingest.inspect_input(TAXI_CSV, features=("fare", "nope"))
     with pytest.raises(UserError, match="--label 'company': column is not numeric"):
         ingest.inspect_input(TAXI_CSV, label="company")
+    with pytest.raises(UserError, match=r"--label: no column 'nope' \(columns: .*fare"):
+        ingest.inspect_input(TAXI_CSV, label="nope")
 
 
 def _write_tfrecord(path, rows, gzip_it):
@@ -217,3 +239,4 @@ def test_corrupt_tfrecord_names_the_file(tmp_path):
 
     message = find_user_error(err.value)
     assert message is not None and str(path) in message
+

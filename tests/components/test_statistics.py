@@ -1,24 +1,29 @@
 """Statistics stage: tf.Transform analyzers against numpy float64."""
 
+import dataclasses
+import json
 import os
 
 import apache_beam as beam
 import numpy as np
 import pytest
 import tensorflow_transform.beam as tft_beam
+from apache_beam.options.pipeline_options import PipelineOptions
 
 from components import ingest, statistics
-from tests.conftest import TAXI_CSV, assert_stats_close, numpy_stats, read_csv_float64, write_csv
+from components.errors import UserError
+from tests.conftest import TAXI_CSV, assert_stats_close, exact_stats, numpy_stats, read_csv_float64, write_csv
 
 
-def analyze(tmp_path, spec, split_size=64 << 20):
+def analyze(tmp_path, spec, split_size=64 << 20, bad_values_path=None, beam_flags=()):
     transform_dir = str(tmp_path / "transform")
-    with beam.Pipeline(runner="DirectRunner") as p, tft_beam.Context(temp_dir=str(tmp_path / "tft")):
+    options = PipelineOptions(["--runner=DirectRunner", *beam_flags])
+    with beam.Pipeline(options=options) as p, tft_beam.Context(temp_dir=str(tmp_path / "tft")):
         _ = (
             p
-            | ingest.ReadRecordBatches(spec, split_size=split_size)
+            | ingest.ReadRecordBatches(spec, split_size=split_size, bad_values_path=bad_values_path)
             | statistics.AnalyzeStatistics(
-                spec.features, ingest.tensor_adapter_config(spec), transform_dir, spec.centers
+                spec.features, ingest.tensor_adapter_config(spec), transform_dir, spec.centers, spec.exponents
             )
         )
     return statistics.read_statistics(transform_dir, spec.features, spec.numeric)
@@ -95,3 +100,66 @@ def test_statistics_are_the_transform_graph_constants(tmp_path, mixed_data):
     raw = graph.transform_fn({n: tf.constant([1.0, 2.0], tf.float64) for n in spec.numeric})
     matrix = raw[statistics.STATS_KEY].numpy()[1].view(np.float64)
     assert matrix[2, 0] == stats["features"][spec.features[0]]["mean"]
+
+
+def test_beyond_float32_and_subnormal_values(tmp_path):
+    """float64 end to end, and no flush-to-zero: 1e39 overflows float32, 1e-310 is subnormal."""
+    columns = {
+        "tiny": [1e-310, 3e-310, 2e-310, 5e-324, np.nan, 2.5e-310],
+        "huge": [1e39, -1e39, 3.4e39, 2e39, 1.5e39, np.nan],
+        "mixed": [1e-310, 1.0, 2.0, 1e39, -7.5, 0.0],
+        "far": [1e200, -1e200, 3e200, 2e200, np.nan, 0.0],  # variance beyond float64
+    }
+    path = write_csv(tmp_path / "d.csv", columns)
+    spec = ingest.inspect_input(str(path))
+    stats = analyze(tmp_path, spec)
+    for name, values in columns.items():
+        actual, expected = stats["features"][name], exact_stats(np.array(values))
+        assert (actual["count"], actual["missing"]) == (expected["count"], expected["missing"]), name
+        assert actual["min"] == expected["min"] and actual["max"] == expected["max"], name  # exact
+        for key in ("mean", "std"):
+            assert actual[key] == pytest.approx(expected[key], rel=1e-9, abs=0), (name, key)
+        if name == "far":
+            assert actual["var"] is None  # std**2 = 1e400 is beyond float64
+        else:
+            assert actual["var"] == pytest.approx(expected["var"], rel=1e-9, abs=1e-323), name
+
+
+def test_values_far_beyond_the_sample_scale_are_a_user_error(tmp_path):
+    path = tmp_path / "d.csv"
+    path.write_text("x\n1e-310\n3e-310\n1.0\n")
+    spec = ingest.inspect_input(str(path))
+    spec = dataclasses.replace(spec, exponents=(1100,))  # as if the sample held only subnormals
+    with pytest.raises(UserError, match=r"feature 'x': 1 values are too far from the first rows' scale"):
+        analyze(tmp_path, spec)
+
+
+@pytest.mark.parametrize(
+    "beam_flags",
+    [(), pytest.param(("--direct_running_mode=multi_processing", "--direct_num_workers=2"), marks=pytest.mark.slow)],
+)
+def test_bad_values_as_missing_are_counted_exactly(tmp_path, beam_flags):
+    """Counts travel as data through a CombineGlobally: summed over every byte range and worker."""
+    rng = np.random.default_rng(3)
+    x = rng.normal(5, 2, 3000)
+    cells = [repr(float(v)) for v in x]
+    bad = rng.choice(3000, 40, replace=False)
+    for i, j in enumerate(sorted(bad)):
+        cells[j] = ["abc", "$3", "inf", "-inf", "1e400"][i % 5]
+    path = tmp_path / "d.csv"
+    path.write_text("x,y\n" + "".join(f"{c},{i}\n" for i, c in enumerate(cells)))
+    spec = ingest.inspect_input(str(path), bad_values="missing")
+    counts_path = str(tmp_path / "bad_values.json")
+    stats = analyze(tmp_path, spec, split_size=5000, bad_values_path=counts_path, beam_flags=beam_flags)
+    assert json.loads(open(counts_path).read()) == {"x": 40}
+    expected = x.copy()
+    expected[bad] = np.nan
+    assert_stats_close(stats["features"]["x"], numpy_stats(expected))
+    assert stats["num_examples"] == 3000
+
+
+def test_no_bad_values_writes_an_empty_count(tmp_path):
+    path = write_csv(tmp_path / "d.csv", {"x": np.arange(10.0)})
+    counts_path = str(tmp_path / "bad_values.json")
+    analyze(tmp_path, ingest.inspect_input(str(path), bad_values="missing"), bad_values_path=counts_path)
+    assert ingest.read_bad_value_counts(counts_path) == {}

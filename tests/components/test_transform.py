@@ -11,18 +11,18 @@ import tensorflow_transform as tft
 import tensorflow_transform.beam as tft_beam
 
 from components import ingest, statistics, transform
-from tests.conftest import TAXI_CSV, read_csv_float64, write_csv
+from tests.conftest import TAXI_CSV, exact_normalize, read_csv_float64, write_csv
 
 
 def run_transform(tmp_path, spec, method="both"):
-    options = transform.TransformOptions(spec.features, method, spec.label, spec.centers)
+    options = transform.TransformOptions(spec.features, method, spec.label, spec.centers, spec.exponents)
     transform_dir = str(tmp_path / "transform")
     prefix = str(tmp_path / "transformed" / "part")
     with beam.Pipeline(runner="DirectRunner") as p, tft_beam.Context(temp_dir=str(tmp_path / "tft")):
         _ = p | ingest.ReadRecordBatches(spec) | transform.AnalyzeAndTransform(
             options, ingest.tensor_adapter_config(spec), transform_dir, prefix
         )
-    transform.write_metadata(transform_dir, options, spec.numeric)
+    transform.write_metadata(transform_dir, options, spec.numeric, spec.renamed)
     return transform_dir, options
 
 
@@ -116,3 +116,40 @@ def test_tft_output_reads_back_and_graph_matches_statistics(tmp_path):
     np.testing.assert_array_equal(out["tips"][:2], probe[:2].astype(np.float32))
     reference = read_csv_float64(TAXI_CSV, ["trip_start_timestamp"])["trip_start_timestamp"]
     assert ts["mean"] == pytest.approx(np.mean(reference), rel=1e-12)
+
+
+def test_subnormal_huge_and_renamed_features(tmp_path):
+    """Normalization is scale-free: numpy on x * 2**k (exact) is the reference."""
+    data = {
+        "row": np.arange(6.0),
+        "tiny value": np.array([1e-310, 3e-310, 2e-310, 5e-324, np.nan, 2.5e-310]),
+        "huge": np.array([1e200, -1e200, 3e200, 2e200, np.nan, 0.0]),
+    }
+    path = write_csv(tmp_path / "d.csv", data)
+    spec = ingest.inspect_input(str(path))
+    assert spec.renamed == {"tiny value": "tiny_value"}
+    transform_dir, _ = run_transform(tmp_path, spec)
+    assert transform.read_metadata(transform_dir)["renamed"] == {"tiny value": "tiny_value"}
+    actual = read_transformed(tmp_path, transform_dir)
+    order = np.argsort(actual["row_01"], kind="stable")
+    for name, column, k in (("tiny_value", "tiny value", 1030), ("huge", "huge", -660)):
+        for method in ("zscore", "minmax"):
+            expected = numpy_normalize(np.ldexp(data[column], k), method)
+            got = actual[name + transform.SUFFIX[method]][order]
+            np.testing.assert_allclose(got, expected.astype(np.float32), rtol=2e-6, atol=2e-6, err_msg=f"{name} {method}")
+
+
+def test_large_offset_small_spread(tmp_path):
+    """x - mean is taken around the center: the mean rounded near 5.5e11 is off by ~6e-5."""
+    rng = np.random.default_rng(4)
+    x = -553514643000.0 + rng.uniform(-0.5, 0.5, 80)
+    x[rng.random(80) < 0.3] = np.nan
+    data = {"row": np.arange(80.0), "x": x}
+    path = write_csv(tmp_path / "d.csv", data)
+    transform_dir, _ = run_transform(tmp_path, ingest.inspect_input(str(path)))
+    actual = read_transformed(tmp_path, transform_dir)
+    order = np.argsort(actual["row_01"], kind="stable")
+    raw = read_csv_float64(path, ["x"])["x"]
+    for method in ("zscore", "minmax"):
+        expected = exact_normalize(raw, method).astype(np.float32)
+        np.testing.assert_allclose(actual["x" + transform.SUFFIX[method]][order], expected, rtol=2e-6, atol=2e-6)

@@ -129,6 +129,12 @@ def test_runner_modes_give_identical_statistics(tmp_path, mixed_csv):
         (lambda d: TAXI_CSV, ["--features", "fare,nope"], "--features: no column 'nope'"),
         (lambda d: (d / "b.csv").write_text("a,b\n1,2\n3,x1\n") and d / "b.csv", ["--features", "a,b"], "line 3 column 'b': non-numeric value 'x1'"),
         (lambda d: TAXI_CSV, ["--features", "fare,company"], "column 'company': non-numeric value"),
+        (lambda d: (d / "i.csv").write_text("a,b\n1,2\n3,-inf\n") and d / "i.csv", ["--features", "a,b"],
+         "line 3 column 'b': infinite value -inf"),
+        (lambda d: (d / "r.csv").write_text("a,b\n1,2\n3,4,5\n") and d / "r.csv", [], "line 3: expected 2 fields, got 3"),
+        (lambda d: (d / "c.csv").write_text("a b,a_b\n1,2\n") and d / "c.csv", [], "columns 'a b' and 'a_b' both become 'a_b'"),
+        (lambda d: (d / "g.tfrecord").write_bytes(b"\x1f\x8b" + bytes(40)) and d / "g.tfrecord", [], "g.tfrecord: corrupt TFRecord data"),
+        (lambda d: TAXI_CSV, ["--label", "nope"], "--label: no column 'nope'"),
     ],
 )
 def test_user_errors_exit_2_with_one_line(tmp_path, make_input, flags, expected):
@@ -138,3 +144,49 @@ def test_user_errors_exit_2_with_one_line(tmp_path, make_input, flags, expected)
     assert len(errors) == 1 and expected in errors[0], result.stderr[-2000:]
     assert "Traceback" not in result.stderr
     assert not os.path.exists(tmp_path / "out" / "statistics.json")
+
+
+@pytest.mark.slow
+def test_user_error_raised_in_a_worker_process_is_found(tmp_path):
+    """Beam re-raises a worker's failure as its own error; the CLI still finds the message.
+
+    Known gap, not asserted here: Beam's SDK worker subprocess prints the
+    worker traceback to the inherited stderr itself (sdk_worker.py `_execute`).
+    """
+    result = run_stats(TAXI_CSV, tmp_path / "out", "--features", "fare,company",
+                       "--direct_running_mode=multi_processing", "--direct_num_workers=2")
+    assert result.returncode == 2, result.stderr[-2000:]
+    errors = [line for line in result.stderr.splitlines() if line.startswith("normpipe: error:")]
+    assert len(errors) == 1 and "line 2 column 'company': non-numeric value" in errors[0]
+
+
+@pytest.mark.slow
+def test_bad_values_missing_and_renamed_columns_end_to_end(tmp_path):
+    """`transform --bad-values=missing`: counts, renames and stats in every output."""
+    rng = np.random.default_rng(5)
+    fare = rng.lognormal(2, 0.5, 400)
+    cells = [repr(float(v)) for v in fare]
+    bad = {7: "abc", 99: '"1,5"', 250: "$3", 390: "inf"}
+    for i, cell in bad.items():
+        cells[i] = cell
+    label = ["1" if i != 30 else "oops" for i in range(400)]
+    path = tmp_path / "d.csv"
+    path.write_text("fare ($),1st,tip\n" + "".join(f"{c},{i},{t}\n" for i, (c, t) in enumerate(zip(cells, label))))
+    out = tmp_path / "out"
+    result = run_cli(["transform", "--input", str(path), "--output-dir", str(out), "--label", "tip",
+                      "--bad-values=missing", "--no-materialize"])
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "columns renamed to valid TensorFlow names: 'fare ($)' -> fare____, '1st' -> f_1st" in result.stderr
+    assert "bad values read as missing: fare ($) 4, tip 1" in result.stderr
+    document = load(out)
+    assert document["renamed"] == {"fare ($)": "fare____", "1st": "f_1st"}
+    assert document["bad_values_policy"] == "missing" and document["label_bad_values"] == 1
+    expected = fare.copy()
+    expected[list(bad)] = np.nan
+    fare_stats = document["features"]["fare____"]
+    assert fare_stats["bad_values"] == 4 and fare_stats["missing"] == 4
+    assert_stats_close({k: v for k, v in fare_stats.items() if k != "bad_values"}, numpy_stats(expected))
+    assert document["features"]["f_1st"]["bad_values"] == 0
+    metadata = json.loads((out / "transform" / "normpipe_transform.json").read_text())
+    assert metadata["renamed"] == {"fare ($)": "fare____", "1st": "f_1st"}
+    assert metadata["features"] == ["fare____", "f_1st"]
