@@ -32,21 +32,32 @@ def _add_input_flags(parser):
     )
 
 
+def _add_overwrite_flag(parser):
+    parser.add_argument(
+        "--overwrite", action=argparse.BooleanOptionalAction, default=False,
+        help="replace the outputs of an earlier run in --output-dir (export versions are always kept)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="normpipe", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
     stats = commands.add_parser("stats", help="full-dataset statistics to statistics.json")
     _add_input_flags(stats)
+    _add_overwrite_flag(stats)
     tfm = commands.add_parser("transform", help="tf.Transform graph + transformed TFRecords")
     _add_input_flags(tfm)
+    _add_overwrite_flag(tfm)
     _add_transform_flags(tfm)
     compare = commands.add_parser("compare", help="per-batch vs full-dataset normalization")
     _add_input_flags(compare)
+    _add_overwrite_flag(compare)
     _add_transform_flags(compare)
     compare.add_argument("--batch-sizes", type=_split_ints, default=(1, 2, 8, 32, 128, 1024, 8192))
     compare.add_argument("--seed", type=int, default=0, help="seed of the shuffled order")
     trn = commands.add_parser("train", help="train a small model, export it for TF Serving")
     _add_input_flags(trn)
+    _add_overwrite_flag(trn)
     trn.add_argument("--method", choices=("zscore", "minmax", "both"), default="zscore")
     trn.add_argument("--normalization", choices=("tft", "constant", "learned", "batch"), default="tft")
     trn.add_argument("--allow-batch-statistics", action=argparse.BooleanOptionalAction, default=False)
@@ -60,6 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
     ver.add_argument("--model-dir", required=True, help="a version directory, or a model directory (newest version)")
     run = commands.add_parser("run", help="statistics -> transform -> compare -> train -> export -> verify")
     _add_input_flags(run)
+    _add_overwrite_flag(run)
     run.add_argument("--method", choices=("zscore", "minmax", "both"), default="zscore")
     run.add_argument("--normalization", choices=("tft", "constant", "learned"), default="tft")
     run.add_argument("--model-name", default="normpipe")
@@ -107,7 +119,30 @@ class _Parser(argparse.ArgumentParser):
         raise _ArgumentError(message)
 
 
+def _produced(args):
+    """The outputs this invocation writes (see pipeline/outputs.py)."""
+    from pipeline.outputs import OUTPUTS  # pylint: disable=import-outside-toplevel
+
+    produced = set(OUTPUTS.get(args.command, ()))
+    if not getattr(args, "materialize", True):
+        produced.discard("transformed")
+    if args.command == "run" and not args.label:
+        produced.discard("model")
+    return produced
+
+
 def _run(args, beam_args, argv=()) -> int:
+    from pipeline import outputs  # pylint: disable=import-outside-toplevel
+
+    if args.command in outputs.OUTPUTS:
+        outputs.check_output_dir(args.command, args.output_dir, args.overwrite)
+    code = _run_command(args, beam_args, argv)
+    if args.command in outputs.OUTPUTS and code == 0:
+        outputs.remove_stale(args.command, args.output_dir, _produced(args))
+    return code
+
+
+def _run_command(args, beam_args, argv=()) -> int:
     if args.command == "stats":
         from pipeline import stats  # pylint: disable=import-outside-toplevel
 
@@ -138,6 +173,7 @@ def _run(args, beam_args, argv=()) -> int:
             args.input, args.output_dir, args.label, args.format, args.features, args.method, args.normalization,
             args.allow_batch_statistics, args.all_variants, args.model_name, args.model_version,
             TrainOptions(normalization=args.normalization, epochs=args.epochs, batch_size=args.batch_size),
+            bad_values=args.bad_values,
         )
         document, _ = train.run_train(config, beam_args)
         print(train.format_metrics(document))
@@ -147,7 +183,7 @@ def _run(args, beam_args, argv=()) -> int:
 
         config = run.RunConfig(args.input, args.output_dir, args.label, args.format, args.features, args.method,
                                args.normalization, args.model_name, args.model_version, args.batch_sizes, args.seed,
-                               args.epochs)
+                               args.epochs, bad_values=args.bad_values)
         result = run.run_all(config, argv, beam_args)
         print(run.summary(result, args.output_dir, args.model_name))
         return 0 if result["run"]["verified"] else 1

@@ -38,6 +38,7 @@ class RunConfig:
     batch_sizes: Tuple[int, ...] = (1, 2, 8, 32, 128, 1024, 8192)
     seed: int = 0
     epochs: int = 5
+    bad_values: str = "error"
 
 
 def fingerprint(files) -> dict:
@@ -108,12 +109,14 @@ def run_all(config: RunConfig, argv, beam_args=()) -> dict:
     out, stages, started = config.output_dir, _Stages(), time.time()
     train_config = TrainConfig(config.input, out, config.label, config.format, config.features, config.method,
                                config.normalization, False, True, config.model_name, config.model_version,
-                               TrainOptions(normalization=config.normalization, epochs=config.epochs))
+                               TrainOptions(normalization=config.normalization, epochs=config.epochs),
+                               bad_values=config.bad_values)
     if config.label:
         check_config(train_config)
     else:
         export.check_model_name(config.model_name)
-    transform_config = TransformConfig(config.input, out, config.format, config.features, config.label, config.method)
+    transform_config = TransformConfig(config.input, out, config.format, config.features, config.label, config.method,
+                                       bad_values=config.bad_values)
     spec, stats = stages.run("statistics+transform", run_transform, transform_config, beam_args)
     comparison = stages.run("compare", run_compare, spec, out, config.method, config.batch_sizes, config.seed)
     rows = sample_rows(spec)

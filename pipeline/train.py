@@ -35,6 +35,7 @@ class TrainConfig:
     model_name: str = "normpipe"
     model_version: Optional[int] = None
     options: train.TrainOptions = train.TrainOptions()
+    bad_values: str = "error"
 
     def __post_init__(self):
         if self.normalization not in train.VARIANTS:
@@ -55,7 +56,8 @@ def check_config(config: TrainConfig) -> None:
 
 def run_train(config: TrainConfig, beam_args=()):
     check_config(config)
-    transform_config = TransformConfig(config.input, config.output_dir, config.format, config.features, config.label, config.method)
+    transform_config = TransformConfig(config.input, config.output_dir, config.format, config.features, config.label,
+                                       config.method, bad_values=config.bad_values)
     spec, stats_document = run_transform(transform_config, beam_args)
     return train_and_export(spec, stats_document, config)
 

@@ -71,14 +71,14 @@ def test_killed_transform_keeps_previous_outputs_whole(transformed, tmp_path):
     assert run_cli(["transform", "--input", str(path), "--output-dir", str(out)]).returncode == 0
     before = (out / "statistics.json").read_text()
     exe = os.path.join(os.path.dirname(sys.executable), "normpipe")
-    process = subprocess.Popen([exe, "transform", "--input", str(path), "--output-dir", str(out)],
+    process = subprocess.Popen([exe, "transform", "--input", str(path), "--output-dir", str(out), "--overwrite"],
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     # kill once the new run has started writing its scratch directory
     assert _kill_when(process, lambda: any(n.startswith(".tmp-") for n in os.listdir(out)))
     assert (out / "statistics.json").read_text() == before
     assert (out / "transform" / "transform_fn" / "saved_model.pb").exists()
     assert (out / "transform" / "normpipe_transform.json").exists()
-    result = run_cli(["transform", "--input", str(path), "--output-dir", str(out)])
+    result = run_cli(["transform", "--input", str(path), "--output-dir", str(out), "--overwrite"])
     assert result.returncode == 0, result.stderr[-2000:]
     assert (out / "statistics.json").read_text() == before  # same data, same statistics
 
@@ -99,3 +99,18 @@ def test_racing_exports_end_with_two_distinct_versions(transformed):
     for version in versions:
         loaded = tf.saved_model.load(str(model_dir / version))
         assert {"serving_default", "serving_examples", "transform_features"} <= set(loaded.signatures)
+
+
+@pytest.mark.slow
+def test_rerun_refuses_without_overwrite_and_never_mixes(transformed, tmp_path):
+    path, _ = transformed
+    out = tmp_path / "out"
+    assert run_cli(["transform", "--input", str(path), "--output-dir", str(out)]).returncode == 0
+    assert (out / "transformed").exists()
+    again = run_cli(["transform", "--input", str(path), "--output-dir", str(out), "--no-materialize"])
+    assert again.returncode == 2 and "--overwrite" in again.stderr and "Traceback" not in again.stderr
+    assert (out / "transformed").exists()  # untouched by the refused run
+    replaced = run_cli(["transform", "--input", str(path), "--output-dir", str(out), "--no-materialize", "--overwrite"])
+    assert replaced.returncode == 0, replaced.stderr[-2000:]
+    # the earlier run's transformed data would not match this run's outputs: gone
+    assert not (out / "transformed").exists() and (out / "transform").exists()
