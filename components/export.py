@@ -39,6 +39,7 @@ from components.errors import UserError
 _NAME = re.compile(r"^[A-Za-z0-9._-]+$")
 PREDICTION = "prediction"
 VERIFY_SAMPLE = "normpipe_verify_sample.json"
+FEATURES_FILE = "normpipe_features.json"
 WARMUP_FILE = "tf_serving_warmup_requests"
 MAX_WARMUP = 1000
 
@@ -204,9 +205,14 @@ def export_model(transform_dir, serving_root, model_name, version=None, model=No
     try:
         module = ServingModule(transform_dir, model, variant, model_inputs)
         module.write(staging)
+        extra = os.path.join(staging, "assets.extra")
+        os.makedirs(extra, exist_ok=True)
+        # What a client sends: the signature's input names, and the raw column
+        # each one came from where the column's own name was not a valid name.
+        with open(os.path.join(extra, FEATURES_FILE), "w", encoding="utf-8") as f:
+            json.dump({"inputs": module.features, "renamed": module.metadata.get("renamed", {}),
+                       "outputs": [PREDICTION] if model is not None else module.outputs}, f, indent=2)
         if sample_rows is not None and len(sample_rows):
-            extra = os.path.join(staging, "assets.extra")
-            os.makedirs(extra, exist_ok=True)
             write_warmup(os.path.join(extra, WARMUP_FILE), model_name, module.features, sample_rows)
             outputs = None if predict_fn is None else predict_fn(sample_rows)
             with open(os.path.join(extra, VERIFY_SAMPLE), "w", encoding="utf-8") as f:

@@ -44,6 +44,10 @@ def call(version_dir, signature, **inputs):
 
 def test_layout_and_versions(exported):
     assert exported["version"] == str(exported["serving"] / "taxi" / "1")
+    import json
+
+    recorded = json.loads(open(os.path.join(exported["version"], "assets.extra", "normpipe_features.json")).read())
+    assert recorded["inputs"] == exported["features"] and recorded["renamed"] == {}
     assert sorted(os.listdir(exported["serving"] / "taxi")) == ["1"]
     assert os.path.exists(os.path.join(exported["version"], "saved_model.pb"))
 

@@ -122,3 +122,18 @@ def test_run_without_label_exports_the_normalization(data, tmp_path):
     assert set(outputs) == {"fare_z", "ts_z", "lat_z"} and outputs["fare_z"].numpy()[0] == 0.0
     run = json.loads((tmp_path / "run.json").read_text())
     assert run["stages"] == ["statistics+transform", "compare", "export", "verify"] and run["verified"]
+
+
+@pytest.mark.slow
+def test_renamed_columns_are_recorded_in_the_export(tmp_path):
+    rng = np.random.default_rng(3)
+    path = write_csv(tmp_path / "d.csv", {"fare ($)": rng.normal(10, 2, 300), "1st": rng.normal(0, 1, 300)})
+    out = tmp_path / "out"
+    result = run_cli(["run", "--input", str(path), "--output-dir", str(out), "--batch-sizes", "1,8", "--model-name", "r"])
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "fare ($)" in result.stderr  # the mapping is printed
+    recorded = json.loads((out / "serving" / "r" / "1" / "assets.extra" / "normpipe_features.json").read_text())
+    assert recorded["renamed"] == {"fare ($)": "fare____", "1st": "f_1st"}
+    loaded = tf.saved_model.load(str(out / "serving" / "r" / "1"))
+    outputs = loaded.signatures["serving_default"](fare____=tf.constant([10.0], tf.float64), f_1st=tf.constant([0.0], tf.float64))
+    assert set(outputs) == {"fare_____z", "f_1st_z"}
