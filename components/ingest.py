@@ -41,6 +41,7 @@ __all__ = [
     "inspect_csv",
     "inspect_input",
     "inspect_tfrecord",
+    "iter_columns",
     "iter_record_batches",
     "read_bad_value_counts",
     "tensor_adapter_config",
@@ -153,3 +154,9 @@ def iter_record_batches(spec: InputSpec, rows_per_batch: int = 65536):
                 items = []
         if items:
             yield from (b for b in decoder.process(items) if isinstance(b, pa.RecordBatch))
+
+
+def iter_columns(spec: InputSpec):
+    """`iter_record_batches` as {numeric column: float64 [n] array} dicts (NaN = missing)."""
+    for batch in iter_record_batches(spec):
+        yield {n: batch.column(i).flatten().to_numpy(zero_copy_only=False) for i, n in enumerate(spec.numeric)}

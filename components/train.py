@@ -69,15 +69,16 @@ def eval_mask(normalized: np.ndarray, label: np.ndarray) -> np.ndarray:
     return (h % np.uint64(EVAL_BUCKETS)) == 0
 
 
-def _split(x, y, normalized, split):
+def _split(x, y, normalized):
+    """((x, y) train, (x, y) eval), rows with a missing label dropped."""
     keep = ~np.isnan(y)
-    mask = eval_mask(normalized[keep], y[keep])
-    mask = mask if split == "eval" else ~mask
-    return x[keep][mask], y[keep][mask]
+    x, y = x[keep], y[keep]
+    held_out = eval_mask(normalized[keep], y)
+    return (x[~held_out], y[~held_out]), (x[held_out], y[held_out])
 
 
-def transformed_arrays(transformed_dir, names, label, split):
-    """(x float32 [n, F], y) of one split, read from the transformed TFRecords."""
+def transformed_arrays(transformed_dir, names, label):
+    """Train and eval (x float32 [n, F], y), read once from the transformed TFRecords."""
     files = sorted(glob.glob(os.path.join(transformed_dir, "*.tfrecord.gz")))
     if not files:
         raise UserError(f"{transformed_dir}: no transformed TFRecords; run transform without --no-materialize")
@@ -88,19 +89,18 @@ def transformed_arrays(transformed_dir, names, label, split):
         xs.append(np.stack([parsed[n].numpy() for n in names], axis=1))
         ys.append(parsed[label].numpy())
     x, y = np.concatenate(xs), np.concatenate(ys)
-    return _split(x, y, x, split)
+    return _split(x, y, x)
 
 
-def raw_arrays(spec, graph, names, split):
-    """(x float64 raw [n, F], y) of one split, read with the input readers."""
+def raw_arrays(spec, graph, names):
+    """Train and eval (x float64 raw [n, F], y), read once with the input readers."""
     xs, ys, ns = [], [], []
-    for batch in ingest.iter_record_batches(spec):
-        columns = {n: batch.column(i).flatten().to_numpy(zero_copy_only=False) for i, n in enumerate(spec.numeric)}
+    for columns in ingest.iter_columns(spec):
         outputs = graph(columns)
         xs.append(np.stack([columns[n] for n in spec.features], axis=1))
         ys.append(columns[spec.label].astype(np.float32))
         ns.append(np.stack([outputs[n] for n in names], axis=1))
-    return _split(np.concatenate(xs), np.concatenate(ys), np.concatenate(ns), split)
+    return _split(np.concatenate(xs), np.concatenate(ys), np.concatenate(ns))
 
 
 def infer_task(y: np.ndarray) -> str:

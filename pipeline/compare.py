@@ -16,8 +16,7 @@ def make_batches_fn(spec, graph, methods):
     names = {m: compare.output_names(spec.features, m) for m in methods}
 
     def batches():
-        for batch in ingest.iter_record_batches(spec):
-            columns = {n: batch.column(i).flatten().to_numpy(zero_copy_only=False) for i, n in enumerate(spec.numeric)}
+        for columns in ingest.iter_columns(spec):
             outputs = graph(columns)
             raw = np.stack([columns[n] for n in spec.features], axis=1)
             yield (raw, *(np.stack([outputs[n] for n in names[m]], axis=1) for m in methods))

@@ -100,9 +100,8 @@ def signature_summary(version_dir) -> dict:
 def sample_rows(spec, limit=export.MAX_WARMUP):
     import numpy as np  # pylint: disable=import-outside-toplevel
 
-    batch = next(iter(ingest.iter_record_batches(spec)))
-    columns = [batch.column(spec.numeric.index(n)).flatten().to_numpy(zero_copy_only=False) for n in spec.features]
-    return np.stack(columns, axis=1)[:limit]
+    columns = next(ingest.iter_columns(spec))
+    return np.stack([columns[n] for n in spec.features], axis=1)[:limit]
 
 
 def run_all(config: RunConfig, argv, beam_args=()) -> dict:
@@ -115,8 +114,8 @@ def run_all(config: RunConfig, argv, beam_args=()) -> dict:
         check_config(train_config)
     else:
         export.check_model_name(config.model_name)
-    transform_config = TransformConfig(config.input, out, config.format, config.features, config.label, config.method,
-                                       bad_values=config.bad_values)
+    transform_config = TransformConfig(config.input, out, config.format, config.features, config.label,
+                                       bad_values=config.bad_values, method=config.method)
     spec, stats = stages.run("statistics+transform", run_transform, transform_config, beam_args)
     comparison = stages.run("compare", run_compare, spec, out, config.method, config.batch_sizes, config.seed)
     rows = sample_rows(spec)

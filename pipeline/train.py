@@ -57,7 +57,7 @@ def check_config(config: TrainConfig) -> None:
 def run_train(config: TrainConfig, beam_args=()):
     check_config(config)
     transform_config = TransformConfig(config.input, config.output_dir, config.format, config.features, config.label,
-                                       config.method, bad_values=config.bad_values)
+                                       bad_values=config.bad_values, method=config.method)
     spec, stats_document = run_transform(transform_config, beam_args)
     return train_and_export(spec, stats_document, config)
 
@@ -100,8 +100,8 @@ def train_and_export(spec, stats_document, config: TrainConfig):
     method = "zscore" if "zscore" in graph.metadata["methods"] else "minmax"
     names = compare.output_names(spec.features, method)
     stats = compare.full_statistics(stats_document, spec.features)
-    tft_data = [train.transformed_arrays(os.path.join(out, "transformed"), names, spec.label, s) for s in ("train", "eval")]
-    raw_data = [train.raw_arrays(spec, graph, names, s) for s in ("train", "eval")]
+    tft_data = train.transformed_arrays(os.path.join(out, "transformed"), names, spec.label)
+    raw_data = train.raw_arrays(spec, graph, names)
     task = train.infer_task(tft_data[0][1])
     progress(f"train: label {spec.label!r} ({task}); {len(tft_data[0][0]):,} train / {len(tft_data[1][0]):,} eval rows")
     variants = train.VARIANTS if config.all_variants else (config.normalization,)
