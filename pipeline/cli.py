@@ -156,8 +156,8 @@ def _run_command(args, beam_args, argv=()) -> int:
         from pipeline import transform  # pylint: disable=import-outside-toplevel
 
         config = transform.TransformConfig(
-            args.input, args.output_dir, args.format, args.features, args.label, args.method, args.materialize,
-            bad_values=args.bad_values,
+            args.input, args.output_dir, args.format, args.features, args.label, bad_values=args.bad_values,
+            method=args.method, materialize=args.materialize,
         )
         spec, _ = transform.run_transform(config, beam_args)
         if args.command == "compare":

@@ -29,10 +29,9 @@ class StatsConfig:
             raise ValueError(f"bad_values must be 'error' or 'missing'. Received: {self.bad_values!r}")
 
 
-def inspect(config) -> ingest.InputSpec:
-    """Types the input of any stage config (input, format, features, label[, bad_values])."""
-    bad_values = getattr(config, "bad_values", "error")
-    spec = ingest.inspect_input(config.input, config.format, config.features, config.label, bad_values)
+def inspect(config: StatsConfig) -> ingest.InputSpec:
+    """Types the input a stage config (a StatsConfig or a subclass) names."""
+    spec = ingest.inspect_input(config.input, config.format, config.features, config.label, config.bad_values)
     progress(
         f"input: {len(spec.files)} {spec.format} file(s); numeric features: {', '.join(spec.features)}"
         + (f"; label: {spec.label}" if spec.label else "")

@@ -13,7 +13,6 @@ import dataclasses
 import os
 import shutil
 import time
-from typing import Optional, Tuple
 
 import apache_beam as beam
 import tensorflow_transform.beam as tft_beam
@@ -22,25 +21,20 @@ from components import atomic, ingest, statistics, transform
 from components.errors import UserError
 from pipeline import beam_options
 from pipeline.progress import progress
-from pipeline.stats import inspect, report_bad_values, statistics_document
+from pipeline.stats import StatsConfig, inspect, report_bad_values, statistics_document
 
 
 @dataclasses.dataclass(frozen=True)
-class TransformConfig:
-    input: str
-    output_dir: str
-    format: Optional[str] = None
-    features: Optional[Tuple[str, ...]] = None
-    label: Optional[str] = None
+class TransformConfig(StatsConfig):
+    """The input options of `StatsConfig`, plus what to emit."""
+
     method: str = "zscore"
     materialize: bool = True
-    bad_values: str = "error"
 
     def __post_init__(self):
+        super().__post_init__()
         if self.method not in transform.METHODS + ("both",):
             raise ValueError(f"method must be zscore, minmax or both. Received: {self.method!r}")
-        if self.bad_values not in ("error", "missing"):
-            raise ValueError(f"bad_values must be 'error' or 'missing'. Received: {self.bad_values!r}")
 
 
 def _replace_dir(src: str, dst: str) -> None:
