@@ -77,8 +77,8 @@ def timed(server, signature, inputs, repeats):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=2000)
-    parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds (A B A B ...)")
+    parser.add_argument("--repeats", type=int, default=4000)
+    parser.add_argument("--rounds", type=int, default=40, help="interleaved rounds (A B A B ...)")
     parser.add_argument("--keep", action="store_true", help="keep the exports")
     args = parser.parse_args(argv)
     root = tempfile.mkdtemp(prefix="normpipe-latency-")

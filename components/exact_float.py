@@ -63,7 +63,14 @@ def ldexp(x: tf.Tensor, exponents) -> tf.Tensor:
     below 2.2e-308 becomes 0 and one beyond float64's range becomes +-inf.
     NaN, +-inf and +-0 are returned unchanged.
     """
-    k = tf.constant(np.asarray(exponents, np.int64))
+    exponents = np.asarray(exponents, np.int64)
+    if not exponents.any():
+        # x * 2**0: x itself. Subnormal inputs stay subnormal here (the
+        # scaling path returns 0 for them), and the next arithmetic op
+        # flushes them to 0 the same way. This keeps some twenty integer
+        # ops per request out of the common serving graph.
+        return x
+    k = tf.constant(exponents)
     bits = tf.bitcast(x, tf.int64)
     magnitude = tf.bitwise.bitwise_and(bits, _MAGNITUDE)
     biased = tf.bitwise.right_shift(magnitude, 52)

@@ -74,14 +74,22 @@ class ServingModule:
         # to the features a request carries and the outputs served: the
         # label input is supplied by the loader, and the statistics output,
         # a [batch, 6, F] tile, is not computed per request.
-        self._loader = saved_transform_io_v2.SavedModelLoader(os.path.join(transform_dir, "transform_fn"))
-        self._loader.finalize(self.features, self.outputs)
-        # The loaded graph owns the variables the pruned function reads;
-        # tracking it puts them in the export (as TransformFeaturesLayer does).
-        self.transform = self._loader._imported  # pylint: disable=protected-access
         self.model = model
         self._variant = variant
         self._model_inputs = list(model_inputs or [])
+        # A tft model whose input is one method's features in order reads that
+        # method's matrix output (absent from transform graphs written before
+        # it existed).
+        self._matrix = None
+        if model is not None and variant == "tft":
+            for method, key in self.metadata.get("matrices", {}).items():
+                if self._model_inputs == list(self.metadata["outputs"][method]):
+                    self._matrix = key
+        self._loader = saved_transform_io_v2.SavedModelLoader(os.path.join(transform_dir, "transform_fn"))
+        self._loader.finalize(self.features, self.outputs + ([self._matrix] if self._matrix else []))
+        # The loaded graph owns the variables the pruned function reads;
+        # tracking it puts them in the export (as TransformFeaturesLayer does).
+        self.transform = self._loader._imported  # pylint: disable=protected-access
 
     def normalize(self, inputs: dict) -> dict:
         """Raw float64 features -> the graph's normalized float32 features."""
@@ -91,7 +99,9 @@ class ServingModule:
     def predict(self, inputs: dict) -> dict:
         if self.model is None:
             return self.normalize(inputs)
-        if self._variant == "tft":
+        if self._matrix:
+            x = self._loader.apply_transform_model({name: inputs[name] for name in self.features})[self._matrix]
+        elif self._variant == "tft":
             normalized = self.normalize(inputs)
             x = tf.stack([normalized[n] for n in self._model_inputs], axis=1)
         else:
