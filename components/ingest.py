@@ -48,6 +48,43 @@ __all__ = [
 ]
 
 
+class RecordBatchCoder(beam.coders.Coder):
+    """Arrow record batches as Arrow IPC streams, sized by `nbytes`.
+
+    Beam samples the encoded size of elements as they pass between
+    transforms. With its default (pickling) coder that means serializing a
+    multi-megabyte record batch for each sample, up to a third of a worker's
+    time on the statistics pass; `nbytes` is the same measure for free.
+    """
+
+    def encode(self, value):
+        sink = pa.BufferOutputStream()
+        with pa.ipc.new_stream(sink, value.schema) as writer:
+            writer.write_batch(value)
+        return sink.getvalue().to_pybytes()
+
+    def decode(self, encoded):
+        return pa.ipc.open_stream(encoded).read_next_batch()
+
+    def estimate_size(self, value):
+        return value.nbytes
+
+    def is_deterministic(self):
+        return False
+
+    def to_type_hint(self):
+        return pa.RecordBatch
+
+    def __eq__(self, other):
+        return type(self) is type(other)
+
+    def __hash__(self):
+        return hash(type(self))
+
+
+beam.coders.registry.register_coder(pa.RecordBatch, RecordBatchCoder)
+
+
 def tensor_adapter_config(spec: InputSpec) -> tensor_adapter.TensorAdapterConfig:
     """One float64 dense tensor of shape [batch] per numeric column."""
     fields, reps = [], {}
@@ -113,14 +150,16 @@ class ReadRecordBatches(beam.PTransform):
                 files
                 | "PlanByteRanges" >> beam.FlatMap(lambda f: csv_reader.plan_ranges(f, split_size))
                 | "SpreadRanges" >> beam.Reshuffle()
-                | "ParseCsv" >> beam.ParDo(csv_range_reader(self._spec)).with_outputs(tag, main="batches")
+                | "ParseCsv" >> beam.ParDo(csv_range_reader(self._spec))
+                .with_output_types(pa.RecordBatch).with_outputs(tag, main="batches")
             )
         else:
             outputs = (
                 files
                 | "ReadTFRecords" >> beam.FlatMap(tfrecord_reader.read_tfrecord_file)
                 | "BatchExamples" >> beam.BatchElements(min_batch_size=1024, max_batch_size=65536)
-                | "DecodeExamples" >> beam.ParDo(tfrecord_reader.DecodeExamples(self._spec)).with_outputs(tag, main="batches")
+                | "DecodeExamples" >> beam.ParDo(tfrecord_reader.DecodeExamples(self._spec))
+                .with_output_types(pa.RecordBatch).with_outputs(tag, main="batches")
             )
         if self._bad_values_path:
             _ = (

@@ -217,6 +217,10 @@ def _run_command(args, beam_args, argv=()) -> int:
     raise AssertionError(args.command)
 
 
+# Commands that run a Beam pipeline (and so may use forked workers).
+PIPELINE_COMMANDS = ("stats", "transform", "compare", "run")
+
+
 def main(argv=None) -> int:
     parser = build_parser()
     args, beam_args = parser.parse_known_args(argv)
@@ -227,9 +231,14 @@ def main(argv=None) -> int:
     logging.getLogger("apache_beam.runners.worker").setLevel(logging.CRITICAL)
     logging.getLogger("apache_beam.runners.portability").setLevel(logging.CRITICAL)
     from components.errors import find_user_error  # pylint: disable=import-outside-toplevel
+    from pipeline import workers  # pylint: disable=import-outside-toplevel
 
+    failed = True
     try:
+        if args.command in PIPELINE_COMMANDS:
+            workers.start(beam_args)
         code = _run(args, beam_args, sys.argv[1:] if argv is None else argv)
+        failed = code != 0
         # TF and Beam leave millions of objects; the interpreter's final
         # collection over them costs ~1 s at exit and frees nothing useful.
         gc.freeze()
@@ -243,6 +252,8 @@ def main(argv=None) -> int:
             raise
         print(f"normpipe: error: {message}", file=sys.stderr)
         return 2
+    finally:
+        workers.stop(failed)
 
 
 if __name__ == "__main__":

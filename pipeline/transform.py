@@ -19,7 +19,7 @@ import tensorflow_transform.beam as tft_beam
 
 from components import atomic, ingest, statistics, transform
 from components.errors import UserError
-from pipeline import beam_options
+from pipeline import beam_options, workers
 from pipeline.progress import progress
 from pipeline.stats import StatsConfig, inspect, report_bad_values, statistics_document
 
@@ -54,7 +54,8 @@ def run_transform(config: TransformConfig, beam_args=()):
         examples_dir = os.path.join(tmp, "transformed")
         prefix = os.path.join(examples_dir, "part") if config.materialize else None
         bad_values_path = os.path.join(tmp, "bad_values.json")
-        with beam.Pipeline(options=beam_options.make_options(beam_args)) as p, tft_beam.Context(
+        beam_opts = beam_options.make_options(beam_args)
+        with beam.Pipeline(runner=workers.runner_for(beam_opts), options=beam_opts) as p, tft_beam.Context(
             temp_dir=os.path.join(tmp, "tft")
         ):
             _ = (

@@ -148,16 +148,14 @@ def test_user_errors_exit_2_with_one_line(tmp_path, make_input, flags, expected)
 
 @pytest.mark.slow
 def test_user_error_raised_in_a_worker_process_is_found(tmp_path):
-    """Beam re-raises a worker's failure as its own error; the CLI still finds the message.
-
-    Known gap, not asserted here: Beam's SDK worker subprocess prints the
-    worker traceback to the inherited stderr itself (sdk_worker.py `_execute`).
-    """
+    """Beam re-raises a worker's failure as its own error; the CLI reports it
+    on one line, and the forked worker does not print its own traceback."""
     result = run_stats(TAXI_CSV, tmp_path / "out", "--features", "fare,company",
                        "--direct_running_mode=multi_processing", "--direct_num_workers=2")
     assert result.returncode == 2, result.stderr[-2000:]
     errors = [line for line in result.stderr.splitlines() if line.startswith("normpipe: error:")]
     assert len(errors) == 1 and "line 2 column 'company': non-numeric value" in errors[0]
+    assert "Traceback" not in result.stderr
 
 
 @pytest.mark.slow
