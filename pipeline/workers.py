@@ -19,6 +19,7 @@ A worker that is never started exits when this process closes its pipe; a
 started one exits when the runner closes its control channel.
 """
 
+import importlib
 import json
 import os
 import signal
@@ -43,14 +44,22 @@ def requested_workers(beam_args) -> int:
     return direct.direct_num_workers or os.cpu_count() or 1
 
 
-def _preload():
-    """What a worker imports to run normpipe's stages."""
-    # pylint: disable=import-outside-toplevel,unused-import
-    import tensorflow  # noqa: F401
-    import tensorflow_transform.beam  # noqa: F401
-    from apache_beam.runners.worker import sdk_worker_main  # noqa: F401
+# What a worker imports to run normpipe's stages, loaded once before the forks.
+PRELOAD = (
+    "tensorflow",
+    "tensorflow_transform.beam",
+    "apache_beam.runners.worker.sdk_worker_main",
+    "components.csv_reader",
+    "components.ingest",
+    "components.statistics",
+    "components.tfrecord_reader",
+    "components.transform",
+)
 
-    from components import csv_reader, ingest, statistics, tfrecord_reader, transform  # noqa: F401
+
+def _preload():
+    for name in PRELOAD:
+        importlib.import_module(name)
 
 
 def _serve_one(read_fd: int) -> None:
@@ -149,7 +158,6 @@ class ForkedWorkerPool:
     def runner(self, options):
         """A FnApiRunner whose workers are this pool's forks."""
         from apache_beam.options.pipeline_options import DirectOptions  # pylint: disable=import-outside-toplevel
-        from apache_beam.runners.portability.fn_api_runner import fn_runner  # pylint: disable=import-outside-toplevel
         from apache_beam.transforms import environments  # pylint: disable=import-outside-toplevel
 
         if self._server is None:
@@ -159,7 +167,7 @@ class ForkedWorkerPool:
             return None  # a second pipeline in one command: Beam's own subprocess workers
         document = json.dumps({"options": options.get_all_options(drop_default=True)})
         environment = environments.ExternalEnvironment(self.url, params={"PIPELINE_OPTIONS": document})
-        return _PoolRunner(environment, workers)
+        return _pool_runner_class()(environment, workers)
 
     def close(self, timeout: float = 10.0):
         """Ends the forks: unused ones read end-of-file and exit; a started
@@ -205,18 +213,13 @@ def _pool_runner_class():
             # with its own subprocess command; the worker count still applies.
             direct = options.view_as(DirectOptions)
             direct.direct_running_mode, direct.direct_num_workers = "in_memory", 1
-            result = super().run_pipeline(pipeline, options)
-            return result
+            return super().run_pipeline(pipeline, options)
 
         def run_via_runner_api(self, pipeline_proto, options):
             self._num_workers = self._pool_workers
             return super().run_via_runner_api(pipeline_proto, options)
 
     return PoolRunner
-
-
-def _PoolRunner(environment, workers):  # noqa: N802 -- a class built on first use
-    return _pool_runner_class()(environment, workers)
 
 
 def start(beam_args):
