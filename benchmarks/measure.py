@@ -8,7 +8,10 @@ kernel's maxrss of a reaped child is the max over it and its own reaped
 children, not their sum). A sampler also sums the RSS of the whole process
 tree every 0.2 s, which is what matters when a runner starts worker
 processes; being sampled, it can miss a short spike, and it counts pages
-shared between processes once per process. CPU time (user + sys) and major
+shared between processes once per process. The same sampler sums the tree's
+PSS (proportional set size, /proc/PID/smaps_rollup): a page shared by n
+processes counts 1/n in each, so forked workers sharing their parent's
+libraries are counted once; this is the tree's real footprint. CPU time (user + sys) and major
 page faults of the tree come from the same rusage: a run whose wall time grew
 while its CPU time did not was waiting, often on files paged out of memory.
 `other_cpu_s` is the CPU time the rest of the machine used during the run
@@ -50,6 +53,7 @@ class Run:
     cpu_s: float = float("nan")
     major_faults: int = -1
     other_cpu_s: float = float("nan")
+    tree_pss_mb: float = float("nan")
 
 
 def rss_tool() -> str:
@@ -70,17 +74,21 @@ def _children_map():
     return children
 
 
-def _tree_rss_bytes(root: int) -> int:
-    children, stack, total = _children_map(), [root], 0
+def _tree_memory_bytes(root: int):
+    """(sum of RSS, sum of PSS) over the process tree under `root`."""
+    children, stack, rss, pss = _children_map(), [root], 0, 0
     while stack:
         pid = stack.pop()
         stack.extend(children.get(pid, ()))
         try:
             with open(f"/proc/{pid}/statm", "rb") as f:
-                total += int(f.read().split()[1]) * _PAGE
+                rss += int(f.read().split()[1]) * _PAGE
+            with open(f"/proc/{pid}/smaps_rollup", "rb") as f:
+                match = re.search(rb"^Pss:\s+(\d+) kB", f.read(), re.M)
+            pss += int(match.group(1)) * 1024 if match else 0
         except (OSError, IndexError, ValueError):
             pass
-    return total
+    return rss, pss
 
 
 class _TreeSampler(threading.Thread):
@@ -88,11 +96,12 @@ class _TreeSampler(threading.Thread):
         super().__init__(daemon=True)
         self._pid, self._interval = pid, interval
         self._done = threading.Event()
-        self.peak = 0
+        self.peak = self.peak_pss = 0
 
     def run(self):
         while not self._done.is_set():
-            self.peak = max(self.peak, _tree_rss_bytes(self._pid))
+            rss, pss = _tree_memory_bytes(self._pid)
+            self.peak, self.peak_pss = max(self.peak, rss), max(self.peak_pss, pss)
             self._done.wait(self._interval)
 
     def stop(self):
@@ -153,4 +162,5 @@ def run_measured(cmd, env=None, timeout=None) -> Run:
         cpu_s=cpu,
         major_faults=int(_field(text, "Major (requiring I/O) page faults")),
         other_cpu_s=max(0.0, busy - cpu),
+        tree_pss_mb=sampler.peak_pss / (1 << 20),
     )

@@ -152,7 +152,7 @@ def measure_size(key, rows, repeats, args):
         run, figures = run_once(key, path, args)
         runs.append(run)
         log(f"  {key:<12} {rows:>11,} rows  run {i + 1}/{repeats}: {run.wall_s:7.2f} s  cpu {run.cpu_s:6.2f} s  "
-            f"peak RSS {run.peak_rss_mb:6.0f} MB  tree {run.tree_rss_mb:6.0f} MB  "
+            f"peak RSS {run.peak_rss_mb:6.0f} MB  tree RSS {run.tree_rss_mb:6.0f} MB  PSS {run.tree_pss_mb:6.0f} MB  "
             f"major faults {run.major_faults}  other work {run.other_cpu_s:5.2f} cpu-s")
     inside = [pipeline_seconds(r) for r in runs]
     return {
@@ -165,6 +165,7 @@ def measure_size(key, rows, repeats, args):
         "median_s": statistics.median(r.wall_s for r in runs),
         "peak_rss_mb": max(r.peak_rss_mb for r in runs),
         "tree_rss_mb": max(r.tree_rss_mb for r in runs),
+        "tree_pss_mb": max(r.tree_pss_mb for r in runs),
         "accuracy": accuracy(figures, synthetic_data.load_reference(path)),
         "num_examples": figures.get("num_examples"),
     }

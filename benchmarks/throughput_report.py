@@ -85,7 +85,8 @@ def _memory_targets(methods, big):
     sized += [(s["label"], s) for k, s in (big or {}).items() if k != "error"]
     out = []
     for label, size in sized:
-        field, what = ("tree_rss_mb", "tree RSS") if "workers" in label else ("peak_rss_mb", "peak RSS")
+        # Workers are separate processes: their tree's PSS (shared pages counted once).
+        field, what = ("tree_pss_mb", "tree PSS") if "workers" in label else ("peak_rss_mb", "peak RSS")
         mb = size[field]
         out.append(_target(f"{label} {what} at {_rows(size['rows'])} < 1.5 GB", mb, mb < TARGET_RSS_MB, f"{mb:,.0f} MB"))
     return out
@@ -122,7 +123,7 @@ def markdown_table(results):
         times = " / ".join(f"{s['median_s']:.2f}" for s in m["sizes"])
         rss = " / ".join(f"{s['peak_rss_mb']:.0f}" for s in m["sizes"])
         if key == "normpipe_mp":
-            rss += " (tree " + " / ".join(f"{s['tree_rss_mb']:.0f}" for s in m["sizes"]) + ")"
+            rss += " (tree PSS " + " / ".join(f"{s['tree_pss_mb']:.0f}" for s in m["sizes"]) + ")"
         ratio = {"normpipe": "1", "normpipe_mp": "-"}.get(key) or _num(results["ratios"].get(key), ".2f") + "x"
         acc = _largest(m)["accuracy"]
         lines.append(
@@ -142,7 +143,7 @@ def print_report(results):
         print(f"{m['label']}")
         for s in m["sizes"]:
             print(f"  {s['rows']:>11,} rows: {s['median_s']:7.2f} s (cpu {statistics.median(s['cpu_s']):6.2f} s)"
-                  f"   peak RSS {s['peak_rss_mb']:6.0f} MB   tree RSS {s['tree_rss_mb']:6.0f} MB")
+                  f"   peak RSS {s['peak_rss_mb']:6.0f} MB   tree RSS {s['tree_rss_mb']:6.0f} MB   tree PSS {s['tree_pss_mb']:6.0f} MB")
         print(f"  fixed cost t(0) {_num(m['fixed_cost_s'], '.2f')} s   marginal {_num(m['marginal_rows_per_s'], ',.0f')} rows/s")
         inside = [s.get("pipeline_s") for s in m["sizes"]]
         if None not in inside:
@@ -186,7 +187,7 @@ def print_extras(results):
     for key, s in big.items():
         if key != "error":
             print(f"\n== 20M rows, {s['label']}: {s['median_s']:.2f} s (runs {', '.join(f'{t:.2f}' for t in s['times_s'])}), "
-                  f"peak RSS {s['peak_rss_mb']:.0f} MB, tree RSS {s['tree_rss_mb']:.0f} MB")
+                  f"peak RSS {s['peak_rss_mb']:.0f} MB, tree RSS {s['tree_rss_mb']:.0f} MB, tree PSS {s['tree_pss_mb']:.0f} MB")
     if "normpipe" in big and "normpipe_mp" in big:
         print(f"\n== 2 workers vs 1 at 20M rows: wall-time speed-up "
               f"{big['normpipe']['median_s'] / big['normpipe_mp']['median_s']:.2f}x")
