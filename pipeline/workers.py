@@ -19,6 +19,8 @@ A worker that is never started exits when this process closes its pipe; a
 started one exits when the runner closes its control channel.
 """
 
+import contextlib
+import gc
 import importlib
 import json
 import os
@@ -104,6 +106,9 @@ class ForkedWorkerPool:
         # nothing is written twice.
         sys.stdout.flush()
         sys.stderr.flush()
+        # Objects that exist now are shared with the forks; the collector
+        # would write to every one of them (and so copy its page) in each.
+        gc.freeze()
         for _ in range(count):
             read_fd, write_fd = os.pipe()
             pid = os.fork()
@@ -196,6 +201,25 @@ class ForkedWorkerPool:
         self._pids = []
 
 
+@contextlib.contextmanager
+def _local_endpoints():
+    """The forks reach the runner's services on localhost.
+
+    Beam gives EXTERNAL workers its control, data and state addresses under
+    this machine's fully qualified name, which need not resolve; the forks
+    run on this machine, where the services listen on every interface.
+    """
+    from apache_beam.runners.portability.fn_api_runner import worker_handlers  # pylint: disable=import-outside-toplevel
+
+    handler = worker_handlers.ExternalWorkerHandler
+    original = handler.host_from_worker
+    handler.host_from_worker = lambda self: "localhost"
+    try:
+        yield
+    finally:
+        handler.host_from_worker = original
+
+
 def _pool_runner_class():
     from apache_beam.runners.portability.fn_api_runner import fn_runner  # pylint: disable=import-outside-toplevel
 
@@ -217,7 +241,8 @@ def _pool_runner_class():
 
         def run_via_runner_api(self, pipeline_proto, options):
             self._num_workers = self._pool_workers
-            return super().run_via_runner_api(pipeline_proto, options)
+            with _local_endpoints():
+                return super().run_via_runner_api(pipeline_proto, options)
 
     return PoolRunner
 
