@@ -5,9 +5,11 @@ interpreter (`python -m apache_beam.runners.worker.sdk_worker_main`) once the
 pipeline runs; each then imports Beam, TensorFlow and tf.Transform again,
 some 4 CPU-seconds per worker that on a 2-core machine cost more than the
 second worker gains. Here the workers are forked from the normpipe process
-right after those imports and before anything starts a thread of its own (no
-TensorFlow session, gRPC channel or Arrow thread pool exists yet), so each
-starts with the libraries loaded and shares their memory copy-on-write.
+right after those imports and before normpipe creates a TensorFlow session,
+a gRPC channel or server, or uses Arrow's thread pool (the imports leave only
+an allocator's and a library's idle background threads, which a fork does not
+copy), so each starts with the libraries loaded and shares their memory
+copy-on-write.
 
 The runner is Beam's own FnApiRunner with an EXTERNAL environment: it asks
 the pool (a gRPC BeamFnExternalWorkerPool service in this process) for each
