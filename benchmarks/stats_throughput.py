@@ -88,8 +88,10 @@ def build_parser():
     p.add_argument("--quick", action="store_true", help="smoke run: small sizes, one repeat")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--with-20m", dest="with_20m", action="store_true",
-                   help="also run normpipe (1 and 2 workers) on 20M rows: memory and the 2-worker speed-up")
-    g.add_argument("--skip-20m", dest="with_20m", action="store_false", help="skip the 20M run (default)")
+                   help="also run normpipe (1 and 2 workers) on 20M rows: memory and the 2-worker speed-up "
+                        "(default, except with --quick)")
+    g.add_argument("--skip-20m", dest="with_20m", action="store_false", help="skip the 20M runs")
+    p.set_defaults(with_20m=None)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--keras-batch-size", type=int, default=65536)
     p.add_argument("--data-dir", default=os.path.join(HERE, "data"), help="generated CSVs (git-ignored)")
@@ -104,6 +106,8 @@ def finish_args(args):
     args.sizes = args.sizes or ([200_000, 1_000_000] if quick else [1_000_000, 5_000_000])
     args.slow_peer_sizes = args.slow_peer_sizes or ([50_000, 200_000] if quick else [200_000, 1_000_000])
     args.repeats = args.repeats or (1 if quick else 3)
+    if args.with_20m is None:
+        args.with_20m = not quick
     name = "stats_throughput_quick.json" if quick else "stats_throughput.json"
     args.results = args.results or os.path.join(HERE, "results", name)
     return args

@@ -325,3 +325,18 @@ def test_invalid_arguments_raise_value_error(case):
     with pytest.raises(ValueError) as info:
         INVALID[case]()
     assert re.search(r"Received: [^\n]+$", str(info.value)), str(info.value)
+
+
+def test_from_statistics_keeps_float64_statistics_exactly():
+    """A timestamp mean is not rounded to float32 (128 s steps near 1.4e9)."""
+    mean, std = [1_400_000_029.123456, 5.5], [3e7, 0.25]
+    layer = LearnedNormalization.from_statistics(mean, std)
+    x = np.array([[1_400_000_129.123456, 6.0]], np.float64)
+    out = run(layer, x)
+    assert layer.mean.numpy().dtype == np.float64 and layer.mean.numpy()[0] == mean[0]
+    expected = (x - np.array(mean)) / (np.array(std) + EPSILON)
+    np.testing.assert_allclose(out, expected, rtol=1e-12)
+    restored = LearnedNormalization.from_config(layer.get_config())
+    assert restored.weight_dtype == "float64"
+    with pytest.raises(ValueError, match="weight_dtype must be"):
+        LearnedNormalization(weight_dtype="int8")
