@@ -27,6 +27,8 @@ import keras
 import numpy as np
 from keras import ops
 
+from components.kernels import OUTPUT_LIMIT, scale_clip_float32
+
 __all__ = [
     "OUTPUT_LIMIT", "MinValue", "BatchMinMax", "BatchZScore", "LearnedNormalization", "DatasetZScore",
     "DatasetMinMax",
@@ -34,9 +36,6 @@ __all__ = [
 
 RECIPE_EPSILON = 1e-7  # the recipe's own, kept to reproduce its behaviour
 MIN_STD = 1e-6
-# No sane normalized value comes near 1e6, and a downstream float32 sum of
-# many values this size cannot overflow, as it could near float32 max.
-OUTPUT_LIMIT = 1e6
 
 _register = keras.saving.register_keras_serializable(package="normpipe")
 
@@ -268,15 +267,8 @@ class _DatasetLayer(keras.layers.Layer):
         x = ops.where(ops.isnan(x), ops.convert_to_tensor(self._fill, "float64"), x)
         y = x - ops.convert_to_tensor(self._shift, "float64")
         if keras.backend.backend() == "tensorflow":
-            # One kernel each where the generic ops take two: MulNoNan by
-            # 1/scale (0 for an unscaled feature, even for an infinite
-            # input) and ClipByValue. Fewer kernels per serving request.
-            import tensorflow as tf  # pylint: disable=import-outside-toplevel
-
-            inverse = np.where(self._scaled, 1.0 / np.where(self._scaled, self._scale, 1.0), 0.0)
-            y = tf.math.multiply_no_nan(y, tf.constant(inverse, tf.float64))
-            limit = tf.constant(OUTPUT_LIMIT, tf.float64)
-            return tf.cast(tf.raw_ops.ClipByValue(t=y, clip_value_min=-limit, clip_value_max=limit), tf.float32)
+            # The tf.Transform graph's own kernels (kernels.py).
+            return scale_clip_float32(y, np.where(self._scaled, 1.0 / np.where(self._scaled, self._scale, 1.0), 0.0))
         scale = ops.convert_to_tensor(np.where(self._scaled, self._scale, 1.0), "float64")
         y = ops.where(ops.convert_to_tensor(self._scaled), y / scale, ops.zeros_like(y))
         return ops.cast(ops.clip(y, -OUTPUT_LIMIT, OUTPUT_LIMIT), "float32")

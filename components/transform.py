@@ -28,10 +28,10 @@ import tensorflow as tf
 import tensorflow_transform.beam as tft_beam
 
 from components import exact_float, statistics
+from components.kernels import OUTPUT_LIMIT, scale_clip_float32
 
 METHODS = ("zscore", "minmax")
 SUFFIX = {"zscore": "_z", "minmax": "_01"}
-OUTPUT_LIMIT = 1e6
 METADATA_FILE = "normpipe_transform.json"
 
 
@@ -88,16 +88,14 @@ class TransformOptions:
         return tuple(name + SUFFIX[method] for name in self.features)
 
 
-def _safe_divide(numerator, denominator):
-    """numerator / denominator where denominator > 0 and finite, else 0.
+def _inverse(denominator):
+    """1 / denominator where denominator > 0 and finite, else 0, as [1, F].
 
-    The per-feature factor 1 / denominator (0 where unusable) depends on the
-    analyzers alone, so it is a constant in the saved graph; MulNoNan gives 0
-    for a zero factor even when the numerator is +-inf. One op per request.
+    It depends on the analyzers alone, so it is a constant in the saved graph.
     """
     ok = tf.logical_and(denominator > 0, tf.math.is_finite(denominator))
     inverse = tf.where(ok, 1.0 / tf.where(ok, denominator, tf.ones_like(denominator)), tf.zeros_like(denominator))
-    return tf.math.multiply_no_nan(numerator, inverse[tf.newaxis, :])
+    return inverse[tf.newaxis, :]
 
 
 def normalize(x, stats, method, exponents=None):
@@ -114,14 +112,10 @@ def normalize(x, stats, method, exponents=None):
     deviation = (exact_float.ldexp(x, exponents) - stats["center"]) - centered_mean
     deviation = tf.where(tf.math.is_nan(x), tf.constant(0.0, tf.float64), deviation)  # imputed with the mean
     if method == "zscore":
-        result = _safe_divide(deviation, tf.sqrt(tf.maximum(stats["var"], 0.0)))
-    else:
-        low = exact_float.ldexp(stats["min"][tf.newaxis, :], exponents)[0]
-        high = exact_float.ldexp(stats["max"][tf.newaxis, :], exponents)[0]
-        result = _safe_divide(deviation + ((stats["center"] - low) + centered_mean), high - low)
-    # ClipByValue is one kernel; tf.clip_by_value builds Minimum + Maximum.
-    limit = tf.constant(OUTPUT_LIMIT, tf.float64)
-    return tf.cast(tf.raw_ops.ClipByValue(t=result, clip_value_min=-limit, clip_value_max=limit), tf.float32)
+        return scale_clip_float32(deviation, _inverse(tf.sqrt(tf.maximum(stats["var"], 0.0))))
+    low = exact_float.ldexp(stats["min"][tf.newaxis, :], exponents)[0]
+    high = exact_float.ldexp(stats["max"][tf.newaxis, :], exponents)[0]
+    return scale_clip_float32(deviation + ((stats["center"] - low) + centered_mean), _inverse(high - low))
 
 
 def make_preprocessing_fn(options: TransformOptions):
