@@ -91,16 +91,20 @@ class ServingModule:
         # tracking it puts them in the export (as TransformFeaturesLayer does).
         self.transform = self._loader._imported  # pylint: disable=protected-access
 
+    def _transform(self, inputs: dict) -> dict:
+        """The pruned transform graph's outputs for the request's features."""
+        return self._loader.apply_transform_model({name: inputs[name] for name in self.features})
+
     def normalize(self, inputs: dict) -> dict:
         """Raw float64 features -> the graph's normalized float32 features."""
-        outputs = self._loader.apply_transform_model({name: inputs[name] for name in self.features})
+        outputs = self._transform(inputs)
         return {name: outputs[name] for name in self.outputs}
 
     def predict(self, inputs: dict) -> dict:
         if self.model is None:
             return self.normalize(inputs)
         if self._matrix:
-            x = self._loader.apply_transform_model({name: inputs[name] for name in self.features})[self._matrix]
+            x = self._transform(inputs)[self._matrix]
         elif self._variant == "tft":
             normalized = self.normalize(inputs)
             x = tf.stack([normalized[n] for n in self._model_inputs], axis=1)

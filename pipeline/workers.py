@@ -22,6 +22,7 @@ started one exits when the runner closes its control channel.
 """
 
 import contextlib
+import functools
 import gc
 import importlib
 import json
@@ -35,17 +36,17 @@ _POOL = None
 
 def requested_workers(beam_args) -> int:
     """Workers asked for with --direct_running_mode=multi_processing on the
-    local runner (0 when not, or when another runner is named)."""
-    from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions  # pylint: disable=import-outside-toplevel
+    local runner (0 when not, or when another runner is named), counted as
+    beam_options.make_options counts them."""
+    from apache_beam.options.pipeline_options import DirectOptions, StandardOptions  # pylint: disable=import-outside-toplevel
 
-    options = PipelineOptions(list(beam_args or []))
-    runner = options.view_as(StandardOptions).runner
-    if runner not in (None, "DirectRunner", "FnApiRunner"):
+    from pipeline import beam_options  # pylint: disable=import-outside-toplevel
+
+    options = beam_options.make_options(beam_args)
+    if options.view_as(StandardOptions).runner not in ("DirectRunner", "FnApiRunner", beam_options.LOCAL_RUNNER):
         return 0
     direct = options.view_as(DirectOptions)
-    if direct.direct_running_mode != "multi_processing":
-        return 0
-    return direct.direct_num_workers or os.cpu_count() or 1
+    return direct.direct_num_workers if direct.direct_running_mode == "multi_processing" else 0
 
 
 # What a worker imports to run normpipe's stages, loaded once before the forks.
@@ -222,6 +223,7 @@ def _local_endpoints():
         handler.host_from_worker = original
 
 
+@functools.lru_cache(maxsize=None)
 def _pool_runner_class():
     from apache_beam.runners.portability.fn_api_runner import fn_runner  # pylint: disable=import-outside-toplevel
 
