@@ -61,7 +61,7 @@ def _throughput_targets(methods, ratio, big=None):
     if "pandas" in ratio:
         r = 1 / ratio["pandas"]
         out.append(_target("pandas/normpipe marginal <= 3", r, r <= 3, f"{r:.2f}"))
-    one_two = _largest_pair(methods, big)
+    one_two = _pair_at_20m(methods, big)
     if one_two:
         one, two = one_two
         s = one["median_s"] / two["median_s"]
@@ -70,7 +70,7 @@ def _throughput_targets(methods, ratio, big=None):
     return out
 
 
-def _largest_pair(methods, big):
+def _pair_at_20m(methods, big):
     """(1 worker, 2 workers) results at 20M rows, the large input the target
     is about; None without the 20M runs (the speed-ups at the measured sizes
     are still printed)."""

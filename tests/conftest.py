@@ -116,6 +116,14 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def assert_user_error(result, expected: str) -> None:
+    """Exit 2 with exactly one `normpipe: error:` line, holding `expected`, and no traceback."""
+    assert result.returncode == 2, result.stderr[-2000:]
+    errors = [line for line in result.stderr.splitlines() if line.startswith("normpipe: error:")]
+    assert len(errors) == 1 and expected in errors[0], result.stderr[-2000:]
+    assert "Traceback" not in result.stderr
+
+
 def run_cli(args, timeout=600, env=None):
     """Runs the installed console script as a user would; returns CompletedProcess."""
     exe = os.path.join(os.path.dirname(sys.executable), "normpipe")

@@ -12,6 +12,7 @@ import pytest
 from tests.conftest import (
     TAXI_CSV,
     assert_stats_close,
+    assert_user_error,
     free_port,
     numpy_stats,
     read_csv_float64,
@@ -139,10 +140,7 @@ def test_runner_modes_give_identical_statistics(tmp_path, mixed_csv):
 )
 def test_user_errors_exit_2_with_one_line(tmp_path, make_input, flags, expected):
     result = run_stats(make_input(tmp_path), tmp_path / "out", *flags)
-    assert result.returncode == 2, result.stderr[-2000:]
-    errors = [line for line in result.stderr.splitlines() if line.startswith("normpipe: error:")]
-    assert len(errors) == 1 and expected in errors[0], result.stderr[-2000:]
-    assert "Traceback" not in result.stderr
+    assert_user_error(result, expected)
     assert not os.path.exists(tmp_path / "out" / "statistics.json")
 
 
@@ -152,10 +150,7 @@ def test_user_error_raised_in_a_worker_process_is_found(tmp_path):
     on one line, and the forked worker does not print its own traceback."""
     result = run_stats(TAXI_CSV, tmp_path / "out", "--features", "fare,company",
                        "--direct_running_mode=multi_processing", "--direct_num_workers=2")
-    assert result.returncode == 2, result.stderr[-2000:]
-    errors = [line for line in result.stderr.splitlines() if line.startswith("normpipe: error:")]
-    assert len(errors) == 1 and "line 2 column 'company': non-numeric value" in errors[0]
-    assert "Traceback" not in result.stderr
+    assert_user_error(result, "line 2 column 'company': non-numeric value")
 
 
 @pytest.mark.slow

@@ -11,7 +11,7 @@ import textwrap
 import pytest
 
 from pipeline import workers
-from tests.conftest import ROOT, TAXI_CSV, run_cli
+from tests.conftest import ROOT, TAXI_CSV, assert_user_error, run_cli
 
 MP = ["--direct_running_mode=multi_processing", "--direct_num_workers=2"]
 
@@ -91,10 +91,7 @@ def test_elements_are_processed_in_the_forked_workers(tmp_path):
 def test_failed_command_ends_the_unused_forks(tmp_path):
     """An error before any pipeline runs: exit 2 with one line, no worker left behind."""
     result = run_cli(["stats", "--input", str(tmp_path / "missing.csv"), "--output-dir", str(tmp_path / "o"), *MP])
-    assert result.returncode == 2, result.stderr[-2000:]
-    errors = [line for line in result.stderr.splitlines() if line.startswith("normpipe: error:")]
-    assert len(errors) == 1 and "no such file or directory" in errors[0]
-    assert "Traceback" not in result.stderr
+    assert_user_error(result, "no such file or directory")
 
 
 @pytest.mark.slow
