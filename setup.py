@@ -4,11 +4,11 @@ from setuptools import find_packages, setup
 
 setup(
     name="normpipe",
-    version="0.1.0",
+    version="0.2.0",
     description="Full-dataset feature normalization with Apache Beam and tf.Transform, exported for TF Serving",
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
-    packages=find_packages(include=["pipeline", "pipeline.*", "components", "components.*"]),
+    packages=find_packages(include=["normpipe", "normpipe.*"]),
     python_requires=">=3.10,<3.13",
     install_requires=[
         "tensorflow==2.21.*",
@@ -24,5 +24,5 @@ setup(
     extras_require={
         "test": ["pytest>=8", "hypothesis>=6.100", "pandas>=2"],
     },
-    entry_points={"console_scripts": ["normpipe=pipeline.cli:main"]},
+    entry_points={"console_scripts": ["normpipe=normpipe.pipeline.cli:main"]},
 )

@@ -47,7 +47,7 @@ def export_without_normalization(out, features):
     import keras
     import tensorflow as tf
 
-    import components.layers  # noqa: F401
+    import normpipe.components.layers  # noqa: F401
 
     model = keras.saving.load_model(os.path.join(out, "model", "model.keras"))
     names = [f"{n}_z" for n in features]
@@ -86,7 +86,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     root = tempfile.mkdtemp(prefix="normpipe-latency-")
     try:
-        from components import verify
+        from normpipe.components import verify
 
         all_results = {}
         for variant in VARIANTS:

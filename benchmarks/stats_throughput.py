@@ -221,7 +221,7 @@ def measure_taxi(args):
         if run.returncode != 0:
             return {"error": run.stderr.strip().splitlines()[-1:]}
         runs.append(run)
-    import_cmd = [sys.executable, "-c", "import pipeline.stats"]
+    import_cmd = [sys.executable, "-c", "import normpipe.pipeline.stats"]
     env = {**os.environ, "PYTHONPATH": ROOT + os.pathsep + os.environ.get("PYTHONPATH", "")}
     imports = statistics.median(measure.run_measured(import_cmd, env=env).wall_s for _ in range(args.repeats))
     return {

@@ -181,7 +181,7 @@ def print_extras(results):
     taxi = results.get("taxi", {})
     if "median_s" in taxi:
         print(f"\n== normpipe on chicago_taxi_15k.csv (15,002 rows): {taxi['median_s']:.2f} s start to exit "
-              f"(peak RSS {taxi['peak_rss_mb']:.0f} MB); python + `import pipeline.stats` alone: "
+              f"(peak RSS {taxi['peak_rss_mb']:.0f} MB); python + `import normpipe.pipeline.stats` alone: "
               f"{taxi['python_and_imports_s']:.2f} s; normpipe's 'analyzed in': {taxi['pipeline_s']:.2f} s")
     big = results.get("20m") or {}
     for key, s in big.items():

@@ -8,8 +8,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from tensorflow.core.function.polymorphism.function_type import sanitize_arg_name
 
-from components import column_names
-from components.errors import UserError
+from normpipe.components import column_names
+from normpipe.components.errors import UserError
 
 
 @pytest.mark.parametrize(

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from components import compare, layers
+from normpipe.components import compare, layers
 
 
 def numpy_full(raw, method):

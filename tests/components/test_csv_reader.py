@@ -10,8 +10,8 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from components import csv_reader, ingest
-from components.errors import UserError
+from normpipe.components import csv_reader, ingest
+from normpipe.components.errors import UserError
 
 
 def read(path, columns, numeric, split_size=10**9, block_size=4096, bad_values="error"):

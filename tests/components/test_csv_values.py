@@ -10,7 +10,7 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from components import csv_values
+from normpipe.components import csv_values
 
 _ALPHABET = "0123456789+-.eE \tinfatyINFATYx_$,\x0b"
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from components import exact_float
+from normpipe.components import exact_float
 
 TINY = 2.2250738585072014e-308  # smallest normal float64
 VALUES = np.array([

@@ -10,8 +10,8 @@ import pytest
 import tensorflow as tf
 from google.protobuf import text_format
 
-from components import export, ingest
-from components.errors import UserError
+from normpipe.components import export, ingest
+from normpipe.components.errors import UserError
 from tests.components.test_transform import numpy_normalize, run_transform
 from tests.conftest import read_csv_float64, write_csv
 

@@ -11,8 +11,8 @@ import tensorflow as tf
 from apache_beam.testing import test_pipeline
 from apache_beam.testing.util import assert_that
 
-from components import csv_reader, ingest
-from components.errors import UserError
+from normpipe.components import csv_reader, ingest
+from normpipe.components.errors import UserError
 from tests.conftest import TAXI_CSV, read_csv_float64, write_csv
 
 
@@ -235,7 +235,7 @@ def test_corrupt_tfrecord_names_the_file(tmp_path):
         spec = ingest.inspect_input(str(path))
         with beam.Pipeline(runner="DirectRunner") as p:
             _ = p | ingest.ReadRecordBatches(spec)
-    from components.errors import find_user_error
+    from normpipe.components.errors import find_user_error
 
     message = find_user_error(err.value)
     assert message is not None and str(path) in message

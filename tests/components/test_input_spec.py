@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from components import ingest
-from components.errors import UserError
+from normpipe.components import ingest
+from normpipe.components.errors import UserError
 from tests.conftest import TAXI_CSV
 
 

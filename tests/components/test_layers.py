@@ -10,7 +10,7 @@ import keras
 import numpy as np
 import pytest
 
-from components.layers import (
+from normpipe.components.layers import (
     OUTPUT_LIMIT,
     BatchMinMax,
     BatchZScore,

@@ -21,8 +21,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from components import csv_reader, ingest, tfrecord_reader
-from components.errors import UserError
+from normpipe.components import csv_reader, ingest, tfrecord_reader
+from normpipe.components.errors import UserError
 
 CASE_SECONDS = 20
 

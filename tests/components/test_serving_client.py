@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from components import export, ingest, serving_client
-from components.errors import UserError
+from normpipe.components import export, ingest, serving_client
+from normpipe.components.errors import UserError
 from tests.components.test_transform import run_transform
 from tests.conftest import free_port, run_cli, write_csv
 

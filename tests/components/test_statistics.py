@@ -10,8 +10,8 @@ import pytest
 import tensorflow_transform.beam as tft_beam
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from components import ingest, statistics
-from components.errors import UserError
+from normpipe.components import ingest, statistics
+from normpipe.components.errors import UserError
 from tests.conftest import TAXI_CSV, assert_stats_close, exact_stats, numpy_stats, read_csv_float64, write_csv
 
 

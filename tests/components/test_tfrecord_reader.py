@@ -5,13 +5,13 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from components import ingest
-from components.errors import UserError
+from normpipe.components import ingest
+from normpipe.components.errors import UserError
 from tests.components.test_ingest import _write_tfrecord
 
 
 def _read_tfrecord(path):
-    from components import tfrecord_reader
+    from normpipe.components import tfrecord_reader
 
     return list(tfrecord_reader.read_tfrecord_file(str(path)))
 
@@ -47,7 +47,7 @@ def test_bad_gzip_tfrecord_names_the_file(tmp_path, damage):
 
 def _decode(spec):
     """Decodes every file of `spec` directly: (values of x, bad-value counts)."""
-    from components import tfrecord_reader
+    from normpipe.components import tfrecord_reader
 
     decoder = tfrecord_reader.DecodeExamples(spec)
     decoder.setup()

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from components import train
-from components.errors import UserError
+from normpipe.components import train
+from normpipe.components.errors import UserError
 
 
 def test_eval_mask_is_deterministic_and_about_one_in_five():

@@ -10,7 +10,7 @@ import tensorflow as tf
 import tensorflow_transform as tft
 import tensorflow_transform.beam as tft_beam
 
-from components import ingest, statistics, transform
+from normpipe.components import ingest, statistics, transform
 from tests.conftest import TAXI_CSV, exact_normalize, read_csv_float64, write_csv
 
 

@@ -105,7 +105,7 @@ def test_signatures_after_deleting_transform_output(trained):
     import keras
     import tensorflow as tf
 
-    import components.layers  # noqa: F401  -- registers the layers for load_model
+    import normpipe.components.layers  # noqa: F401  -- registers the layers for load_model
 
     out = trained["out"]
     model = keras.saving.load_model(str(out / "model" / "model.keras"), safe_mode=True)

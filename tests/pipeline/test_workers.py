@@ -10,7 +10,7 @@ import textwrap
 
 import pytest
 
-from pipeline import workers
+from normpipe.pipeline import workers
 from tests.conftest import ROOT, TAXI_CSV, assert_user_error, run_cli
 
 MP = ["--direct_running_mode=multi_processing", "--direct_num_workers=2"]
@@ -41,7 +41,7 @@ _SCRIPT = textwrap.dedent(
     # This machine's name as Beam gives it to EXTERNAL workers; the forks
     # must not depend on it resolving.
     socket.getfqdn = lambda *args: "unresolvable.invalid"
-    from pipeline import beam_options, workers
+    from normpipe.pipeline import beam_options, workers
 
     flags = {flags!r}
     pool = workers.start(flags)

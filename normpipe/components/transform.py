@@ -27,8 +27,8 @@ import pyarrow as pa
 import tensorflow as tf
 import tensorflow_transform.beam as tft_beam
 
-from components import exact_float, statistics
-from components.kernels import OUTPUT_LIMIT, scale_clip_float32
+from normpipe.components import exact_float, statistics
+from normpipe.components.kernels import OUTPUT_LIMIT, scale_clip_float32
 
 METHODS = ("zscore", "minmax")
 SUFFIX = {"zscore": "_z", "minmax": "_01"}

@@ -15,10 +15,10 @@ from typing import Optional, Tuple
 import numpy as np
 import tensorflow as tf
 
-from components import atomic, compare, export, train, transform
-from components.errors import UserError
-from pipeline.progress import progress
-from pipeline.transform import TransformConfig, run_transform
+from normpipe.components import atomic, compare, export, train, transform
+from normpipe.components.errors import UserError
+from normpipe.pipeline.progress import progress
+from normpipe.pipeline.transform import TransformConfig, run_transform
 
 
 @dataclasses.dataclass(frozen=True)

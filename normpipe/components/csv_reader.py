@@ -22,9 +22,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
-from components import csv_lines, csv_values
-from components.csv_lines import is_gzip
-from components.errors import UserError
+from normpipe.components import csv_lines, csv_values
+from normpipe.components.csv_lines import is_gzip
+from normpipe.components.errors import UserError
 
 # pyarrow parses several blocks at once; each becomes a record batch that
 # tf.Transform expands into several float64 copies. 4 MB blocks (about 55k

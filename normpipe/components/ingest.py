@@ -21,8 +21,8 @@ import pyarrow as pa
 from tensorflow_metadata.proto.v0 import schema_pb2
 from tfx_bsl.tfxio import tensor_adapter
 
-from components import csv_reader, tfrecord_reader
-from components.input_spec import (
+from normpipe.components import csv_reader, tfrecord_reader
+from normpipe.components.input_spec import (
     TFRECORD_SUFFIXES,
     InputSpec,
     detect_format,

@@ -12,7 +12,7 @@ import io
 import mmap
 import sys
 
-from components.errors import UserError
+from normpipe.components.errors import UserError
 
 
 def is_gzip(path: str) -> bool:

@@ -16,12 +16,12 @@ import sys
 import time
 from typing import Optional, Tuple
 
-from components import atomic, export, ingest, report
-from components.train import TrainOptions
-from pipeline.compare import run_compare
-from pipeline.progress import progress
-from pipeline.train import TrainConfig, check_config, train_and_export
-from pipeline.transform import TransformConfig, run_transform
+from normpipe.components import atomic, export, ingest, report
+from normpipe.components.train import TrainOptions
+from normpipe.pipeline.compare import run_compare
+from normpipe.pipeline.progress import progress
+from normpipe.pipeline.train import TrainConfig, check_config, train_and_export
+from normpipe.pipeline.transform import TransformConfig, run_transform
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,7 +77,10 @@ class _Stages:
 
 def verify_in_fresh_process(version_dir):
     """Runs `normpipe verify` as TF Serving would meet the export: a new process."""
-    result = subprocess.run([sys.executable, "-m", "pipeline.cli", "verify", "--model-dir", version_dir],
+    # -P: the working directory is not put on sys.path, so a user's own
+    # package named like one of normpipe's cannot shadow it (Python >= 3.11).
+    isolate = ["-P"] if sys.version_info >= (3, 11) else []
+    result = subprocess.run([sys.executable, *isolate, "-m", "normpipe", "verify", "--model-dir", version_dir],
                             capture_output=True, text=True, check=False)
     lines = [l for l in result.stdout.splitlines() if l.split(" ", 1)[0] in ("PASS", "FAIL", "SKIP")]
     for line in lines:

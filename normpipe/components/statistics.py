@@ -37,8 +37,8 @@ import tensorflow as tf
 import tensorflow_transform as tft
 import tensorflow_transform.beam as tft_beam
 
-from components import exact_float
-from components.errors import UserError
+from normpipe.components import exact_float
+from normpipe.components.errors import UserError
 
 STATS_KEY = "__statistics__"
 # mean and var are of x * 2**exponent; min and max of x itself.

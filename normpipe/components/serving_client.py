@@ -14,7 +14,7 @@ import math
 import urllib.error
 import urllib.request
 
-from components.errors import UserError
+from normpipe.components.errors import UserError
 
 
 def read_rows(path: str, columns=None):

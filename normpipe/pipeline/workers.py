@@ -40,7 +40,7 @@ def requested_workers(beam_args) -> int:
     beam_options.make_options counts them."""
     from apache_beam.options.pipeline_options import DirectOptions, StandardOptions  # pylint: disable=import-outside-toplevel
 
-    from pipeline import beam_options  # pylint: disable=import-outside-toplevel
+    from normpipe.pipeline import beam_options  # pylint: disable=import-outside-toplevel
 
     options = beam_options.make_options(beam_args)
     if options.view_as(StandardOptions).runner not in ("DirectRunner", "FnApiRunner", beam_options.LOCAL_RUNNER):
@@ -54,11 +54,11 @@ PRELOAD = (
     "tensorflow",
     "tensorflow_transform.beam",
     "apache_beam.runners.worker.sdk_worker_main",
-    "components.csv_reader",
-    "components.ingest",
-    "components.statistics",
-    "components.tfrecord_reader",
-    "components.transform",
+    "normpipe.components.csv_reader",
+    "normpipe.components.ingest",
+    "normpipe.components.statistics",
+    "normpipe.components.tfrecord_reader",
+    "normpipe.components.transform",
 )
 
 

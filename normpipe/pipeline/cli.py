@@ -121,7 +121,7 @@ class _Parser(argparse.ArgumentParser):
 
 def _produced(args):
     """The outputs this invocation writes (see pipeline/outputs.py)."""
-    from pipeline.outputs import OUTPUTS  # pylint: disable=import-outside-toplevel
+    from normpipe.pipeline.outputs import OUTPUTS  # pylint: disable=import-outside-toplevel
 
     produced = set(OUTPUTS.get(args.command, ()))
     if not getattr(args, "materialize", True):
@@ -132,7 +132,7 @@ def _produced(args):
 
 
 def _run(args, beam_args, argv=()) -> int:
-    from pipeline import outputs  # pylint: disable=import-outside-toplevel
+    from normpipe.pipeline import outputs  # pylint: disable=import-outside-toplevel
 
     if args.command in outputs.OUTPUTS:
         outputs.check_output_dir(args.command, args.output_dir, args.overwrite)
@@ -144,7 +144,7 @@ def _run(args, beam_args, argv=()) -> int:
 
 def _run_command(args, beam_args, argv=()) -> int:
     if args.command == "stats":
-        from pipeline import stats  # pylint: disable=import-outside-toplevel
+        from normpipe.pipeline import stats  # pylint: disable=import-outside-toplevel
 
         config = stats.StatsConfig(
             args.input, args.output_dir, args.format, args.features, args.label, bad_values=args.bad_values
@@ -153,7 +153,7 @@ def _run_command(args, beam_args, argv=()) -> int:
         print(stats.format_table(document))
         return 0
     if args.command in ("transform", "compare"):
-        from pipeline import transform  # pylint: disable=import-outside-toplevel
+        from normpipe.pipeline import transform  # pylint: disable=import-outside-toplevel
 
         config = transform.TransformConfig(
             args.input, args.output_dir, args.format, args.features, args.label, bad_values=args.bad_values,
@@ -161,13 +161,13 @@ def _run_command(args, beam_args, argv=()) -> int:
         )
         spec, _ = transform.run_transform(config, beam_args)
         if args.command == "compare":
-            from pipeline import compare  # pylint: disable=import-outside-toplevel
+            from normpipe.pipeline import compare  # pylint: disable=import-outside-toplevel
 
             compare.run_compare(spec, args.output_dir, args.method, args.batch_sizes, args.seed)
         return 0
     if args.command == "train":
-        from components.train import TrainOptions  # pylint: disable=import-outside-toplevel
-        from pipeline import train  # pylint: disable=import-outside-toplevel
+        from normpipe.components.train import TrainOptions  # pylint: disable=import-outside-toplevel
+        from normpipe.pipeline import train  # pylint: disable=import-outside-toplevel
 
         config = train.TrainConfig(
             args.input, args.output_dir, args.label, args.format, args.features, args.method, args.normalization,
@@ -179,7 +179,7 @@ def _run_command(args, beam_args, argv=()) -> int:
         print(train.format_metrics(document))
         return 0
     if args.command == "run":
-        from pipeline import run  # pylint: disable=import-outside-toplevel
+        from normpipe.pipeline import run  # pylint: disable=import-outside-toplevel
 
         config = run.RunConfig(args.input, args.output_dir, args.label, args.format, args.features, args.method,
                                args.normalization, args.model_name, args.model_version, args.batch_sizes, args.seed,
@@ -190,7 +190,7 @@ def _run_command(args, beam_args, argv=()) -> int:
     if args.command == "predict":
         import json  # pylint: disable=import-outside-toplevel
 
-        from components import serving_client  # pylint: disable=import-outside-toplevel
+        from normpipe.components import serving_client  # pylint: disable=import-outside-toplevel
 
         names = serving_client.model_inputs(args.server, args.model, args.signature, args.timeout)
         rows = serving_client.read_rows(args.input, names)
@@ -198,13 +198,13 @@ def _run_command(args, beam_args, argv=()) -> int:
             print(json.dumps(prediction))
         return 0
     if args.command == "verify":
-        from components import verify  # pylint: disable=import-outside-toplevel
+        from normpipe.components import verify  # pylint: disable=import-outside-toplevel
 
         return 0 if verify.verify(args.model_dir) else 1
     if args.command == "export":
-        from components import export  # pylint: disable=import-outside-toplevel
-        from components.errors import UserError  # pylint: disable=import-outside-toplevel
-        from pipeline.progress import progress  # pylint: disable=import-outside-toplevel
+        from normpipe.components import export  # pylint: disable=import-outside-toplevel
+        from normpipe.components.errors import UserError  # pylint: disable=import-outside-toplevel
+        from normpipe.pipeline.progress import progress  # pylint: disable=import-outside-toplevel
 
         transform_dir = os.path.join(args.output_dir, "transform")
         if not os.path.isfile(os.path.join(transform_dir, "normpipe_transform.json")):
@@ -230,8 +230,8 @@ def main(argv=None) -> int:
     logging.getLogger("apache_beam.runners.common").setLevel(logging.CRITICAL)
     logging.getLogger("apache_beam.runners.worker").setLevel(logging.CRITICAL)
     logging.getLogger("apache_beam.runners.portability").setLevel(logging.CRITICAL)
-    from components.errors import find_user_error  # pylint: disable=import-outside-toplevel
-    from pipeline import workers  # pylint: disable=import-outside-toplevel
+    from normpipe.components.errors import find_user_error  # pylint: disable=import-outside-toplevel
+    from normpipe.pipeline import workers  # pylint: disable=import-outside-toplevel
 
     failed = True
     try:

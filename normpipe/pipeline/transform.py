@@ -17,11 +17,11 @@ import time
 import apache_beam as beam
 import tensorflow_transform.beam as tft_beam
 
-from components import atomic, ingest, statistics, transform
-from components.errors import UserError
-from pipeline import beam_options, workers
-from pipeline.progress import progress
-from pipeline.stats import StatsConfig, inspect, report_bad_values, statistics_document
+from normpipe.components import atomic, ingest, statistics, transform
+from normpipe.components.errors import UserError
+from normpipe.pipeline import beam_options, workers
+from normpipe.pipeline.progress import progress
+from normpipe.pipeline.stats import StatsConfig, inspect, report_bad_values, statistics_document
 
 
 @dataclasses.dataclass(frozen=True)

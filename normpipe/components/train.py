@@ -28,8 +28,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from components import ingest, layers
-from components.errors import UserError
+from normpipe.components import ingest, layers
+from normpipe.components.errors import UserError
 
 VARIANTS = ("tft", "constant", "learned", "batch")
 EVAL_BUCKETS = 5

@@ -14,8 +14,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
-from components import column_names, csv_lines, csv_reader, csv_values, exact_float, tfrecord_reader
-from components.errors import UserError
+from normpipe.components import column_names, csv_lines, csv_reader, csv_values, exact_float, tfrecord_reader
+from normpipe.components.errors import UserError
 
 TFRECORD_SUFFIXES = (".tfrecord", ".tfrecords", ".tfrecord.gz", ".tfrecords.gz", ".tfr")
 _INFER_BYTES = 4 << 20

@@ -11,7 +11,7 @@ import html
 import json
 import os
 
-from components import atomic
+from normpipe.components import atomic
 
 _STYLE = """
 body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1100px;color:#222;padding:0 1em}

@@ -12,7 +12,7 @@ serving/ are never replaced: each export adds the next version.
 import os
 import shutil
 
-from components.errors import UserError
+from normpipe.components.errors import UserError
 
 OUTPUTS = {
     "stats": ("statistics.json",),

@@ -24,8 +24,8 @@ import os
 import numpy as np
 import tensorflow as tf
 
-from components.errors import UserError
-from components.export import VERIFY_SAMPLE, WARMUP_FILE, existing_versions
+from normpipe.components.errors import UserError
+from normpipe.components.export import VERIFY_SAMPLE, WARMUP_FILE, existing_versions
 
 SIGNATURES = ("serving_default", "serving_examples", "transform_features")
 TRANSFORM_TOLERANCE = 1e-6

@@ -33,8 +33,8 @@ import tempfile
 import numpy as np
 import tensorflow as tf
 
-from components import atomic, transform
-from components.errors import UserError
+from normpipe.components import atomic, transform
+from normpipe.components.errors import UserError
 
 _NAME = re.compile(r"^[A-Za-z0-9._-]+$")
 PREDICTION = "prediction"

@@ -20,7 +20,7 @@ import keyword
 import re
 from typing import Dict, Iterable, Optional, Sequence, Tuple
 
-from components.errors import UserError
+from normpipe.components.errors import UserError
 
 _INVALID = re.compile(r"[^A-Za-z0-9_]")
 PREFIX = "f_"

@@ -8,9 +8,9 @@ from typing import Optional, Tuple
 import apache_beam as beam
 import tensorflow_transform.beam as tft_beam
 
-from components import atomic, ingest, statistics
-from pipeline import beam_options, workers
-from pipeline.progress import progress
+from normpipe.components import atomic, ingest, statistics
+from normpipe.pipeline import beam_options, workers
+from normpipe.pipeline.progress import progress
 
 
 @dataclasses.dataclass(frozen=True)
@@ -98,7 +98,7 @@ def run_stats(config: StatsConfig, beam_args=()) -> dict:
         stats = statistics.read_statistics(transform_dir, spec.features, spec.numeric)
         bad_counts = ingest.read_bad_value_counts(bad_values_path)
     if stats["num_examples"] == 0:
-        from components.errors import UserError  # pylint: disable=import-outside-toplevel
+        from normpipe.components.errors import UserError  # pylint: disable=import-outside-toplevel
 
         raise UserError(f"{config.input}: no data rows")
     progress(f"statistics: {stats['num_examples']:,} rows analyzed in {time.time() - start:.1f}s")

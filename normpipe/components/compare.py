@@ -27,8 +27,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from components import layers
-from components.transform import SUFFIX
+from normpipe.components import layers
+from normpipe.components.transform import SUFFIX
 
 ORDERS = ("file", "shuffled")
 LAYERS = {"zscore": layers.BatchZScore, "minmax": layers.BatchMinMax}

@@ -6,9 +6,9 @@ import time
 
 import numpy as np
 
-from components import compare, compare_report, ingest, transform
-from components.compare import CompareOptions
-from pipeline.progress import progress
+from normpipe.components import compare, compare_report, ingest, transform
+from normpipe.components.compare import CompareOptions
+from normpipe.pipeline.progress import progress
 
 
 def make_batches_fn(spec, graph, methods):
