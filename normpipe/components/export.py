@@ -92,8 +92,10 @@ class ServingModule:
         self.transform = self._loader._imported  # pylint: disable=protected-access
 
     def _transform(self, inputs: dict) -> dict:
-        """The pruned transform graph's outputs for the request's features."""
-        return self._loader.apply_transform_model({name: inputs[name] for name in self.features})
+        """The pruned transform graph's outputs for the request's features
+        (float64 [batch], given to the graph in its own input types)."""
+        raw = transform.adapt_inputs(inputs, self.metadata["raw_specs"], self.features)
+        return self._loader.apply_transform_model(raw)
 
     def normalize(self, inputs: dict) -> dict:
         """Raw float64 features -> the graph's normalized float32 features."""
@@ -123,11 +125,9 @@ class ServingModule:
         import keras  # pylint: disable=import-outside-toplevel
 
         specs = {name: tf.TensorSpec([None], tf.float64, name=name) for name in self.features}
-        parse_spec = {name: tf.io.FixedLenFeature([], tf.float32, default_value=np.nan) for name in self.features}
 
         def serve_examples(examples):
-            parsed = tf.io.parse_example(examples, parse_spec)
-            return self.predict({k: tf.cast(v, tf.float64) for k, v in parsed.items()})
+            return self.predict(parse_examples(examples, self.features, self.metadata["raw_specs"]))
 
         archive = keras.export.ExportArchive()
         archive.track(self.transform)
@@ -139,6 +139,33 @@ class ServingModule:
         )
         archive.add_endpoint("transform_features", self.normalize, input_signature=[specs])
         archive.write_out(path, verbose=False)
+
+
+def parse_examples(examples, features, raw_specs) -> dict:
+    """Serialized tf.train.Examples -> {feature: float64 [batch]}, absent = NaN.
+
+    A feature the transform graph takes as an integer (what TFX's
+    CsvExampleGen writes for an integer column) is parsed as int64_list, any
+    other as float_list.
+    """
+    dtypes = {n: tf.int64 if tf.as_dtype(raw_specs[n]["dtype"]).is_integer else tf.float32 for n in features}
+    parsed = tf.io.parse_example(examples, {n: tf.io.VarLenFeature(dtypes[n]) for n in features})
+    batch = tf.shape(examples, out_type=tf.int64)[0]
+    columns = {}
+    for name in features:
+        sparse = parsed[name]
+        check = tf.debugging.assert_less_equal(
+            sparse.dense_shape[1], tf.constant(1, tf.int64), message=f"feature {name!r}: more than one value"
+        )
+        with tf.control_dependencies([check]):
+            sparse = tf.sparse.reorder(sparse)
+        dense = tf.sparse.to_dense(
+            tf.SparseTensor(sparse.indices, tf.cast(sparse.values, tf.float64), sparse.dense_shape),
+            default_value=tf.constant(np.nan, tf.float64),
+        )
+        # a row without the feature is missing (to_dense of an all-empty batch has width 0)
+        columns[name] = tf.concat([dense, tf.fill(tf.stack([batch, 1]), tf.constant(np.nan, tf.float64))], 1)[:, 0]
+    return columns
 
 
 def write_models_config(serving_root: str) -> str:
@@ -188,25 +215,81 @@ def write_warmup(path: str, model_name: str, features, rows: np.ndarray) -> None
             writer.write(log.SerializeToString())
 
 
+def example_types(module) -> dict:
+    """{feature: "int64" | "float"}: the tf.train.Example list each feature is parsed from."""
+    return {n: "int64" if tf.as_dtype(module.metadata["raw_specs"][n]["dtype"]).is_integer else "float"
+            for n in module.features}
+
+
 def _verify_sample(module, rows, model_outputs):
     """Raw rows with the pipeline's own outputs for them, for `normpipe verify`."""
     inputs = {n: tf.constant(rows[:, j]) for j, n in enumerate(module.features)}
     normalized = {k: v.numpy() for k, v in module.normalize(inputs).items()}
     return {
         "features": module.features,
+        "example_types": example_types(module),
         "rows": [[None if np.isnan(v) else float(v) for v in row] for row in rows],
         "transform_features": {k: v.astype(np.float64).tolist() for k, v in normalized.items()},
         "predictions": None if model_outputs is None else [float(v) for v in model_outputs],
     }
 
 
+def statistics_rows(transform_dir: str, module) -> np.ndarray:
+    """Rows built from the statistics in the graph (min, max, mean, mean -+ std
+    per feature, integers rounded for integer inputs), for an export whose
+    raw data is not at hand, such as one from a TFX transform graph."""
+    from normpipe.components import statistics  # pylint: disable=import-outside-toplevel
+
+    stats = statistics.read_statistics(transform_dir)["features"]
+    columns = []
+    for name in module.features:
+        s = stats[name]
+        values = [np.nan] * 5 if not s["count"] else [s["min"], s["max"], s["mean"], s["mean"] - s["std"],
+                                                      s["mean"] + s["std"]]
+        column = np.array(values, np.float64)
+        if example_types(module)[name] == "int64":
+            column = np.round(column)
+        columns.append(column)
+    return np.stack(columns, axis=1)
+
+
+def write_servable(path: str, transform_dir: str, model=None, variant="tft", model_inputs=None, sample_rows=None,
+                   predict_fn=None, model_name="normpipe") -> None:
+    """Writes a servable SavedModel at `path` (a new directory), with its
+    assets.extra: warmup requests, the verify sample, the input names.
+
+    sample_rows: raw float64 [n, F] rows for the warmup requests and the
+    verify sample (default: `statistics_rows`); predict_fn(rows) -> the
+    in-pipeline model's predictions for them, recorded so verify can check
+    serving against it (default: the model applied before saving).
+    """
+    module = ServingModule(transform_dir, model, variant, model_inputs)
+    module.write(path)
+    extra = os.path.join(path, "assets.extra")
+    os.makedirs(extra, exist_ok=True)
+    # What a client sends: the signature's input names, the tf.Example type of
+    # each, and the raw column each came from where its own name was not valid.
+    with open(os.path.join(extra, FEATURES_FILE), "w", encoding="utf-8") as f:
+        json.dump({"inputs": module.features, "example_types": example_types(module),
+                   "renamed": module.metadata.get("renamed", {}),
+                   "outputs": [PREDICTION] if model is not None else module.outputs}, f, indent=2)
+    if sample_rows is None or not len(sample_rows):
+        sample_rows = statistics_rows(transform_dir, module)
+        if predict_fn is None and model is not None:
+            predict_fn = lambda rows: module.predict(  # noqa: E731
+                {n: tf.constant(rows[:, j]) for j, n in enumerate(module.features)})[PREDICTION].numpy()
+    write_warmup(os.path.join(extra, WARMUP_FILE), model_name, module.features, sample_rows)
+    outputs = None if predict_fn is None else predict_fn(sample_rows[:MAX_WARMUP])
+    with open(os.path.join(extra, VERIFY_SAMPLE), "w", encoding="utf-8") as f:
+        json.dump(_verify_sample(module, sample_rows[:MAX_WARMUP], outputs), f)
+
+
 def export_model(transform_dir, serving_root, model_name, version=None, model=None, variant="tft",
                  model_inputs=None, sample_rows=None, predict_fn=None) -> str:
-    """Exports a servable; returns the version directory.
+    """Exports a servable as <serving_root>/<model_name>/<version>/ and
+    rewrites models.config; returns the version directory.
 
-    sample_rows: raw float64 [n, F] rows (real data) for the warmup requests
-    and the verify sample; predict_fn(rows) -> the in-pipeline model's
-    predictions for them, recorded so verify can check serving against it.
+    See `write_servable` for the arguments.
     """
     check_model_name(model_name)
     if version is not None and (not isinstance(version, int) or version < 1):
@@ -217,20 +300,7 @@ def export_model(transform_dir, serving_root, model_name, version=None, model=No
         raise UserError(f"{os.path.join(model_dir, str(version))} already exists; choose another --model-version")
     staging = tempfile.mkdtemp(prefix=".export-", dir=model_dir)
     try:
-        module = ServingModule(transform_dir, model, variant, model_inputs)
-        module.write(staging)
-        extra = os.path.join(staging, "assets.extra")
-        os.makedirs(extra, exist_ok=True)
-        # What a client sends: the signature's input names, and the raw column
-        # each one came from where the column's own name was not a valid name.
-        with open(os.path.join(extra, FEATURES_FILE), "w", encoding="utf-8") as f:
-            json.dump({"inputs": module.features, "renamed": module.metadata.get("renamed", {}),
-                       "outputs": [PREDICTION] if model is not None else module.outputs}, f, indent=2)
-        if sample_rows is not None and len(sample_rows):
-            write_warmup(os.path.join(extra, WARMUP_FILE), model_name, module.features, sample_rows)
-            outputs = None if predict_fn is None else predict_fn(sample_rows)
-            with open(os.path.join(extra, VERIFY_SAMPLE), "w", encoding="utf-8") as f:
-                json.dump(_verify_sample(module, sample_rows[:MAX_WARMUP], outputs), f)
+        write_servable(staging, transform_dir, model, variant, model_inputs, sample_rows, predict_fn, model_name)
         final = publish_version(staging, model_dir, version)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)

@@ -22,13 +22,22 @@ the sample's scale that the scaled square overflows is a UserError rather
 than a silently skipped value. A feature with no present value reports count
 0 and null mean/var/std/min/max.
 
-A `preprocessing_fn` cannot emit float64 features, so each feature's
-analyzer results are bit-cast to int64 and emitted as one [batch, 8, F]
-output named `STATS_KEY`. `read_statistics` runs the saved transform graph
-on one row and bit-casts them back: statistics.json and the constants inside
-the transform graph are the same numbers.
+Inputs are what tf.Transform gives a preprocessing_fn, from normpipe's
+readers or from TFX: dense [batch] or [batch, 1] tensors of any numeric type
+(int64 exact up to 2**53, float32 widened exactly), or `tf.SparseTensor` for
+a VarLen feature (a row without a value is missing).
+
+The analyzer results stay in the saved transform graph as one named float64
+[8, F] tensor (`STATISTICS_NODE`) beside a JSON description of the graph
+(`CONFIG_NODE`), both tied to every output by control dependencies so that
+tf.Transform keeps them; they are not outputs, so neither the materialized
+examples nor a TFX transformed schema carry them. `read_statistics` reads
+them from any transform output, one written by normpipe or by TFX's
+Transform component (see graph_constants.py): statistics.json and the
+constants inside the transform graph are the same numbers.
 """
 
+import json
 import math
 
 import apache_beam as beam
@@ -37,10 +46,12 @@ import tensorflow as tf
 import tensorflow_transform as tft
 import tensorflow_transform.beam as tft_beam
 
-from normpipe.components import exact_float
+from normpipe.components import exact_float, graph_constants
 from normpipe.components.errors import UserError
 
 STATS_KEY = "__statistics__"
+STATISTICS_NODE = "normpipe_statistics"
+CONFIG_NODE = "normpipe_config"
 # mean and var are of x * 2**exponent; min and max of x itself.
 FIELDS = ("count", "missing", "mean", "var", "min", "max", "exponent", "overflow")
 _KEY_ABOVE_ALL = exact_float.key_of(np.inf)
@@ -60,24 +71,30 @@ def analyze_features(x: tf.Tensor, centers=None, exponents=None) -> dict:
     from the scaled values and added back to the mean: tf.reduce_sum of
     values near 1e12 loses ~1e-3 of the mean to rounding, which the variance
     of a spread-1 feature then inherits; centered values keep float64's
-    accuracy whatever the offset.
+    accuracy whatever the offset. Without `centers`, each column is centered
+    on the midpoint of its exact min and max, found by a first analysis
+    pass (tf.Transform runs mean and variance in a second one).
     """
     width = x.shape[1]
     exponents = np.zeros(width, np.int64) if exponents is None else np.asarray(exponents, np.int64)
-    centers = np.zeros(width) if centers is None else np.asarray(centers, np.float64)
     present = tf.logical_not(tf.math.is_nan(x))
-    center = tf.constant(np.ldexp(centers, exponents), tf.float64)
+    key = exact_float.order_key(x)
+    low = exact_float.from_order_key(tft.min(tf.where(present, key, _KEY_ABOVE_ALL), reduce_instance_dims=False))
+    high = exact_float.from_order_key(tft.max(tf.where(present, key, _KEY_BELOW_ALL), reduce_instance_dims=False))
+    if centers is None:
+        center = exact_float.ldexp(_midpoint(low, high)[tf.newaxis, :], exponents)[0]
+    else:
+        center = tf.constant(np.ldexp(np.asarray(centers, np.float64), exponents), tf.float64)
     centered = exact_float.ldexp(x, exponents) - center
     overflow = tf.logical_and(tf.math.is_finite(x), tf.logical_not(tf.math.is_finite(centered * centered)))
-    key = exact_float.order_key(x)
     centered_mean = tft.mean(centered, reduce_instance_dims=False)  # skips non-finite values, as tft.var
     return {
         "count": tft.sum(tf.cast(present, tf.int64), reduce_instance_dims=False),
         "missing": tft.sum(tf.cast(tf.logical_not(present), tf.int64), reduce_instance_dims=False),
         "mean": centered_mean + center,
         "var": tft.var(centered, reduce_instance_dims=False),
-        "min": exact_float.from_order_key(tft.min(tf.where(present, key, _KEY_ABOVE_ALL), reduce_instance_dims=False)),
-        "max": exact_float.from_order_key(tft.max(tf.where(present, key, _KEY_BELOW_ALL), reduce_instance_dims=False)),
+        "min": low,
+        "max": high,
         "exponent": tf.constant(exponents.astype(np.float64)),
         "overflow": tft.sum(tf.cast(overflow, tf.int64), reduce_instance_dims=False),
         # Not in FIELDS: for normalizing, x - mean is taken as (x - center) -
@@ -88,35 +105,90 @@ def analyze_features(x: tf.Tensor, centers=None, exponents=None) -> dict:
     }
 
 
+def _midpoint(low, high):
+    """min/2 + max/2 where both are finite, else 0 (no value, or an
+    infinite bound): a center only needs to lie near the values."""
+    finite = tf.logical_and(tf.math.is_finite(low), tf.math.is_finite(high))
+    middle = low / 2 + high / 2
+    return tf.where(finite, middle, tf.zeros_like(middle))
+
+
+def as_column(value, name="feature") -> tf.Tensor:
+    """One raw input as a float64 [batch] vector, missing as NaN.
+
+    Takes what tf.Transform passes a preprocessing_fn: a dense [batch] or
+    [batch, 1] tensor of any integer or float type, or a tf.SparseTensor of
+    a VarLen feature, whose rows hold at most one value (a row without one
+    is missing; a row with several is an error, not a silent choice).
+    """
+    if isinstance(value, tf.SparseTensor):
+        batch = value.dense_shape[0]
+        width = value.dense_shape[1] if value.shape.rank == 2 else tf.constant(1, tf.int64)
+        check = tf.debugging.assert_less_equal(
+            width, tf.constant(1, tf.int64), message=f"feature {name!r}: a row holds more than one value"
+        )
+        with tf.control_dependencies([check]):
+            rows = value.indices[:, 0]
+        values = tf.cast(value.values, tf.float64)
+        return tf.tensor_scatter_nd_update(
+            tf.fill(tf.reshape(batch, [1]), tf.constant(np.nan, tf.float64)), rows[:, tf.newaxis], values
+        )
+    if value.shape.rank == 2:
+        if value.shape[1] != 1:
+            raise ValueError(f"feature {name!r} must have one value per row. Received: shape {value.shape}")
+        value = tf.squeeze(value, axis=1)
+    elif value.shape.rank != 1:
+        raise ValueError(f"feature {name!r} must be [batch] or [batch, 1]. Received: shape {value.shape}")
+    if value.dtype == tf.float64:
+        return value
+    if not (value.dtype.is_integer or value.dtype.is_floating):
+        raise ValueError(f"feature {name!r} must be numeric. Received: dtype {value.dtype.name}")
+    return tf.cast(value, tf.float64)
+
+
 def stack_features(inputs: dict, features) -> tf.Tensor:
     """The features as one float64 [batch, F] matrix, in `features` order."""
-    return tf.stack([tf.cast(inputs[name], tf.float64) for name in features], axis=1)
+    return tf.stack([as_column(inputs[name], name) for name in features], axis=1)
 
 
-def encode_statistics(stats: dict, batch_size: tf.Tensor) -> tf.Tensor:
-    """The [8, F] statistics, float64 bit-cast to int64, tiled to [batch, 8, F]."""
-    matrix = tf.stack([tf.cast(stats[f], tf.float64) for f in FIELDS])
-    return tf.tile(tf.bitcast(matrix, tf.int64)[tf.newaxis], [batch_size, 1, 1])
+def statistics_matrix(stats: dict) -> tf.Tensor:
+    """The FIELDS x F float64 matrix of analyzer results."""
+    return tf.stack([tf.cast(stats[f], tf.float64) for f in FIELDS])
 
 
-def statistics_outputs(inputs: dict, features, centers=None, stats=None, exponents=None) -> dict:
-    """The preprocessing_fn output carrying the statistics of `features`.
+def with_graph_constants(outputs: dict, stats: dict, config: dict) -> dict:
+    """`outputs`, each made to depend on the named statistics and config.
 
-    `stats` are the analyzers' results when the caller already has them.
+    tf.Transform saves only what its outputs depend on; a control dependency
+    keeps the two named tensors in the saved graph without making them
+    outputs. Grappler folds them away when serving.
     """
-    x = stack_features(inputs, features)
-    stats = stats if stats is not None else analyze_features(x, centers, exponents)
-    return {STATS_KEY: encode_statistics(stats, tf.shape(x)[0])}
+    constants = [
+        tf.identity(statistics_matrix(stats), name=STATISTICS_NODE),
+        tf.constant(json.dumps(config, sort_keys=True), name=CONFIG_NODE),
+    ]
+    with tf.control_dependencies(constants):
+        return {name: tf.identity(value) for name, value in outputs.items()}
+
+
+def graph_config(features, exponents=None, **extra) -> dict:
+    """What the saved graph records about itself (CONFIG_NODE)."""
+    exponents = [0] * len(features) if exponents is None else [int(k) for k in exponents]
+    return {"normpipe_graph": 1, "features": list(features), "exponents": exponents, **extra}
 
 
 def make_statistics_fn(features, centers=None, exponents=None):
-    """A preprocessing_fn that only computes statistics."""
+    """A preprocessing_fn that only computes statistics (for AnalyzeDataset;
+    its one output, a per-row count of present values, is never written)."""
     features = tuple(features)
     centers = None if centers is None else tuple(centers)
     exponents = None if exponents is None else tuple(exponents)
 
     def preprocessing_fn(inputs):
-        return statistics_outputs(inputs, features, centers, exponents=exponents)
+        x = stack_features(inputs, features)
+        stats = analyze_features(x, centers, exponents)
+        present = tf.reduce_sum(tf.cast(tf.logical_not(tf.math.is_nan(x)), tf.int64), axis=1)
+        return with_graph_constants({STATS_KEY: present}, stats, graph_config(features, exponents))
 
     return preprocessing_fn
 
@@ -140,25 +212,34 @@ class AnalyzeStatistics(beam.PTransform):
 
 
 def load_transform_graph(transform_dir: str):
-    """The transform_fn SavedModel; called with a dict of float64 [batch] tensors."""
+    """The transform_fn SavedModel; `.transform_fn` takes the raw inputs."""
     return tf.saved_model.load(f"{transform_dir}/transform_fn")
 
 
-def read_statistics(transform_dir: str, features, numeric=None) -> dict:
-    """Decodes the statistics embedded in a transform graph.
+def read_graph_config(transform_dir: str) -> dict:
+    """The JSON description that normpipe's preprocessing_fn saved in the graph."""
+    value = graph_constants.read(f"{transform_dir}/transform_fn", [CONFIG_NODE])[CONFIG_NODE]
+    return json.loads(value.decode("utf-8"))
 
-    `numeric` lists every raw input of the graph (defaults to `features`).
+
+def read_statistics(transform_dir: str) -> dict:
+    """The float64 statistics inside a transform graph.
+
+    Works on any transform output of normpipe's preprocessing_fn: one written
+    by `normpipe stats`/`transform`, or the transform_graph of a TFX Transform
+    component given `normpipe.tfx.preprocessing_fn`.
+
     Returns {"num_examples": N, "features": {name: {count, missing, mean, var,
-    std, min, max}}} with None where a feature has no present value (and
-    var None where it exceeds float64, i.e. std > 1.3e154). Raises
-    UserError for a feature whose scaled values overflowed.
+    std, min, max}}}: population variance (ddof=0), over present values, None
+    where a feature has no present value (and var None where it exceeds
+    float64, i.e. std > 1.3e154). Raises UserError for a feature whose scaled
+    values overflowed.
     """
-    graph = load_transform_graph(transform_dir)
-    row = {name: tf.constant([np.nan], tf.float64) for name in (numeric or features)}
-    outputs = graph.transform_fn(row)
-    matrix = outputs[STATS_KEY].numpy()[0].view(np.float64)
+    found = graph_constants.read(f"{transform_dir}/transform_fn", [STATISTICS_NODE, CONFIG_NODE])
+    config = json.loads(found[CONFIG_NODE].decode("utf-8"))
+    matrix = np.asarray(found[STATISTICS_NODE], np.float64)
     result, num_examples = {}, 0
-    for column, name in enumerate(features):
+    for column, name in enumerate(config["features"]):
         stats = dict(zip(FIELDS, (float(v) for v in matrix[:, column])))
         if stats["overflow"]:
             raise UserError(

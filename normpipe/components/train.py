@@ -29,11 +29,10 @@ import numpy as np
 import tensorflow as tf
 
 from normpipe.components import ingest, layers
+from normpipe.components.dataset import _MIX, EVAL_BUCKETS, input_fn
 from normpipe.components.errors import UserError
 
 VARIANTS = ("tft", "constant", "learned", "batch")
-EVAL_BUCKETS = 5
-_MIX = np.uint64(0x9E3779B97F4A7C15)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,7 +57,8 @@ class TrainOptions:
 
 
 def eval_mask(normalized: np.ndarray, label: np.ndarray) -> np.ndarray:
-    """Rows held out for evaluation: a hash of the float32 bits is 0 mod 5."""
+    """Rows held out for evaluation: a hash of the float32 bits is 0 mod 5
+    (dataset.holdout_mask computes the same in TensorFlow)."""
     bits = np.concatenate([normalized.astype(np.float32), label.astype(np.float32)[:, None]], axis=1)
     words = bits.view(np.uint32).astype(np.uint64)
     h = np.zeros(len(words), np.uint64)
@@ -77,19 +77,33 @@ def _split(x, y, normalized):
     return (x[~held_out], y[~held_out]), (x[held_out], y[held_out])
 
 
-def transformed_arrays(transformed_dir, names, label):
-    """Train and eval (x float32 [n, F], y), read once from the transformed TFRecords."""
-    files = sorted(glob.glob(os.path.join(transformed_dir, "*.tfrecord.gz")))
-    if not files:
+def transformed_datasets(transformed_dir, transform_dir, names, label, options):
+    """(train, eval) factories: batch size -> tf.data.Dataset of the
+    transformed TFRecords, streamed through `input_fn` with the same split."""
+    pattern = os.path.join(transformed_dir, "*.tfrecord.gz")
+    if not glob.glob(pattern):
         raise UserError(f"{transformed_dir}: no transformed TFRecords; run transform without --no-materialize")
-    spec = {n: tf.io.FixedLenFeature([], tf.float32) for n in list(names) + [label]}
-    xs, ys = [], []
-    for batch in tf.data.TFRecordDataset(files, compression_type="GZIP").batch(65536):
-        parsed = tf.io.parse_example(batch, spec)
-        xs.append(np.stack([parsed[n].numpy() for n in names], axis=1))
-        ys.append(parsed[label].numpy())
-    x, y = np.concatenate(xs), np.concatenate(ys)
-    return _split(x, y, x)
+
+    def make(split, shuffle):
+        return lambda batch_size: input_fn(pattern, transform_dir, batch_size, label, features=names, split=split,
+                                           shuffle=shuffle, seed=options.seed)
+
+    return make("train", True), make("eval", False)
+
+
+def array_datasets(train, evaluation, options):
+    """(train, eval) factories over in-memory (x, y) arrays.
+
+    tf.data, not numpy: Keras casts numpy float64 inputs to float32, which
+    would round a timestamp to 128 s in training but not in serving.
+    """
+    (x, y), (xe, ye) = train, evaluation
+
+    def train_data(batch_size):
+        data = tf.data.Dataset.from_tensor_slices((x, y)).shuffle(max(len(x), 1), seed=options.seed)
+        return data.batch(batch_size)
+
+    return train_data, lambda batch_size: tf.data.Dataset.from_tensor_slices((xe, ye)).batch(batch_size)
 
 
 def raw_arrays(spec, graph, names):
@@ -144,24 +158,16 @@ def impute_for_batch_variant(x, stats):
     return np.where(np.isnan(x), np.nan_to_num(np.asarray(stats["mean"], np.float64)), x)
 
 
-def fit_and_evaluate(model, train, evaluation, options, verbose=2):
-    """Fits; returns {metric at batch 1, metric at the large batch}."""
-    (x, y), (xe, ye) = train, evaluation
-    if len(x) == 0 or len(xe) == 0:
-        raise UserError(f"too few labelled rows to train and evaluate ({len(x)} train, {len(xe)} eval)")
-    # tf.data, not numpy: Keras casts numpy float64 inputs to float32, which
-    # would round a timestamp to 128 s in training but not in serving.
-    train_data = tf.data.Dataset.from_tensor_slices((x, y)).shuffle(len(x), seed=options.seed)
-    model.fit(train_data.batch(options.batch_size), epochs=options.epochs, shuffle=False, verbose=verbose)
+def fit_and_evaluate(model, train_data, eval_data, options, verbose=2):
+    """Fits on train_data(batch_size); returns the metric at batch size 1
+    and at options.eval_batch_size on eval_data(batch_size)."""
+    model.fit(train_data(options.batch_size), epochs=options.epochs, shuffle=False, verbose=verbose)
     results = {}
     for batch in (1, options.eval_batch_size):
-        eval_data = tf.data.Dataset.from_tensor_slices((xe, ye)).batch(batch)
-        values = model.evaluate(eval_data, verbose=0, return_dict=True)
+        values = model.evaluate(eval_data(batch), verbose=0, return_dict=True)
         metric = [k for k in values if k != "loss"][0]
         results[f"batch_{batch}"] = {"loss": _finite_or_none(values["loss"]), metric: _finite_or_none(values[metric])}
     results["metric"] = metric
-    results["eval_rows"] = int(len(xe))
-    results["train_rows"] = int(len(x))
     return results
 
 

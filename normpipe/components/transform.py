@@ -13,7 +13,9 @@ gives the same ratios and survives TensorFlow's flush-to-zero. A feature with ze
 variance (or min == max, or no present value) maps to 0.0: the feature carries
 no information, and 0.0 is what its imputed mean maps to. Results are clipped
 to +-OUTPUT_LIMIT so that an infinite serving input yields a finite value.
-The label, if any, passes through as float32 under its raw name.
+The label, if any, passes through as float32 under its raw name (missing as
+NaN). Raw inputs are what tf.Transform passes, from normpipe's readers or
+from TFX (see statistics.as_column); other raw inputs are not passed through.
 """
 
 import dataclasses
@@ -60,8 +62,14 @@ class TransformOptions:
       features: numeric raw features to normalize, in order.
       method: "zscore", "minmax" or "both".
       label: raw label column passed through as float32, or None.
-      centers: per-feature centering constants for accurate analyzers.
+      centers: per-feature centering constants for accurate analyzers
+        (None: the midpoint of each feature's min and max, from a first
+        analysis pass).
       exponents: per-feature power-of-two scales (see exact_float.py).
+      matrix_outputs: also emit each method's features as one matrix
+        (`matrix_key`), which normpipe's exports read; such outputs are not
+        features, so a TFX pipeline, which materializes every output, goes
+        without them.
     """
 
     features: Tuple[str, ...]
@@ -69,6 +77,7 @@ class TransformOptions:
     label: Optional[str] = None
     centers: Optional[Tuple[float, ...]] = None
     exponents: Optional[Tuple[int, ...]] = None
+    matrix_outputs: bool = True
 
     def __post_init__(self):
         if self.method not in METHODS + ("both",):
@@ -79,6 +88,9 @@ class TransformOptions:
             raise ValueError(f"centers must have one value per feature. Received: {len(self.centers)} centers")
         if self.exponents is not None and len(self.exponents) != len(self.features):
             raise ValueError(f"exponents must have one value per feature. Received: {len(self.exponents)} exponents")
+        produced = [n for m in self.methods for n in self.output_names(m)]
+        if self.label and self.label in set(produced) | set(self.features):
+            raise ValueError(f"label must not be a feature or a normalized output name. Received: {self.label!r}")
 
     @property
     def methods(self) -> Tuple[str, ...]:
@@ -118,21 +130,33 @@ def normalize(x, stats, method, exponents=None):
     return scale_clip_float32(deviation + ((stats["center"] - low) + centered_mean), _inverse(high - low))
 
 
+def graph_config(options: TransformOptions) -> dict:
+    """What the transform graph records about itself (see statistics.py)."""
+    return statistics.graph_config(
+        options.features, options.exponents, label=options.label, methods=list(options.methods),
+        outputs={m: list(options.output_names(m)) for m in options.methods},
+        matrices={m: matrix_key(m) for m in options.methods} if options.matrix_outputs else {},
+        output_limit=OUTPUT_LIMIT,
+    )
+
+
 def make_preprocessing_fn(options: TransformOptions):
-    """The tf.Transform preprocessing_fn: normalized features + statistics."""
+    """The tf.Transform preprocessing_fn: the normalized features (and the
+    label), with the statistics kept in the graph (see statistics.py)."""
 
     def preprocessing_fn(inputs):
         x = statistics.stack_features(inputs, options.features)
         stats = statistics.analyze_features(x, options.centers, options.exponents)
-        outputs = statistics.statistics_outputs(inputs, options.features, stats=stats)
+        outputs = {}
         for method in options.methods:
             normalized = normalize(x, stats, method, options.exponents)
-            outputs[matrix_key(method)] = normalized
+            if options.matrix_outputs:
+                outputs[matrix_key(method)] = normalized
             # One Unpack rather than a slice per feature: fewer ops per request.
             outputs.update(zip(options.output_names(method), tf.unstack(normalized, axis=1)))
         if options.label:
-            outputs[options.label] = tf.cast(inputs[options.label], tf.float32)
-        return outputs
+            outputs[options.label] = tf.cast(statistics.as_column(inputs[options.label], options.label), tf.float32)
+        return statistics.with_graph_constants(outputs, stats, graph_config(options))
 
     return preprocessing_fn
 
@@ -186,17 +210,19 @@ class AnalyzeAndTransform(beam.PTransform):
         return transform_fn | "WriteTransformFn" >> tft_beam.WriteTransformFn(self._transform_dir)
 
 
+FLOAT64_SPEC = {"dtype": "float64", "shape": [None], "sparse": False}
+
+
 def write_metadata(transform_dir: str, options: TransformOptions, numeric, renamed=None) -> None:
     """Records what the graph expects and emits, beside transform_fn/.
 
     `renamed` ({input column name: TensorFlow-safe name}, see column_names.py)
     is kept so that an export can map the input's own names.
 
-    tf.Transform's own raw metadata cannot describe float64 inputs, so the raw
-    input names (all float64, shape [batch]) are kept here. The statistics
-    and matrix outputs are removed from transformed_metadata: they are not in
-    the materialized examples, and a TFX Trainer parses those with
-    `TFTransformOutput.transformed_feature_spec()`.
+    The raw inputs (all float64, shape [batch]) are kept here, as the raw
+    schema is in `metadata/`. The matrix outputs are removed from
+    transformed_metadata: they are not in the materialized examples, and a
+    TFX Trainer parses those with `TFTransformOutput.transformed_feature_spec()`.
     """
     from tensorflow_transform.tf_metadata import metadata_io  # pylint: disable=import-outside-toplevel
     from tensorflow_transform.tf_metadata.dataset_metadata import DatasetMetadata  # pylint: disable=import-outside-toplevel
@@ -208,24 +234,77 @@ def write_metadata(transform_dir: str, options: TransformOptions, numeric, renam
     schema.feature.extend(kept)
     metadata_io.write_metadata(DatasetMetadata(schema), metadata_dir)
     document = {
+        **graph_config(options),
         "raw_inputs": list(numeric),
         "raw_dtype": "float64",
-        "features": list(options.features),
-        "label": options.label,
-        "methods": list(options.methods),
-        "outputs": {m: list(options.output_names(m)) for m in options.methods},
-        "matrices": {m: matrix_key(m) for m in options.methods},
-        "output_limit": OUTPUT_LIMIT,
-        "statistics_key": statistics.STATS_KEY,
+        "raw_specs": {name: FLOAT64_SPEC for name in numeric},
         "renamed": dict(renamed or {}),
     }
     with open(os.path.join(transform_dir, METADATA_FILE), "w", encoding="utf-8") as f:
         json.dump(document, f, indent=2)
 
 
+def raw_input_specs(transform_dir: str) -> dict:
+    """{raw input name: {"dtype", "shape", "sparse"}} of the saved graph."""
+    function = statistics.load_transform_graph(transform_dir).transform_fn
+    args, kwargs = function.structured_input_signature
+    signature = kwargs or (args[0] if args else {})
+    specs = {}
+    for name, spec in signature.items():
+        sparse = isinstance(spec, tf.SparseTensorSpec)
+        specs[name] = {"dtype": spec.dtype.name, "shape": spec.shape.as_list(), "sparse": sparse}
+    return specs
+
+
 def read_metadata(transform_dir: str) -> dict:
-    with open(os.path.join(transform_dir, METADATA_FILE), encoding="utf-8") as f:
-        return json.load(f)
+    """What the transform graph takes and emits.
+
+    From `normpipe_transform.json` for a transform output that normpipe
+    wrote; for one that TFX's Transform component wrote with
+    `normpipe.tfx.preprocessing_fn`, from the description saved inside the
+    graph and the graph's input signature.
+    """
+    path = os.path.join(transform_dir, METADATA_FILE)
+    if os.path.isfile(path):
+        with open(path, encoding="utf-8") as f:
+            document = json.load(f)
+        document.setdefault("raw_specs", {name: FLOAT64_SPEC for name in document["raw_inputs"]})
+        return document
+    specs = raw_input_specs(transform_dir)
+    return {**statistics.read_graph_config(transform_dir), "raw_inputs": list(specs), "raw_specs": specs,
+            "raw_dtype": None, "renamed": {}}
+
+
+def adapt_inputs(columns: dict, raw_specs: dict, names) -> dict:
+    """float64 [batch] tensors (NaN = missing) -> the graph's own raw inputs.
+
+    For each of `names`: a float64 [batch] input as it is; a dense one
+    ([batch] or [batch, 1], int or float, as TFX gives fixed-length features)
+    cast to its type, a missing integer as 0; a sparse one (a VarLen feature)
+    holds the present values only. A name absent from `columns` (a label or
+    a string column the outputs do not read) gets missing values or "".
+    """
+    batch = tf.shape(next(iter(columns.values())))[0] if columns else 0
+    adapted = {}
+    for name in names:
+        spec = raw_specs[name]
+        dtype = tf.as_dtype(spec["dtype"])
+        if dtype == tf.string:
+            value = tf.fill([batch], "")
+        else:
+            value = columns[name] if name in columns else tf.fill([batch], tf.constant(np.nan, tf.float64))
+        if spec["sparse"]:
+            present = tf.where(tf.logical_not(tf.math.is_nan(value)))
+            indices = tf.concat([present, tf.zeros_like(present)], axis=1)
+            values = tf.cast(tf.gather_nd(value, present), dtype)
+            adapted[name] = tf.SparseTensor(indices, values, tf.stack([tf.cast(batch, tf.int64), 1]))
+            continue
+        if dtype.is_integer:
+            value = tf.where(tf.math.is_nan(value), tf.zeros_like(value), value)
+        if dtype != value.dtype:
+            value = tf.cast(value, dtype)
+        adapted[name] = value[:, tf.newaxis] if len(spec["shape"]) == 2 else value
+    return adapted
 
 
 class TransformGraph:
@@ -237,6 +316,8 @@ class TransformGraph:
 
     def __call__(self, columns: dict) -> dict:
         """columns: {raw name: float64 [n]} -> {output name: float32 [n]}."""
-        inputs = {n: tf.constant(np.asarray(columns[n], np.float64)) for n in self.metadata["raw_inputs"]}
+        tensors = {n: tf.constant(np.asarray(v, np.float64)) for n, v in columns.items()
+                   if n in self.metadata["raw_specs"]}
+        inputs = adapt_inputs(tensors, self.metadata["raw_specs"], self.metadata["raw_inputs"])
         outputs = self._graph.transform_fn(inputs)
         return {k: v.numpy() for k, v in outputs.items() if not is_internal(k)}

@@ -118,14 +118,20 @@ def check_prediction_skew(server, sample, rows):
     return worst <= PREDICTION_TOLERANCE, f"max relative |serving - in-pipeline| = {worst:.3g} (limit {PREDICTION_TOLERANCE:g})"
 
 
+def _example_feature(value, kind):
+    if kind == "int64":
+        return tf.train.Feature(int64_list=tf.train.Int64List(value=[int(value)]))
+    return tf.train.Feature(float_list=tf.train.FloatList(value=[value]))
+
+
 def check_examples(server, sample, rows):
-    rounded = rows.astype(np.float32).astype(np.float64)
+    kinds = sample.get("example_types") or {n: "float" for n in sample["features"]}
+    # what a tf.train.Example carries: float32 for float features, exact int64 for integer ones
+    rounded = np.stack([rows[:, j].astype(np.float32).astype(np.float64) if kinds[n] == "float" else rows[:, j]
+                        for j, n in enumerate(sample["features"])], axis=1)
     examples = []
     for row in rounded:
-        feature = {
-            n: tf.train.Feature(float_list=tf.train.FloatList(value=[v]))
-            for n, v in zip(sample["features"], row) if not np.isnan(v)
-        }
+        feature = {n: _example_feature(v, kinds[n]) for n, v in zip(sample["features"], row) if not np.isnan(v)}
         examples.append(tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString())
     from_examples = server.run("serving_examples", {"examples": np.array(examples, dtype=object)})
     from_features = server.run("serving_default", _columns(sample, rounded))

@@ -89,6 +89,8 @@ def build_parser() -> argparse.ArgumentParser:
     exp.add_argument("--output-dir", required=True, help="a directory that `normpipe transform` wrote")
     exp.add_argument("--model-name", default="normpipe", help="[A-Za-z0-9._-]+ (default: normpipe)")
     exp.add_argument("--model-version", type=int, help="integer version (default: the next free one)")
+    exp.add_argument("--transform-dir", help="a tf.Transform output made with normpipe's preprocessing_fn, e.g. "
+                     "a TFX Transform component's transform_graph (default: OUTPUT_DIR/transform)")
     return parser
 
 
@@ -206,9 +208,9 @@ def _run_command(args, beam_args, argv=()) -> int:
         from normpipe.components.errors import UserError  # pylint: disable=import-outside-toplevel
         from normpipe.pipeline.progress import progress  # pylint: disable=import-outside-toplevel
 
-        transform_dir = os.path.join(args.output_dir, "transform")
-        if not os.path.isfile(os.path.join(transform_dir, "normpipe_transform.json")):
-            raise UserError(f"{transform_dir}: no transform output; run `normpipe transform` first")
+        transform_dir = args.transform_dir or os.path.join(args.output_dir, "transform")
+        if not os.path.isdir(os.path.join(transform_dir, "transform_fn")):
+            raise UserError(f"{transform_dir}: no transform output (transform_fn/); run `normpipe transform` first")
         serving = os.path.join(args.output_dir, "serving")
         path = export.export_normalization_model(transform_dir, serving, args.model_name, args.model_version)
         progress(f"exported {path} (signatures: serving_default, serving_examples, transform_features)")

@@ -95,7 +95,7 @@ def run_stats(config: StatsConfig, beam_args=()) -> dict:
                     spec.features, ingest.tensor_adapter_config(spec), transform_dir, spec.centers, spec.exponents
                 )
             )
-        stats = statistics.read_statistics(transform_dir, spec.features, spec.numeric)
+        stats = statistics.read_statistics(transform_dir)
         bad_counts = ingest.read_bad_value_counts(bad_values_path)
     if stats["num_examples"] == 0:
         from normpipe.components.errors import UserError  # pylint: disable=import-outside-toplevel

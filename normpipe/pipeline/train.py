@@ -100,22 +100,27 @@ def train_and_export(spec, stats_document, config: TrainConfig):
     method = "zscore" if "zscore" in graph.metadata["methods"] else "minmax"
     names = compare.output_names(spec.features, method)
     stats = compare.full_statistics(stats_document, spec.features)
-    tft_data = train.transformed_arrays(os.path.join(out, "transformed"), names, spec.label)
     raw_data = train.raw_arrays(spec, graph, names)
-    task = train.infer_task(tft_data[0][1])
-    progress(f"train: label {spec.label!r} ({task}); {len(tft_data[0][0]):,} train / {len(tft_data[1][0]):,} eval rows")
+    (x, y), (xe, ye) = raw_data
+    if len(x) == 0 or len(xe) == 0:
+        raise UserError(f"too few labelled rows to train and evaluate ({len(x)} train, {len(xe)} eval)")
+    task = train.infer_task(y)
+    progress(f"train: label {spec.label!r} ({task}); {len(x):,} train / {len(xe):,} eval rows")
     variants = train.VARIANTS if config.all_variants else (config.normalization,)
     metrics, models = {}, {}
     for variant in variants:
         model = train.build_model(variant, len(spec.features), task, config.options, method, stats)
         if variant == "tft":
-            data = tft_data
+            data = train.transformed_datasets(os.path.join(out, "transformed"), os.path.join(out, "transform"),
+                                              names, spec.label, config.options)
         elif variant == "batch":
-            data = [(train.impute_for_batch_variant(x, stats), y) for x, y in raw_data]
+            imputed = [(train.impute_for_batch_variant(a, stats), b) for a, b in raw_data]
+            data = train.array_datasets(*imputed, config.options)
         else:
-            data = raw_data
+            data = train.array_datasets(*raw_data, config.options)
         progress(f"train: variant {variant} ({config.options.epochs} epochs)")
-        metrics[variant] = train.fit_and_evaluate(model, data[0], data[1], config.options)
+        metrics[variant] = {**train.fit_and_evaluate(model, *data, config.options),
+                            "train_rows": int(len(x)), "eval_rows": int(len(xe))}
         models[variant] = model
     chosen = models[config.normalization]
     _save_keras(chosen, os.path.join(out, "model", "model.keras"))

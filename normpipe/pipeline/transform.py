@@ -66,7 +66,7 @@ def run_transform(config: TransformConfig, beam_args=()):
                 )
             )
         transform.write_metadata(transform_dir, options, spec.numeric, spec.renamed)
-        stats = statistics.read_statistics(transform_dir, spec.features, spec.numeric)
+        stats = statistics.read_statistics(transform_dir)
         bad_counts = ingest.read_bad_value_counts(bad_values_path)
         if stats["num_examples"] == 0:
             raise UserError(f"{config.input}: no data rows")

@@ -10,7 +10,7 @@ import pytest
 import tensorflow_transform.beam as tft_beam
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from normpipe.components import ingest, statistics
+from normpipe.components import graph_constants, ingest, statistics
 from normpipe.components.errors import UserError
 from tests.conftest import TAXI_CSV, assert_stats_close, exact_stats, numpy_stats, read_csv_float64, write_csv
 
@@ -26,7 +26,7 @@ def analyze(tmp_path, spec, split_size=64 << 20, bad_values_path=None, beam_flag
                 spec.features, ingest.tensor_adapter_config(spec), transform_dir, spec.centers, spec.exponents
             )
         )
-    return statistics.read_statistics(transform_dir, spec.features, spec.numeric)
+    return statistics.read_statistics(transform_dir)
 
 
 def check_against_numpy(stats, path, names):
@@ -89,17 +89,28 @@ def test_taxi_sample_including_timestamp(tmp_path):
     assert ts["mean"] > 1e9
 
 
-def test_statistics_are_the_transform_graph_constants(tmp_path, mixed_data):
-    """read_statistics decodes exactly the bits the graph carries."""
+def test_statistics_are_named_graph_constants_not_outputs(tmp_path, mixed_data):
+    """The float64 matrix inside the saved graph holds the statistics; the
+    graph's outputs do not carry them."""
     path = write_csv(tmp_path / "d.csv", {k: v[:500] for k, v in mixed_data.items()})
     spec = ingest.inspect_input(str(path))
-    stats = analyze(tmp_path, spec)
-    graph = statistics.load_transform_graph(str(tmp_path / "transform"))
+    analyze(tmp_path, spec)
+    transform_fn = str(tmp_path / "transform" / "transform_fn")
+    found = graph_constants.read(transform_fn, [statistics.STATISTICS_NODE, statistics.CONFIG_NODE])
+    matrix = found[statistics.STATISTICS_NODE]
+    assert matrix.dtype == np.float64 and matrix.shape == (len(statistics.FIELDS), len(spec.features))
+    assert json.loads(found[statistics.CONFIG_NODE])["features"] == list(spec.features)
+    reference = read_csv_float64(path, list(spec.features))
+    mean_row, count_row = statistics.FIELDS.index("mean"), statistics.FIELDS.index("count")
+    for column, name in enumerate(spec.features):
+        present = reference[name][~np.isnan(reference[name])]
+        assert matrix[count_row, column] == present.size
+        assert matrix[mean_row, column] == pytest.approx(present.mean(), rel=1e-12)
     import tensorflow as tf
 
-    raw = graph.transform_fn({n: tf.constant([1.0, 2.0], tf.float64) for n in spec.numeric})
-    matrix = raw[statistics.STATS_KEY].numpy()[1].view(np.float64)
-    assert matrix[2, 0] == stats["features"][spec.features[0]]["mean"]
+    graph = statistics.load_transform_graph(str(tmp_path / "transform"))
+    outputs = graph.transform_fn({n: tf.constant([1.0, 2.0], tf.float64) for n in spec.numeric})
+    assert all(v.dtype != tf.float64 and v.shape.rank == 1 for v in outputs.values())
 
 
 def test_beyond_float32_and_subnormal_values(tmp_path):
