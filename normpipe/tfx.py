@@ -100,6 +100,7 @@ def run_fn(fn_args):
     options = train.TrainOptions(**{k: tuple(v) if k == "hidden" else v for k, v in config.items()
                                     if k in _TRAIN_KEYS - {"shuffle_buffer"}})
     buffer = int(config.get("shuffle_buffer", 100_000))
+    batch_size = options.batch_size or train.DEFAULT_BATCH_SIZE
 
     def data(files, batch_size, shuffle, epochs=1):
         return input_fn(files, tft_output, batch_size, label, features=names, shuffle=shuffle, num_epochs=epochs,
@@ -110,9 +111,9 @@ def run_fn(fn_args):
     model = train.build_model("tft", len(names), task, options, method)
     steps = getattr(fn_args, "train_steps", None)
     if steps:
-        model.fit(data(fn_args.train_files, options.batch_size, True, None), epochs=1, steps_per_epoch=steps, verbose=2)
+        model.fit(data(fn_args.train_files, batch_size, True, None), epochs=1, steps_per_epoch=steps, verbose=2)
     else:
-        model.fit(data(fn_args.train_files, options.batch_size, True), epochs=options.epochs, verbose=2)
+        model.fit(data(fn_args.train_files, batch_size, True), epochs=options.epochs, verbose=2)
     model.evaluate(data(fn_args.eval_files, options.eval_batch_size, False), steps=getattr(fn_args, "eval_steps", None)
                    or None, verbose=2)
     export.write_servable(fn_args.serving_model_dir, fn_args.transform_output, model, "tft", names)

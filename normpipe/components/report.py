@@ -74,17 +74,49 @@ def comparison_section(comparison, png_path) -> str:
     return "".join(parts)
 
 
+def _ratio_note(small, large, base, metric) -> str:
+    """The batch-size-1 figure against the same variant at a large batch and
+    against the baseline (MAE: lower is better; accuracy: higher)."""
+    if small is None:
+        return '<span class="fail">NaN at batch size 1</span>'
+    if metric == "accuracy":
+        worse = large is not None and small < large - 0.01
+        note = f"{small - large:+.3f} vs large batch" if large is not None else ""
+        useless = base is not None and small <= base
+    else:
+        worse = large is not None and large > 0 and small > large * 1.05
+        note = f"{small / large:.2f}x large batch" if large else ""
+        useless = base is not None and small >= base
+    if useless:
+        note += ", no better than the baseline"
+    return f'<span class="fail">{_e(note)}</span>' if worse or useless else _e(note)
+
+
 def metrics_section(metrics) -> str:
     if not metrics:
         return "<h2>Model</h2><p>No label: the export is the normalization itself.</p>"
     rows = []
+    first = next(iter(metrics["variants"].values()))
+    large = [k for k in first if k.startswith("batch_") and k != "batch_1"][0]
+    metric = first["metric"]
+    baseline = metrics.get("baseline") or {}
+    base_small = baseline.get("batch_1", {}).get(metric)
+    if baseline:
+        rows.append([f"<b>baseline</b>: {_e(baseline['what'])}", _e(metric), _num(base_small),
+                     _num(baseline[large][metric]), ""])
     for variant, m in metrics["variants"].items():
-        large = [k for k in m if k.startswith("batch_") and k != "batch_1"][0]
+        small, big = m["batch_1"][metric], m[large][metric]
         rows.append([_e(variant + (" (exported)" if variant == metrics["exported"] else "")),
-                     _e(m["metric"]), _num(m["batch_1"][m["metric"]]), _num(m[large][m["metric"]])])
+                     _e(m["metric"]), _num(small), _num(big), _ratio_note(small, big, base_small, metric)])
+    sample = metrics.get("eval_sample_rows")
+    coverage = (f" Batch size 1 is evaluated on a fixed sample, the first {_num(sample)} evaluation rows in input "
+                f"order; the large batch on all {_num(metrics.get('eval_rows'))} evaluation rows. Trained at batch "
+                f"size {_num(metrics.get('batch_size'))} for {_num(metrics.get('epochs'))} epochs."
+                if sample is not None else "")
     return (f"<h2>Model</h2><p>Label <code>{_e(metrics['label'])}</code> ({_e(metrics['task'])}); eval metric "
-            "of each normalization variant at batch size 1 and at a large batch.</p>"
-            + _table(("variant", "metric", "batch 1", large.replace("batch_", "batch ")), rows))
+            "of each normalization variant at batch size 1 and at a large batch, beside a baseline that ignores "
+            f"the features.{coverage}</p>"
+            + _table(("variant", "metric", "batch 1", large.replace("batch_", "batch "), "batch 1 vs"), rows))
 
 
 def signatures_section(signatures) -> str:

@@ -17,33 +17,38 @@ evaluation when a hash of its normalized float32 values and label (identical
 in the TFRecords and in the graph's output for the raw row) is 0 mod 5.
 The task is regression (MSE, reported as MAE) unless every label is 0 or 1
 (binary classification, reported as accuracy). Missing labels are dropped.
+Training streams (the tft variant from the transformed TFRecords, the others
+from raw_data.py's spool); each variant is evaluated on every evaluation row
+at a large batch, and at batch size 1 on a fixed-size sample of them.
 """
 
 import dataclasses
 import glob
 import os
-from typing import Tuple
+from typing import Optional, Tuple
 
 import keras
 import numpy as np
 import tensorflow as tf
 
-from normpipe.components import ingest, layers
+from normpipe.components import layers
 from normpipe.components.dataset import _MIX, EVAL_BUCKETS, input_fn
 from normpipe.components.errors import UserError
 
 VARIANTS = ("tft", "constant", "learned", "batch")
+DEFAULT_BATCH_SIZE = 128
 
 
 @dataclasses.dataclass(frozen=True)
 class TrainOptions:
-    """Args: normalization (one of VARIANTS), epochs, batch_size,
-    learning_rate, hidden (units per hidden layer), eval_batch_size (the
-    large evaluation batch), seed."""
+    """Args: normalization (one of VARIANTS), epochs, batch_size (None:
+    `auto_batch_size` of the number of training rows), learning_rate, hidden
+    (units per hidden layer), eval_batch_size (the large evaluation batch),
+    seed."""
 
     normalization: str = "tft"
     epochs: int = 5
-    batch_size: int = 128
+    batch_size: Optional[int] = None
     learning_rate: float = 1e-3
     hidden: Tuple[int, ...] = (64, 32)
     eval_batch_size: int = 4096
@@ -52,8 +57,22 @@ class TrainOptions:
     def __post_init__(self):
         if self.normalization not in VARIANTS:
             raise ValueError(f"normalization must be one of {', '.join(VARIANTS)}. Received: {self.normalization!r}")
-        if self.epochs < 1 or self.batch_size < 1:
+        if self.epochs < 1 or (self.batch_size is not None and self.batch_size < 1):
             raise ValueError(f"epochs and batch_size must be >= 1. Received: {self.epochs}, {self.batch_size}")
+
+    def batch_size_for(self, train_rows: int) -> int:
+        return self.batch_size or auto_batch_size(train_rows)
+
+
+def auto_batch_size(train_rows: int) -> int:
+    """About 500 steps per epoch, as a power of two in [64, 4096].
+
+    Small data keeps enough steps to learn in a few epochs; large data gets
+    batches big enough that each step's fixed cost (a few hundred
+    microseconds) stops mattering: 12k rows -> 64, 800k -> 2048, 4M -> 4096.
+    """
+    target = max(train_rows, 1) / 500
+    return int(min(4096, max(64, 2 ** round(np.log2(max(target, 1.0))))))
 
 
 def eval_mask(normalized: np.ndarray, label: np.ndarray) -> np.ndarray:
@@ -67,14 +86,6 @@ def eval_mask(normalized: np.ndarray, label: np.ndarray) -> np.ndarray:
             h = (h ^ words[:, j]) * _MIX
             h ^= h >> np.uint64(29)
     return (h % np.uint64(EVAL_BUCKETS)) == 0
-
-
-def _split(x, y, normalized):
-    """((x, y) train, (x, y) eval), rows with a missing label dropped."""
-    keep = ~np.isnan(y)
-    x, y = x[keep], y[keep]
-    held_out = eval_mask(normalized[keep], y)
-    return (x[~held_out], y[~held_out]), (x[held_out], y[held_out])
 
 
 def transformed_datasets(transformed_dir, transform_dir, names, label, options):
@@ -104,17 +115,6 @@ def array_datasets(train, evaluation, options):
         return data.batch(batch_size)
 
     return train_data, lambda batch_size: tf.data.Dataset.from_tensor_slices((xe, ye)).batch(batch_size)
-
-
-def raw_arrays(spec, graph, names):
-    """Train and eval (x float64 raw [n, F], y), read once with the input readers."""
-    xs, ys, ns = [], [], []
-    for columns in ingest.iter_columns(spec):
-        outputs = graph(columns)
-        xs.append(np.stack([columns[n] for n in spec.features], axis=1))
-        ys.append(columns[spec.label].astype(np.float32))
-        ns.append(np.stack([outputs[n] for n in names], axis=1))
-    return _split(np.concatenate(xs), np.concatenate(ys), np.concatenate(ns))
 
 
 def infer_task(y: np.ndarray) -> str:
@@ -153,18 +153,15 @@ def build_model(variant, num_features, task, options, method="zscore", stats=Non
     return model
 
 
-def impute_for_batch_variant(x, stats):
-    """The recipe has no missing values: fill NaN with the full mean first."""
-    return np.where(np.isnan(x), np.nan_to_num(np.asarray(stats["mean"], np.float64)), x)
-
-
-def fit_and_evaluate(model, train_data, eval_data, options, verbose=2):
-    """Fits on train_data(batch_size); returns the metric at batch size 1
-    and at options.eval_batch_size on eval_data(batch_size)."""
-    model.fit(train_data(options.batch_size), epochs=options.epochs, shuffle=False, verbose=verbose)
+def fit_and_evaluate(model, train_data, eval_data, options, verbose=2, sample_data=None, batch_size=None):
+    """Fits on train_data(batch_size); returns the metric at batch size 1 on
+    sample_data(1) (default: eval_data(1)) and at options.eval_batch_size on
+    eval_data(batch_size)."""
+    model.fit(train_data(batch_size or options.batch_size_for(0)), epochs=options.epochs, shuffle=False,
+              verbose=verbose)
     results = {}
-    for batch in (1, options.eval_batch_size):
-        values = model.evaluate(eval_data(batch), verbose=0, return_dict=True)
+    for batch, data in ((1, (sample_data or eval_data)(1)), (options.eval_batch_size, eval_data(options.eval_batch_size))):
+        values = model.evaluate(data, verbose=0, return_dict=True)
         metric = [k for k in values if k != "loss"][0]
         results[f"batch_{batch}"] = {"loss": _finite_or_none(values["loss"]), metric: _finite_or_none(values[metric])}
     results["metric"] = metric

@@ -64,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     trn.add_argument("--all-variants", action=argparse.BooleanOptionalAction, default=True,
                      help="also train the other variants to report their metrics (default: yes)")
     trn.add_argument("--epochs", type=int, default=5)
-    trn.add_argument("--batch-size", type=int, default=128)
+    trn.add_argument("--batch-size", type=int, help="training batch size (default: from the row count, 64 to 4096)")
     trn.add_argument("--model-name", default="normpipe")
     trn.add_argument("--model-version", type=int)
     ver = commands.add_parser("verify", help="load an export as TF Serving does and check for skew")
@@ -79,6 +79,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--batch-sizes", type=_split_ints, default=(1, 2, 8, 32, 128, 1024, 8192))
     run.add_argument("--seed", type=int, default=0)
     run.add_argument("--epochs", type=int, default=5)
+    run.add_argument("--batch-size", type=int, help="training batch size (default: from the row count, 64 to 4096)")
+    run.add_argument("--all-variants", action=argparse.BooleanOptionalAction, default=True,
+                     help="train every normalization variant to report its metrics (default: yes)")
     prd = commands.add_parser("predict", help="send CSV rows to a TF Serving REST endpoint")
     prd.add_argument("--server", required=True, help="e.g. http://localhost:8501")
     prd.add_argument("--model", required=True, help="the model name on the server")
@@ -185,7 +188,8 @@ def _run_command(args, beam_args, argv=()) -> int:
 
         config = run.RunConfig(args.input, args.output_dir, args.label, args.format, args.features, args.method,
                                args.normalization, args.model_name, args.model_version, args.batch_sizes, args.seed,
-                               args.epochs, bad_values=args.bad_values)
+                               args.epochs, bad_values=args.bad_values, all_variants=args.all_variants,
+                               batch_size=args.batch_size)
         result = run.run_all(config, argv, beam_args)
         print(run.summary(result, args.output_dir, args.model_name))
         return 0 if result["run"]["verified"] else 1

@@ -20,7 +20,7 @@ from normpipe.components import atomic, export, ingest, report
 from normpipe.components.train import TrainOptions
 from normpipe.pipeline.compare import run_compare
 from normpipe.pipeline.progress import progress
-from normpipe.pipeline.train import TrainConfig, check_config, train_and_export
+from normpipe.pipeline.train import TrainConfig, check_config, format_metrics, train_and_export
 from normpipe.pipeline.transform import TransformConfig, run_transform
 
 
@@ -39,6 +39,8 @@ class RunConfig:
     seed: int = 0
     epochs: int = 5
     bad_values: str = "error"
+    all_variants: bool = True
+    batch_size: Optional[int] = None
 
 
 def fingerprint(files) -> dict:
@@ -110,8 +112,9 @@ def sample_rows(spec, limit=export.MAX_WARMUP):
 def run_all(config: RunConfig, argv, beam_args=()) -> dict:
     out, stages, started = config.output_dir, _Stages(), time.time()
     train_config = TrainConfig(config.input, out, config.label, config.format, config.features, config.method,
-                               config.normalization, False, True, config.model_name, config.model_version,
-                               TrainOptions(normalization=config.normalization, epochs=config.epochs),
+                               config.normalization, False, config.all_variants, config.model_name, config.model_version,
+                               TrainOptions(normalization=config.normalization, epochs=config.epochs,
+                                            batch_size=config.batch_size),
                                bad_values=config.bad_values)
     if config.label:
         check_config(train_config)
@@ -142,7 +145,7 @@ def run_all(config: RunConfig, argv, beam_args=()) -> dict:
         "export": version_dir, "verified": verified, "curl": curl,
     }
     atomic.write_json_atomic(os.path.join(out, "run.json"), document)
-    return {"run": document, "comparison": comparison, "verify_lines": verify_lines}
+    return {"run": document, "comparison": comparison, "verify_lines": verify_lines, "metrics": metrics}
 
 
 def summary(result, output_dir, model_name) -> str:
@@ -162,6 +165,7 @@ def summary(result, output_dir, model_name) -> str:
         f"batch 32: {error_at(32) if 32 in comparison['batch_sizes'] else 'n/a'}",
         f"serving skew: {skew}",
         f"verify: {'all checks passed' if result['run']['verified'] else 'FAILED (see report)'}",
+        *([format_metrics(result["metrics"])] if result.get("metrics") else []),
         f"serve:   tensorflow_model_server --rest_api_port=8501 --model_config_file={serving}/models.config",
         f"   or:   docker run -p 8501:8501 -v {serving}/{model_name}:/models/{model_name} -e MODEL_NAME={model_name} tensorflow/serving",
         f"try:     {result['run']['curl']}",

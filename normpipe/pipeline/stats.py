@@ -6,11 +6,28 @@ import time
 from typing import Optional, Tuple
 
 import apache_beam as beam
+import pyarrow as pa
 import tensorflow_transform.beam as tft_beam
 
 from normpipe.components import atomic, ingest, statistics
 from normpipe.pipeline import beam_options, workers
-from normpipe.pipeline.progress import progress
+from normpipe.pipeline.progress import RowRate, progress, rows_per_s
+
+
+class ReportRows(beam.DoFn):
+    """Passes record batches through, printing rows read and rows/s every ~10 s."""
+
+    def __init__(self, what: str):
+        super().__init__()
+        self._what = what
+        self._rate = None
+
+    def setup(self):
+        self._rate = RowRate(self._what, where=" (this process)")
+
+    def process(self, batch):
+        self._rate.add(batch.num_rows)
+        yield batch
 
 
 @dataclasses.dataclass(frozen=True)
@@ -91,6 +108,7 @@ def run_stats(config: StatsConfig, beam_args=()) -> dict:
             _ = (
                 p
                 | "ReadInput" >> ingest.ReadRecordBatches(spec, bad_values_path=bad_values_path)
+                | "ReportProgress" >> beam.ParDo(ReportRows("statistics")).with_output_types(pa.RecordBatch)
                 | "ComputeStatistics" >> statistics.AnalyzeStatistics(
                     spec.features, ingest.tensor_adapter_config(spec), transform_dir, spec.centers, spec.exponents
                 )
@@ -101,7 +119,9 @@ def run_stats(config: StatsConfig, beam_args=()) -> dict:
         from normpipe.components.errors import UserError  # pylint: disable=import-outside-toplevel
 
         raise UserError(f"{config.input}: no data rows")
-    progress(f"statistics: {stats['num_examples']:,} rows analyzed in {time.time() - start:.1f}s")
+    seconds = time.time() - start
+    progress(f"statistics: {stats['num_examples']:,} rows analyzed in {seconds:.1f}s "
+             f"({rows_per_s(stats['num_examples'], seconds)})")
     report_bad_values(spec, bad_counts)
     document = statistics_document(spec, stats, bad_counts)
     path = os.path.join(config.output_dir, "statistics.json")

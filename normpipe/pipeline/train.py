@@ -9,13 +9,15 @@ Layout under <output-dir> (besides the transform stage's):
 
 import dataclasses
 import os
+import shutil
 import tempfile
+import time
 from typing import Optional, Tuple
 
 import numpy as np
 import tensorflow as tf
 
-from normpipe.components import atomic, compare, export, train, transform
+from normpipe.components import atomic, compare, export, raw_data, train, transform
 from normpipe.components.errors import UserError
 from normpipe.pipeline.progress import progress
 from normpipe.pipeline.transform import TransformConfig, run_transform
@@ -93,6 +95,42 @@ def _save_keras(model, path):
             os.unlink(tmp)
 
 
+def _variant_data(variant, spool, out, names, label, options, fill):
+    """(train, eval, batch-size-1 sample) dataset factories of one variant."""
+    if variant == "tft":
+        train_data, eval_data = train.transformed_datasets(os.path.join(out, "transformed"),
+                                                           os.path.join(out, "transform"), names, label, options)
+        return train_data, eval_data, raw_data.sample_dataset(spool.sample_normalized, spool.sample_y)
+    fill_missing = fill if variant == "batch" else None
+    train_data, eval_data = raw_data.raw_datasets(spool, options.seed, fill_missing)
+    return train_data, eval_data, raw_data.sample_dataset(spool.sample_raw, spool.sample_y, fill_missing)
+
+
+def train_variants(spec, stats, spool, config: TrainConfig, method, names):
+    """Trains and evaluates each variant; returns ({variant: metrics}, {variant: model}, batch size)."""
+    options = config.options
+    batch_size = options.batch_size_for(spool.train_rows)
+    variants = train.VARIANTS if config.all_variants else (config.normalization,)
+    metrics, models = {}, {}
+    for variant in variants:
+        model = train.build_model(variant, len(spec.features), spool.task, options, method, stats)
+        data = _variant_data(variant, spool, config.output_dir, names, spec.label, options, stats["mean"])
+        progress(f"train: variant {variant} ({options.epochs} epochs, batch size {batch_size})")
+        started = time.time()
+        result = train.fit_and_evaluate(model, data[0], data[1], options, sample_data=data[2], batch_size=batch_size)
+        result["batch_1"]["rows"] = int(len(spool.sample_y))
+        result[f"batch_{options.eval_batch_size}"]["rows"] = int(spool.eval_rows)
+        metrics[variant] = {**result, "train_rows": int(spool.train_rows), "eval_rows": int(spool.eval_rows),
+                            "seconds": round(time.time() - started, 2)}
+        models[variant] = model
+    return metrics, models, batch_size
+
+
+def _spool_dir(out):
+    """Scratch space for the raw splits: hidden, under a local output directory."""
+    return tempfile.mkdtemp(prefix=".tmp-train-", dir=out if "://" not in out else None)
+
+
 def train_and_export(spec, stats_document, config: TrainConfig):
     """Trains the variants on the transform stage's outputs; exports the chosen one."""
     out = config.output_dir
@@ -100,33 +138,28 @@ def train_and_export(spec, stats_document, config: TrainConfig):
     method = "zscore" if "zscore" in graph.metadata["methods"] else "minmax"
     names = compare.output_names(spec.features, method)
     stats = compare.full_statistics(stats_document, spec.features)
-    raw_data = train.raw_arrays(spec, graph, names)
-    (x, y), (xe, ye) = raw_data
-    if len(x) == 0 or len(xe) == 0:
-        raise UserError(f"too few labelled rows to train and evaluate ({len(x)} train, {len(xe)} eval)")
-    task = train.infer_task(y)
-    progress(f"train: label {spec.label!r} ({task}); {len(x):,} train / {len(xe):,} eval rows")
-    variants = train.VARIANTS if config.all_variants else (config.normalization,)
-    metrics, models = {}, {}
-    for variant in variants:
-        model = train.build_model(variant, len(spec.features), task, config.options, method, stats)
-        if variant == "tft":
-            data = train.transformed_datasets(os.path.join(out, "transformed"), os.path.join(out, "transform"),
-                                              names, spec.label, config.options)
-        elif variant == "batch":
-            imputed = [(train.impute_for_batch_variant(a, stats), b) for a, b in raw_data]
-            data = train.array_datasets(*imputed, config.options)
-        else:
-            data = train.array_datasets(*raw_data, config.options)
-        progress(f"train: variant {variant} ({config.options.epochs} epochs)")
-        metrics[variant] = {**train.fit_and_evaluate(model, *data, config.options),
-                            "train_rows": int(len(x)), "eval_rows": int(len(xe))}
-        models[variant] = model
+    scratch = _spool_dir(out)
+    try:
+        started = time.time()
+        spool = raw_data.spool_splits(spec, graph, names, scratch)
+        if spool.train_rows == 0 or spool.eval_rows == 0:
+            raise UserError(f"too few labelled rows to train and evaluate ({spool.train_rows} train, "
+                            f"{spool.eval_rows} eval)")
+        progress(f"train: label {spec.label!r} ({spool.task}); {spool.train_rows:,} train / {spool.eval_rows:,} "
+                 f"eval rows split in {time.time() - started:.1f}s; batch size 1 evaluated on the first "
+                 f"{len(spool.sample_y):,} eval rows")
+        metrics, models, batch_size = train_variants(spec, stats, spool, config, method, names)
+        large = f"batch_{config.options.eval_batch_size}"
+        document = {"label": spec.label, "task": spool.task, "method": method, "exported": config.normalization,
+                    "batch_size": batch_size, "epochs": config.options.epochs, "eval_batch_size": config.options.eval_batch_size,
+                    "eval_sample_rows": int(len(spool.sample_y)), "eval_rows": int(spool.eval_rows),
+                    "baseline": raw_data.baseline(spool, large), "variants": metrics}
+        sample = spool.sample_raw[: export.MAX_WARMUP]
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
     chosen = models[config.normalization]
     _save_keras(chosen, os.path.join(out, "model", "model.keras"))
-    document = {"label": spec.label, "task": task, "method": method, "exported": config.normalization, "variants": metrics}
     atomic.write_json_atomic(os.path.join(out, "model", "metrics.json"), document)
-    sample = raw_data[1][0][: export.MAX_WARMUP]
     version_dir = export.export_model(
         os.path.join(out, "transform"), os.path.join(out, "serving"), config.model_name, config.model_version,
         model=chosen, variant=config.normalization, model_inputs=names, sample_rows=sample,
@@ -136,12 +169,41 @@ def train_and_export(spec, stats_document, config: TrainConfig):
     return document, version_dir
 
 
+def _cell(value) -> str:
+    return f"{value:>12.4g}" if value is not None else f"{'NaN':>12}"
+
+
+def _verdict(m, baseline, metric, large) -> str:
+    """How a variant's batch-size-1 figure compares with its large-batch one
+    and with the baseline's (MAE: lower is better; accuracy: higher)."""
+    small, big, base = m["batch_1"][metric], m[large][metric], baseline.get("batch_1", {}).get(metric)
+    if small is None:
+        return "  <- NaN at batch size 1"
+    worse = (lambda a, b: a > b * 1.05) if metric != "accuracy" else (lambda a, b: a < b - 0.01)
+    notes = []
+    if big is not None and worse(small, big):
+        notes.append(f"{small / big:.1f}x its large-batch {metric}" if metric != "accuracy"
+                     else f"{big - small:+.3f} below its large-batch accuracy")
+    if base is not None and not worse(base, small):
+        notes.append("no better than the baseline")
+    return f"  <- batch size 1: {', '.join(notes)}" if notes else ""
+
+
 def format_metrics(document) -> str:
-    lines = [f"{'variant':<10} {'metric':<9} {'batch 1':>12} {'large batch':>12}"]
+    """The metrics table: baseline and each variant, at batch size 1 and large."""
+    large = f"batch_{document.get('eval_batch_size', 4096)}"
+    baseline = document.get("baseline") or {}
+    metric = next(iter(document["variants"].values()))["metric"]
+    lines = [
+        f"label {document['label']!r} ({document['task']}), {metric} on held-out rows: batch 1 on the first "
+        f"{document.get('eval_sample_rows', 0):,} eval rows, {large.replace('_', ' ')} on all "
+        f"{document.get('eval_rows', 0):,}; trained at batch size {document.get('batch_size')}",
+        f"{'variant':<10} {'metric':<9} {'batch 1':>12} {'large batch':>12}",
+    ]
+    if baseline:
+        lines.append(f"{'baseline':<10} {metric:<9} {_cell(baseline['batch_1'][metric])} "
+                     f"{_cell(baseline[large][metric])}  ({baseline['what']})")
     for variant, m in document["variants"].items():
-        metric = m["metric"]
-        small = m["batch_1"][metric]
-        large = [v for k, v in m.items() if k.startswith("batch_") and k != "batch_1"][0][metric]
-        cell = lambda v: f"{v:>12.4g}" if v is not None else f"{'NaN':>12}"  # noqa: E731
-        lines.append(f"{variant:<10} {metric:<9} {cell(small)} {cell(large)}")
+        lines.append(f"{variant:<10} {metric:<9} {_cell(m['batch_1'][metric])} {_cell(m[large][metric])}"
+                     + _verdict(m, baseline, metric, large))
     return "\n".join(lines)

@@ -15,13 +15,14 @@ import shutil
 import time
 
 import apache_beam as beam
+import pyarrow as pa
 import tensorflow_transform.beam as tft_beam
 
 from normpipe.components import atomic, ingest, statistics, transform
 from normpipe.components.errors import UserError
 from normpipe.pipeline import beam_options, workers
-from normpipe.pipeline.progress import progress
-from normpipe.pipeline.stats import StatsConfig, inspect, report_bad_values, statistics_document
+from normpipe.pipeline.progress import progress, rows_per_s
+from normpipe.pipeline.stats import ReportRows, StatsConfig, inspect, report_bad_values, statistics_document
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,6 +62,7 @@ def run_transform(config: TransformConfig, beam_args=()):
             _ = (
                 p
                 | "ReadInput" >> ingest.ReadRecordBatches(spec, bad_values_path=bad_values_path)
+                | "ReportProgress" >> beam.ParDo(ReportRows("transform")).with_output_types(pa.RecordBatch)
                 | "Transform" >> transform.AnalyzeAndTransform(
                     options, ingest.tensor_adapter_config(spec), transform_dir, prefix
                 )
@@ -70,7 +72,9 @@ def run_transform(config: TransformConfig, beam_args=()):
         bad_counts = ingest.read_bad_value_counts(bad_values_path)
         if stats["num_examples"] == 0:
             raise UserError(f"{config.input}: no data rows")
-        progress(f"transform: {stats['num_examples']:,} rows analyzed and transformed in {time.time() - start:.1f}s")
+        seconds = time.time() - start
+        progress(f"transform: {stats['num_examples']:,} rows analyzed and transformed in {seconds:.1f}s "
+                 f"({rows_per_s(stats['num_examples'], seconds)})")
         report_bad_values(spec, bad_counts)
         _replace_dir(transform_dir, os.path.join(config.output_dir, "transform"))
         if config.materialize:
