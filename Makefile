@@ -17,7 +17,7 @@ $(STAMP): setup.py
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(VENV)/bin/normpipe run --input data/chicago_taxi_15k.csv --output-dir $(DEMO_OUT) --label tips --model-name taxi_tips --overwrite
+	$(VENV)/bin/normpipe run --input data/chicago_taxi_15k.csv --output-dir $(DEMO_OUT) --label fare --model-name taxi_fare --overwrite
 
 test: $(STAMP)
 	$(PYTHON) -m pytest -q tests

@@ -2,9 +2,9 @@
 
 How the normalization is embedded (`normalization`):
 
-  tft       the model takes the tf.Transform graph's outputs; it trains on
-            tf.data read from the transformed TFRecords, and at serving the
-            graph runs in front of it
+  tft       the model takes the tf.Transform graph's outputs (the values the
+            transformed TFRecords hold); at serving the graph runs in front
+            of it
   constant  raw float64 in, `DatasetZScore` / `DatasetMinMax` with the
             full-dataset statistics as constants, then the model
   learned   raw in, `LearnedNormalization.from_statistics` (trainable mean and
@@ -17,14 +17,12 @@ evaluation when a hash of its normalized float32 values and label (identical
 in the TFRecords and in the graph's output for the raw row) is 0 mod 5.
 The task is regression (MSE, reported as MAE) unless every label is 0 or 1
 (binary classification, reported as accuracy). Missing labels are dropped.
-Training streams (the tft variant from the transformed TFRecords, the others
-from raw_data.py's spool); each variant is evaluated on every evaluation row
+Training streams from spool.py's chunks (the tft variant on the graph's
+normalized values, the others on raw float64); each variant is evaluated on every evaluation row
 at a large batch, and at batch size 1 on a fixed-size sample of them.
 """
 
 import dataclasses
-import glob
-import os
 from typing import Optional, Tuple
 
 import keras
@@ -32,8 +30,7 @@ import numpy as np
 import tensorflow as tf
 
 from normpipe.components import layers
-from normpipe.components.dataset import _MIX, EVAL_BUCKETS, input_fn
-from normpipe.components.errors import UserError
+from normpipe.components.dataset import _MIX, EVAL_BUCKETS
 
 VARIANTS = ("tft", "constant", "learned", "batch")
 DEFAULT_BATCH_SIZE = 128
@@ -86,20 +83,6 @@ def eval_mask(normalized: np.ndarray, label: np.ndarray) -> np.ndarray:
             h = (h ^ words[:, j]) * _MIX
             h ^= h >> np.uint64(29)
     return (h % np.uint64(EVAL_BUCKETS)) == 0
-
-
-def transformed_datasets(transformed_dir, transform_dir, names, label, options):
-    """(train, eval) factories: batch size -> tf.data.Dataset of the
-    transformed TFRecords, streamed through `input_fn` with the same split."""
-    pattern = os.path.join(transformed_dir, "*.tfrecord.gz")
-    if not glob.glob(pattern):
-        raise UserError(f"{transformed_dir}: no transformed TFRecords; run transform without --no-materialize")
-
-    def make(split, shuffle):
-        return lambda batch_size: input_fn(pattern, transform_dir, batch_size, label, features=names, split=split,
-                                           shuffle=shuffle, seed=options.seed)
-
-    return make("train", True), make("eval", False)
 
 
 def array_datasets(train, evaluation, options):

@@ -17,9 +17,9 @@ from typing import Optional, Tuple
 import numpy as np
 import tensorflow as tf
 
-from normpipe.components import atomic, compare, export, raw_data, train, transform
+from normpipe.components import atomic, compare, export, spool, train, transform
 from normpipe.components.errors import UserError
-from normpipe.pipeline.progress import progress
+from normpipe.pipeline.progress import progress, rows_per_s
 from normpipe.pipeline.transform import TransformConfig, run_transform
 
 
@@ -95,39 +95,38 @@ def _save_keras(model, path):
             os.unlink(tmp)
 
 
-def _variant_data(variant, spool, out, names, label, options, fill):
+def _variant_data(variant, rows, options, fill):
     """(train, eval, batch-size-1 sample) dataset factories of one variant."""
     if variant == "tft":
-        train_data, eval_data = train.transformed_datasets(os.path.join(out, "transformed"),
-                                                           os.path.join(out, "transform"), names, label, options)
-        return train_data, eval_data, raw_data.sample_dataset(spool.sample_normalized, spool.sample_y)
+        train_data, eval_data = spool.datasets(rows, options.seed, normalized=True)
+        return train_data, eval_data, spool.sample_dataset(rows.sample_normalized, rows.sample_y)
     fill_missing = fill if variant == "batch" else None
-    train_data, eval_data = raw_data.raw_datasets(spool, options.seed, fill_missing)
-    return train_data, eval_data, raw_data.sample_dataset(spool.sample_raw, spool.sample_y, fill_missing)
+    train_data, eval_data = spool.datasets(rows, options.seed, fill_missing)
+    return train_data, eval_data, spool.sample_dataset(rows.sample_raw, rows.sample_y, fill_missing)
 
 
-def train_variants(spec, stats, spool, config: TrainConfig, method, names):
+def train_variants(spec, stats, rows, config: TrainConfig, method):
     """Trains and evaluates each variant; returns ({variant: metrics}, {variant: model}, batch size)."""
     options = config.options
-    batch_size = options.batch_size_for(spool.train_rows)
+    batch_size = options.batch_size_for(rows.train_rows)
     variants = train.VARIANTS if config.all_variants else (config.normalization,)
     metrics, models = {}, {}
     for variant in variants:
-        model = train.build_model(variant, len(spec.features), spool.task, options, method, stats)
-        data = _variant_data(variant, spool, config.output_dir, names, spec.label, options, stats["mean"])
+        model = train.build_model(variant, len(spec.features), rows.task, options, method, stats)
+        data = _variant_data(variant, rows, options, stats["mean"])
         progress(f"train: variant {variant} ({options.epochs} epochs, batch size {batch_size})")
         started = time.time()
         result = train.fit_and_evaluate(model, data[0], data[1], options, sample_data=data[2], batch_size=batch_size)
-        result["batch_1"]["rows"] = int(len(spool.sample_y))
-        result[f"batch_{options.eval_batch_size}"]["rows"] = int(spool.eval_rows)
-        metrics[variant] = {**result, "train_rows": int(spool.train_rows), "eval_rows": int(spool.eval_rows),
+        result["batch_1"]["rows"] = int(len(rows.sample_y))
+        result[f"batch_{options.eval_batch_size}"]["rows"] = int(rows.eval_rows)
+        metrics[variant] = {**result, "train_rows": int(rows.train_rows), "eval_rows": int(rows.eval_rows),
                             "seconds": round(time.time() - started, 2)}
         models[variant] = model
     return metrics, models, batch_size
 
 
 def _spool_dir(out):
-    """Scratch space for the raw splits: hidden, under a local output directory."""
+    """Scratch space for the spooled splits: hidden, under a local output directory."""
     return tempfile.mkdtemp(prefix=".tmp-train-", dir=out if "://" not in out else None)
 
 
@@ -141,20 +140,22 @@ def train_and_export(spec, stats_document, config: TrainConfig):
     scratch = _spool_dir(out)
     try:
         started = time.time()
-        spool = raw_data.spool_splits(spec, graph, names, scratch)
-        if spool.train_rows == 0 or spool.eval_rows == 0:
-            raise UserError(f"too few labelled rows to train and evaluate ({spool.train_rows} train, "
-                            f"{spool.eval_rows} eval)")
-        progress(f"train: label {spec.label!r} ({spool.task}); {spool.train_rows:,} train / {spool.eval_rows:,} "
-                 f"eval rows split in {time.time() - started:.1f}s; batch size 1 evaluated on the first "
-                 f"{len(spool.sample_y):,} eval rows")
-        metrics, models, batch_size = train_variants(spec, stats, spool, config, method, names)
-        large = f"batch_{config.options.eval_batch_size}"
-        document = {"label": spec.label, "task": spool.task, "method": method, "exported": config.normalization,
-                    "batch_size": batch_size, "epochs": config.options.epochs, "eval_batch_size": config.options.eval_batch_size,
-                    "eval_sample_rows": int(len(spool.sample_y)), "eval_rows": int(spool.eval_rows),
-                    "baseline": raw_data.baseline(spool, large), "variants": metrics}
-        sample = spool.sample_raw[: export.MAX_WARMUP]
+        rows = spool.spool_splits(spec, graph, names, scratch)
+        if rows.train_rows == 0 or rows.eval_rows == 0:
+            raise UserError(f"too few labelled rows to train and evaluate ({rows.train_rows} train, "
+                            f"{rows.eval_rows} eval)")
+        seconds = time.time() - started
+        progress(f"train: label {spec.label!r} ({rows.task}); {rows.train_rows:,} train / {rows.eval_rows:,} eval "
+                 f"rows read, split and spooled in {seconds:.1f}s ({rows_per_s(rows.train_rows + rows.eval_rows, seconds)}); "
+                 f"batch size 1 evaluated on the first {len(rows.sample_y):,} eval rows")
+        metrics, models, batch_size = train_variants(spec, stats, rows, config, method)
+        options = config.options
+        large = f"batch_{options.eval_batch_size}"
+        document = {"label": spec.label, "task": rows.task, "method": method, "exported": config.normalization,
+                    "batch_size": batch_size, "epochs": options.epochs, "eval_batch_size": options.eval_batch_size,
+                    "eval_sample_rows": int(len(rows.sample_y)), "eval_rows": int(rows.eval_rows),
+                    "baseline": spool.baseline(rows, large), "variants": metrics}
+        sample = rows.sample_raw[: export.MAX_WARMUP]
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     chosen = models[config.normalization]
@@ -206,4 +207,22 @@ def format_metrics(document) -> str:
     for variant, m in document["variants"].items():
         lines.append(f"{variant:<10} {metric:<9} {_cell(m['batch_1'][metric])} {_cell(m[large][metric])}"
                      + _verdict(m, baseline, metric, large))
-    return "\n".join(lines)
+    collapse = per_batch_collapse(document)
+    return "\n".join(lines + ([collapse] if collapse else []))
+
+
+def per_batch_collapse(document) -> str:
+    """One sentence: the per-batch variant at batch size 1 against a
+    full-dataset variant and the baseline, or "" without both."""
+    variants, baseline = document["variants"], document.get("baseline") or {}
+    full = next((v for v in ("tft", "constant", "learned") if v in variants), None)
+    if "batch" not in variants or not full or not baseline:
+        return ""
+    metric = variants["batch"]["metric"]
+    large = f"batch_{document.get('eval_batch_size', 4096)}"
+    small, at_large = variants["batch"]["batch_1"][metric], variants["batch"][large][metric]
+    reference, base = variants[full]["batch_1"][metric], baseline["batch_1"][metric]
+    if small is None:
+        return f"per-batch variant at batch size 1: {metric} NaN (its outputs are not numbers)"
+    return (f"per-batch variant at batch size 1: {metric} {small:.4g} (at {large.replace('batch_', 'batch ')}: "
+            f"{at_large:.4g}); full-dataset {full}: {reference:.4g}; baseline ({baseline['what']}): {base:.4g}")

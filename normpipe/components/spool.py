@@ -1,14 +1,19 @@
-"""Raw rows for the raw-input variants, streamed from a spool on disk.
+"""Training rows for every variant, streamed from a spool on disk.
 
-One pass over the input readers (`ingest.iter_columns`) splits the rows the
-way `input_fn` splits the transformed TFRecords (`train.eval_mask` over the
-transform graph's normalized float32 values and the label), drops rows whose
-label is missing, and writes each split as float64 `.npy` chunks (features,
-then the label) in a scratch directory. Training and evaluation then read the
-chunks back through tf.data, several epochs and several variants over one
-read of the input: memory is bounded by the chunk and window sizes, not by
-the data, and features stay float64 (Keras would cast numpy float64 inputs
-to float32 and round a timestamp to 128 s).
+One pass over the input readers (`ingest.iter_columns`) applies the
+transform graph, splits the rows the way `input_fn` splits the transformed
+TFRecords (`train.eval_mask` over the normalized float32 values and the
+label), drops rows whose label is missing, and writes each split as `.npy`
+chunks in a scratch directory: the raw features as float64 (what the
+`constant`, `learned` and `batch` variants take) and the graph's normalized
+float32 features with the label (what the `tft` variant takes; the values
+the transformed TFRecords hold). Training and evaluation read the chunks back
+through tf.data, every epoch of every variant from one read of the input:
+memory is bounded by the chunk and window sizes, not by the data, and raw
+features stay float64 (Keras would cast numpy float64 inputs to float32 and
+round a timestamp to 128 s). Reading a chunk back is a memory copy, where
+parsing the gzip TFRecords row by row through `input_fn` took about 20x
+longer per epoch.
 
 The same pass keeps what needs a fixed size: the first `sample_rows`
 evaluation rows in input order (raw and normalized), on which every variant
@@ -52,17 +57,18 @@ class Spool:
     def task(self) -> str:
         return "classification" if self.binary_labels else "regression"
 
-    def _write(self, split: str, rows: np.ndarray) -> None:
+    def _write(self, split: str, raw: np.ndarray, labelled: np.ndarray) -> None:
         chunks = self.train_chunks if split == "train" else self.eval_chunks
-        path = os.path.join(self.directory, f"{split}-{len(chunks):06d}.npy")
-        np.save(path, rows)
-        chunks.append(path)
+        prefix = os.path.join(self.directory, f"{split}-{len(chunks):06d}")
+        np.save(prefix + ".raw.npy", raw)
+        np.save(prefix + ".normalized.npy", labelled)
+        chunks.append(prefix)
 
     def add(self, raw, normalized, y, sample_rows) -> None:
         keep = ~np.isnan(y)
         raw, normalized, y = raw[keep], normalized[keep], y[keep]
         held_out = eval_mask(normalized, y)
-        rows = np.concatenate([raw, y.astype(np.float64)[:, None]], axis=1)
+        labelled = np.concatenate([normalized, y[:, None]], axis=1)
         train_y = y[~held_out]
         self.train_rows += len(train_y)
         self.eval_rows += int(held_out.sum())
@@ -70,9 +76,9 @@ class Spool:
         self.label_ones += int((train_y == 1).sum())
         self.binary_labels = self.binary_labels and bool(np.isin(y, (0.0, 1.0)).all())
         if len(train_y):
-            self._write("train", rows[~held_out])
+            self._write("train", raw[~held_out], labelled[~held_out])
         if held_out.any():
-            self._write("eval", rows[held_out])
+            self._write("eval", raw[held_out], labelled[held_out])
             taken = 0 if self.sample_y is None else len(self.sample_y)
             if taken < sample_rows:
                 more = slice(0, sample_rows - taken)
@@ -94,25 +100,37 @@ def spool_splits(spec, graph, names, directory, sample_rows=SAMPLE_ROWS) -> Spoo
     return spool
 
 
-def _batches(paths, batch_size, shuffle, rng, fill):
-    """(x float64, y float32) batches from the chunks; with `shuffle`, chunks
-    in random order and rows permuted within windows of a few chunks."""
-    order = rng.permutation(len(paths)) if shuffle else np.arange(len(paths))
+def _load(prefix, normalized):
+    """(x, y) of one chunk: x the normalized float32 or the raw float64 features."""
+    labelled = np.load(prefix + ".normalized.npy")
+    x = labelled[:, :-1] if normalized else np.load(prefix + ".raw.npy")
+    return x, labelled[:, -1]
+
+
+def _batches(prefixes, batch_size, shuffle, rng, fill, normalized):
+    """(x, y float32) batches from the chunks; with `shuffle`, chunks in
+    random order and rows permuted within windows of a few chunks."""
+    order = rng.permutation(len(prefixes)) if shuffle else np.arange(len(prefixes))
     carry = None
     for start in range(0, len(order), _WINDOW_CHUNKS):
-        window = [np.load(paths[i]) for i in order[start:start + _WINDOW_CHUNKS]]
-        rows = np.concatenate(([carry] if carry is not None else []) + window)
+        window = [_load(prefixes[i], normalized) for i in order[start:start + _WINDOW_CHUNKS]]
+        if carry is not None:
+            window.insert(0, carry)
+        x, y = (np.concatenate(parts) for parts in zip(*window))
         if shuffle:
-            rows = rows[rng.permutation(len(rows))]
-        usable = len(rows) if start + _WINDOW_CHUNKS >= len(order) else (len(rows) // batch_size) * batch_size
+            permutation = rng.permutation(len(y))
+            x, y = x[permutation], y[permutation]
+        usable = len(y) if start + _WINDOW_CHUNKS >= len(order) else (len(y) // batch_size) * batch_size
         for i in range(0, usable, batch_size):
-            x = rows[i:i + batch_size, :-1]
-            yield (fill(x) if fill else x), rows[i:i + batch_size, -1].astype(np.float32)
-        carry = rows[usable:] if usable < len(rows) else None
+            batch = x[i:i + batch_size]
+            yield (fill(batch) if fill else batch), y[i:i + batch_size]
+        carry = (x[usable:], y[usable:]) if usable < len(y) else None
 
 
-def chunk_dataset(paths, num_features, batch_size, shuffle=False, seed=0, fill_missing=None) -> tf.data.Dataset:
-    """tf.data over spooled chunks: (x float64 [b, F], y float32 [b]).
+def chunk_dataset(prefixes, num_features, batch_size, shuffle=False, seed=0, fill_missing=None,
+                  normalized=False) -> tf.data.Dataset:
+    """tf.data over spooled chunks: (x [b, F], y float32 [b]), x the raw
+    float64 features, or with `normalized` the graph's float32 outputs.
 
     Every iteration (every Keras epoch) reshuffles with a new seed.
     `fill_missing`: float64 [F] values that replace NaN (the recipe's
@@ -126,17 +144,18 @@ def chunk_dataset(paths, num_features, batch_size, shuffle=False, seed=0, fill_m
 
     def generate():
         rng = np.random.default_rng([seed, next(epochs)])
-        yield from _batches(list(paths), batch_size, shuffle, rng, fill)
+        yield from _batches(list(prefixes), batch_size, shuffle, rng, fill, normalized)
 
-    signature = (tf.TensorSpec([None, num_features], tf.float64), tf.TensorSpec([None], tf.float32))
+    dtype = tf.float32 if normalized else tf.float64
+    signature = (tf.TensorSpec([None, num_features], dtype), tf.TensorSpec([None], tf.float32))
     return tf.data.Dataset.from_generator(generate, output_signature=signature).prefetch(2)
 
 
-def raw_datasets(spool: Spool, seed=0, fill_missing=None):
+def datasets(spool: Spool, seed=0, fill_missing=None, normalized=False):
     """(train, eval) factories: batch size -> tf.data.Dataset over the spool."""
     f = spool.num_features
-    return (lambda b: chunk_dataset(spool.train_chunks, f, b, True, seed, fill_missing),
-            lambda b: chunk_dataset(spool.eval_chunks, f, b, False, seed, fill_missing))
+    return (lambda b: chunk_dataset(spool.train_chunks, f, b, True, seed, fill_missing, normalized),
+            lambda b: chunk_dataset(spool.eval_chunks, f, b, False, seed, fill_missing, normalized))
 
 
 def sample_dataset(x, y, fill_missing=None):
@@ -162,7 +181,7 @@ def baseline(spool: Spool, large_batch_key: str) -> dict:
         constant = float(spool.label_ones * 2 >= spool.train_rows)
         metric, score = "accuracy", lambda y: float((y == constant).sum())
         what = f"predict the training majority class ({constant:g})"
-    total = sum(score(np.load(p)[:, -1]) for p in spool.eval_chunks)
+    total = sum(score(np.load(p + ".normalized.npy")[:, -1]) for p in spool.eval_chunks)
     return {"what": what, "prediction": constant, "metric": metric,
             "batch_1": {metric: score(spool.sample_y) / len(spool.sample_y), "rows": int(len(spool.sample_y))},
             large_batch_key: {metric: total / spool.eval_rows, "rows": int(spool.eval_rows)}}
