@@ -128,9 +128,12 @@ def _batches(prefixes, batch_size, shuffle, rng, fill, normalized):
 
 
 def chunk_dataset(prefixes, num_features, batch_size, shuffle=False, seed=0, fill_missing=None,
-                  normalized=False) -> tf.data.Dataset:
+                  normalized=False, rows=None) -> tf.data.Dataset:
     """tf.data over spooled chunks: (x [b, F], y float32 [b]), x the raw
     float64 features, or with `normalized` the graph's float32 outputs.
+    Every batch but the last holds `batch_size` rows; given the total `rows`,
+    the dataset declares its number of batches (Keras then knows an epoch's
+    length, and tf.data checks it).
 
     Every iteration (every Keras epoch) reshuffles with a new seed.
     `fill_missing`: float64 [F] values that replace NaN (the recipe's
@@ -148,14 +151,17 @@ def chunk_dataset(prefixes, num_features, batch_size, shuffle=False, seed=0, fil
 
     dtype = tf.float32 if normalized else tf.float64
     signature = (tf.TensorSpec([None, num_features], dtype), tf.TensorSpec([None], tf.float32))
-    return tf.data.Dataset.from_generator(generate, output_signature=signature).prefetch(2)
+    dataset = tf.data.Dataset.from_generator(generate, output_signature=signature)
+    if rows is not None:
+        dataset = dataset.apply(tf.data.experimental.assert_cardinality(-(-rows // batch_size)))
+    return dataset.prefetch(2)
 
 
 def datasets(spool: Spool, seed=0, fill_missing=None, normalized=False):
     """(train, eval) factories: batch size -> tf.data.Dataset over the spool."""
     f = spool.num_features
-    return (lambda b: chunk_dataset(spool.train_chunks, f, b, True, seed, fill_missing, normalized),
-            lambda b: chunk_dataset(spool.eval_chunks, f, b, False, seed, fill_missing, normalized))
+    return (lambda b: chunk_dataset(spool.train_chunks, f, b, True, seed, fill_missing, normalized, spool.train_rows),
+            lambda b: chunk_dataset(spool.eval_chunks, f, b, False, seed, fill_missing, normalized, spool.eval_rows))
 
 
 def sample_dataset(x, y, fill_missing=None):

@@ -64,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     trn.add_argument("--all-variants", action=argparse.BooleanOptionalAction, default=True,
                      help="also train the other variants to report their metrics (default: yes)")
     trn.add_argument("--epochs", type=int, default=5)
-    trn.add_argument("--batch-size", type=int, help="training batch size (default: from the row count, 64 to 4096)")
+    trn.add_argument("--batch-size", type=_batch_size, help="training batch size (default: from the row count, 64 to 4096)")
     trn.add_argument("--model-name", default="normpipe")
     trn.add_argument("--model-version", type=int)
     ver = commands.add_parser("verify", help="load an export as TF Serving does and check for skew")
@@ -79,7 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--batch-sizes", type=_split_ints, default=(1, 2, 8, 32, 128, 1024, 8192))
     run.add_argument("--seed", type=int, default=0)
     run.add_argument("--epochs", type=int, default=5)
-    run.add_argument("--batch-size", type=int, help="training batch size (default: from the row count, 64 to 4096)")
+    run.add_argument("--batch-size", type=_batch_size, help="training batch size (default: from the row count, 64 to 4096)")
     run.add_argument("--all-variants", action=argparse.BooleanOptionalAction, default=True,
                      help="train every normalization variant to report its metrics (default: yes)")
     prd = commands.add_parser("predict", help="send CSV rows to a TF Serving REST endpoint")
@@ -105,6 +105,16 @@ def _split_ints(text):
     if any(v < 1 for v in values):
         raise argparse.ArgumentTypeError(f"batch sizes must be >= 1. Received: {text!r}")
     return values
+
+
+def _batch_size(text):
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"the batch size must be an integer >= 1. Received: {text!r}")
+    return value
 
 
 def _add_transform_flags(parser):

@@ -56,6 +56,42 @@ def test_run_writes_every_artifact(labelled_run):
     assert verify.returncode == 0, verify.stdout
 
 
+def _transformed_split(out, names, label):
+    """(train labels, eval labels) parsed back from the transformed TFRecords."""
+    from normpipe.components import train
+
+    spec = {n: tf.io.FixedLenFeature([], tf.float32) for n in (*names, label)}
+    files = tf.io.gfile.glob(str(out / "transformed" / "*.tfrecord.gz"))
+    parsed = [tf.io.parse_example(batch, spec) for batch in tf.data.TFRecordDataset(files, "GZIP").batch(10_000)]
+    x = np.concatenate([np.stack([p[n].numpy() for n in names], axis=1) for p in parsed])
+    y = np.concatenate([p[label].numpy() for p in parsed])
+    held = train.eval_mask(x, y)
+    return y[~held].astype(np.float64), y[held].astype(np.float64)
+
+
+@pytest.mark.slow
+def test_run_reports_a_baseline_beside_each_variant(labelled_run):
+    out, result = labelled_run
+    metrics = json.loads((out / "model" / "metrics.json").read_text())
+    train_y, eval_y = _transformed_split(out, ["fare_z", "ts_z", "lat_z"], "tips")
+    baseline = metrics["baseline"]
+    assert metrics["eval_rows"] == len(eval_y) and metrics["eval_sample_rows"] == min(1000, len(eval_y))
+    assert baseline["prediction"] == pytest.approx(train_y.mean(), rel=1e-6)
+    assert baseline["batch_4096"]["mae"] == pytest.approx(np.abs(eval_y - train_y.mean()).mean(), rel=1e-6)
+    for variant, m in metrics["variants"].items():
+        assert m["batch_1"]["rows"] == metrics["eval_sample_rows"] and m["batch_4096"]["rows"] == len(eval_y), variant
+        assert m["train_rows"] == len(train_y)
+    # the model learns: the full-dataset variant beats predicting the mean
+    assert metrics["variants"]["tft"]["batch_4096"]["mae"] < baseline["batch_4096"]["mae"]
+    assert "baseline" in result.stdout and f"{baseline['batch_1']['mae']:.4g}" in result.stdout
+    assert "per-batch variant at batch size 1: mae" in result.stdout
+    page = (out / "report.html").read_text()
+    assert "baseline" in page and f"{baseline['batch_4096']['mae']:.6g}" in page
+    assert f"the first {metrics['eval_sample_rows']:,} evaluation rows" in page
+    assert "rows analyzed and transformed in" in result.stderr and "rows/s)" in result.stderr
+    assert " over 2 orders" in result.stderr
+
+
 class _Collector(html.parser.HTMLParser):
     def __init__(self):
         super().__init__()
@@ -137,3 +173,11 @@ def test_renamed_columns_are_recorded_in_the_export(tmp_path):
     loaded = tf.saved_model.load(str(out / "serving" / "r" / "1"))
     outputs = loaded.signatures["serving_default"](fare____=tf.constant([10.0], tf.float64), f_1st=tf.constant([0.0], tf.float64))
     assert set(outputs) == {"fare_____z", "f_1st_z"}
+
+
+@pytest.mark.parametrize("value", ["0", "-5", "many"])
+def test_batch_size_must_be_a_positive_integer(data, tmp_path, value):
+    result = run_cli(["run", "--input", str(data), "--output-dir", str(tmp_path), "--label", "tips", "--batch-size", value])
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert f"argument --batch-size: the batch size must be an integer >= 1. Received: '{value}'" in result.stderr
+    assert not (tmp_path / "statistics.json").exists()
