@@ -3,7 +3,10 @@
 Layout under <output-dir> (besides the transform stage's):
   model/model.keras            the exported variant's Keras model
   model/metrics.json           eval metric of every variant at batch size 1
-                               and at a large batch
+                               (on a fixed sample of eval rows) and at a
+                               large batch (on all of them), beside a
+                               predict-the-mean / majority-class baseline
+  .tmp-train-*/                the spooled splits while training (removed)
   serving/<name>/<version>/    the SavedModel for TF Serving
 """
 
