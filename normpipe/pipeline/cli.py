@@ -82,6 +82,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--batch-size", type=_batch_size, help="training batch size (default: from the row count, 64 to 4096)")
     run.add_argument("--all-variants", action=argparse.BooleanOptionalAction, default=True,
                      help="train every normalization variant to report its metrics (default: yes)")
+    run.add_argument("--materialize", action=argparse.BooleanOptionalAction, default=False,
+                     help="also write the transformed data as gzip TFRecords; no later stage reads them (default: no)")
     prd = commands.add_parser("predict", help="send CSV rows to a TF Serving REST endpoint")
     prd.add_argument("--server", required=True, help="e.g. http://localhost:8501")
     prd.add_argument("--model", required=True, help="the model name on the server")
@@ -199,7 +201,7 @@ def _run_command(args, beam_args, argv=()) -> int:
         config = run.RunConfig(args.input, args.output_dir, args.label, args.format, args.features, args.method,
                                args.normalization, args.model_name, args.model_version, args.batch_sizes, args.seed,
                                args.epochs, bad_values=args.bad_values, all_variants=args.all_variants,
-                               batch_size=args.batch_size)
+                               batch_size=args.batch_size, materialize=args.materialize)
         result = run.run_all(config, argv, beam_args)
         print(run.summary(result, args.output_dir, args.model_name))
         return 0 if result["run"]["verified"] else 1

@@ -1,7 +1,7 @@
 """`normpipe run`: statistics -> transform -> compare -> train -> export -> verify.
 
 Each stage reuses the previous one's outputs. Layout under <output-dir>:
-  statistics.json, transform/, transformed/, comparison.{json,md,png},
+  statistics.json, transform/, transformed/ (with --materialize), comparison.{json,md,png},
   model/ (with --label), serving/<model-name>/<version>/, serving/models.config,
   report.html, run.json (what ran, versions, timings, command line, input
   fingerprint). Without --label there is nothing to predict: the export is the
@@ -41,6 +41,7 @@ class RunConfig:
     bad_values: str = "error"
     all_variants: bool = True
     batch_size: Optional[int] = None
+    materialize: bool = False
 
 
 def fingerprint(files) -> dict:
@@ -121,7 +122,8 @@ def run_all(config: RunConfig, argv, beam_args=()) -> dict:
     else:
         export.check_model_name(config.model_name)
     transform_config = TransformConfig(config.input, out, config.format, config.features, config.label,
-                                       bad_values=config.bad_values, method=config.method)
+                                       bad_values=config.bad_values, method=config.method,
+                                       materialize=config.materialize)
     spec, stats = stages.run("statistics+transform", run_transform, transform_config, beam_args)
     comparison = stages.run("compare", run_compare, spec, out, config.method, config.batch_sizes, config.seed)
     rows = sample_rows(spec)
