@@ -31,7 +31,7 @@ def data(tmp_path_factory):
 def labelled_run(data, tmp_path_factory):
     out = tmp_path_factory.mktemp("out")
     result = run_cli(["run", "--input", str(data), "--output-dir", str(out), "--label", "tips", "--model-name", "tips",
-                      "--batch-sizes", "1,8,32,1024", "--epochs", "2"])
+                      "--batch-sizes", "1,8,32,1024", "--epochs", "2", "--materialize"])
     return out, result
 
 
@@ -150,7 +150,7 @@ def test_run_without_label_exports_the_normalization(data, tmp_path):
     result = run_cli(["run", "--input", str(data), "--output-dir", str(tmp_path), "--features", "fare,ts,lat",
                       "--batch-sizes", "1,32", "--model-name", "norm"])
     assert result.returncode == 0, result.stderr[-3000:]
-    assert not (tmp_path / "model").exists()
+    assert not (tmp_path / "model").exists() and not (tmp_path / "transformed").exists()  # --materialize is opt-in
     loaded = tf.saved_model.load(str(tmp_path / "serving" / "norm" / "1"))
     outputs = loaded.signatures["serving_default"](
         fare=tf.constant([np.nan], tf.float64), ts=tf.constant([1.45e9], tf.float64), lat=tf.constant([41.9], tf.float64)
