@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tests.conftest import run_cli, write_csv
+from tests.conftest import TAXI_CSV, run_cli, write_csv
 
 
 @pytest.fixture(scope="module")
@@ -181,3 +181,19 @@ def test_batch_size_must_be_a_positive_integer(data, tmp_path, value):
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert f"argument --batch-size: the batch size must be an integer >= 1. Received: '{value}'" in result.stderr
     assert not (tmp_path / "statistics.json").exists()
+
+
+@pytest.mark.slow
+def test_demo_label_shows_the_per_batch_collapse(tmp_path):
+    """What `make demo` runs: on the taxi sample, fare is learnable and the
+    per-batch variant loses most of it at batch size 1."""
+    result = run_cli(["run", "--input", TAXI_CSV, "--output-dir", str(tmp_path), "--label", "fare",
+                      "--model-name", "taxi_fare", "--batch-sizes", "1,32"])
+    assert result.returncode == 0, result.stderr[-3000:]
+    metrics = json.loads((tmp_path / "model" / "metrics.json").read_text())
+    variants, baseline = metrics["variants"], metrics["baseline"]["batch_1"]["mae"]
+    full = variants["tft"]["batch_1"]["mae"]
+    assert full < 0.5 * baseline  # the features predict the fare
+    collapsed = variants["batch"]["batch_1"]["mae"]
+    assert collapsed > 2 * variants["batch"]["batch_4096"]["mae"] and collapsed > 2 * full
+    assert f"per-batch variant at batch size 1: mae {collapsed:.4g}" in result.stdout
