@@ -41,6 +41,7 @@ __all__ = [
     "inspect_csv",
     "inspect_input",
     "inspect_tfrecord",
+    "first_rows",
     "iter_columns",
     "iter_record_batches",
     "read_bad_value_counts",
@@ -193,6 +194,13 @@ def iter_record_batches(spec: InputSpec, rows_per_batch: int = 65536):
                 items = []
         if items:
             yield from (b for b in decoder.process(items) if isinstance(b, pa.RecordBatch))
+
+
+def first_rows(spec: InputSpec, limit: int):
+    """The first `limit` rows (or fewer) as one canonical record batch, or None."""
+    for batch in iter_record_batches(spec, rows_per_batch=limit):
+        return batch.slice(0, limit) if batch.num_rows else None
+    return None
 
 
 def iter_columns(spec: InputSpec):

@@ -203,7 +203,9 @@ def inspect_csv(files, features=None, label=None, bad_values="error") -> InputSp
     mostly = tuple(n for n in columns if _mostly_numeric(samples[n]))
     inferred = [n for n in columns if _is_numeric_type(types[n]) or (bad_values == "missing" and n in mostly)]
     spec = _make_spec(files, "csv", columns, originals, inferred, features, label, types, bad_values)
-    spec = dataclasses.replace(spec, mostly_numeric=tuple(n for n in mostly if n in spec.strings))
+    # As TFX's CsvExampleGen writes them: integer columns as int64_list.
+    ints = tuple(n for n in spec.numeric if pa.types.is_integer(types[n]))
+    spec = dataclasses.replace(spec, mostly_numeric=tuple(n for n in mostly if n in spec.strings), int64_columns=ints)
     return _with_scales(spec, {n: _sample_values(samples[n]) for n in spec.features})
 
 

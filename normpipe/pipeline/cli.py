@@ -67,6 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
     trn.add_argument("--batch-size", type=int, default=128)
     trn.add_argument("--model-name", default="normpipe")
     trn.add_argument("--model-version", type=int)
+    trn.add_argument("--serving-base-path", help="write models.config for a server that sees the serving "
+                     "directory at this path (e.g. /models); default: its absolute local path")
     ver = commands.add_parser("verify", help="load an export as TF Serving does and check for skew")
     ver.add_argument("--model-dir", required=True, help="a version directory, or a model directory (newest version)")
     run = commands.add_parser("run", help="statistics -> transform -> compare -> train -> export -> verify")
@@ -76,6 +78,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--normalization", choices=("tft", "constant", "learned"), default="tft")
     run.add_argument("--model-name", default="normpipe")
     run.add_argument("--model-version", type=int)
+    run.add_argument("--serving-base-path", help="write models.config for a server that sees the serving "
+                     "directory at this path (e.g. /models); default: its absolute local path")
     run.add_argument("--batch-sizes", type=_split_ints, default=(1, 2, 8, 32, 128, 1024, 8192))
     run.add_argument("--seed", type=int, default=0)
     run.add_argument("--epochs", type=int, default=5)
@@ -89,6 +93,8 @@ def build_parser() -> argparse.ArgumentParser:
     exp.add_argument("--output-dir", required=True, help="a directory that `normpipe transform` wrote")
     exp.add_argument("--model-name", default="normpipe", help="[A-Za-z0-9._-]+ (default: normpipe)")
     exp.add_argument("--model-version", type=int, help="integer version (default: the next free one)")
+    exp.add_argument("--serving-base-path", help="write models.config for a server that sees the serving "
+                     "directory at this path (e.g. /models); default: its absolute local path")
     exp.add_argument("--transform-dir", help="a tf.Transform output made with normpipe's preprocessing_fn, e.g. "
                      "a TFX Transform component's transform_graph (default: OUTPUT_DIR/transform)")
     return parser
@@ -175,7 +181,7 @@ def _run_command(args, beam_args, argv=()) -> int:
             args.input, args.output_dir, args.label, args.format, args.features, args.method, args.normalization,
             args.allow_batch_statistics, args.all_variants, args.model_name, args.model_version,
             TrainOptions(normalization=args.normalization, epochs=args.epochs, batch_size=args.batch_size),
-            bad_values=args.bad_values,
+            bad_values=args.bad_values, serving_base_path=args.serving_base_path,
         )
         document, _ = train.run_train(config, beam_args)
         print(train.format_metrics(document))
@@ -185,7 +191,7 @@ def _run_command(args, beam_args, argv=()) -> int:
 
         config = run.RunConfig(args.input, args.output_dir, args.label, args.format, args.features, args.method,
                                args.normalization, args.model_name, args.model_version, args.batch_sizes, args.seed,
-                               args.epochs, bad_values=args.bad_values)
+                               args.epochs, bad_values=args.bad_values, serving_base_path=args.serving_base_path)
         result = run.run_all(config, argv, beam_args)
         print(run.summary(result, args.output_dir, args.model_name))
         return 0 if result["run"]["verified"] else 1
@@ -212,7 +218,8 @@ def _run_command(args, beam_args, argv=()) -> int:
         if not os.path.isdir(os.path.join(transform_dir, "transform_fn")):
             raise UserError(f"{transform_dir}: no transform output (transform_fn/); run `normpipe transform` first")
         serving = os.path.join(args.output_dir, "serving")
-        path = export.export_normalization_model(transform_dir, serving, args.model_name, args.model_version)
+        path = export.export_normalization_model(transform_dir, serving, args.model_name, args.model_version,
+                                                 base_path=args.serving_base_path)
         progress(f"exported {path} (signatures: serving_default, serving_examples, transform_features)")
         progress(f"serve: tensorflow_model_server --rest_api_port=8501 --model_config_file={os.path.abspath(serving)}/models.config")
         return 0

@@ -39,6 +39,7 @@ class RunConfig:
     seed: int = 0
     epochs: int = 5
     bad_values: str = "error"
+    serving_base_path: Optional[str] = None
 
 
 def fingerprint(files) -> dict:
@@ -112,7 +113,7 @@ def run_all(config: RunConfig, argv, beam_args=()) -> dict:
     train_config = TrainConfig(config.input, out, config.label, config.format, config.features, config.method,
                                config.normalization, False, True, config.model_name, config.model_version,
                                TrainOptions(normalization=config.normalization, epochs=config.epochs),
-                               bad_values=config.bad_values)
+                               bad_values=config.bad_values, serving_base_path=config.serving_base_path)
     if config.label:
         check_config(train_config)
     else:
@@ -127,7 +128,8 @@ def run_all(config: RunConfig, argv, beam_args=()) -> dict:
         metrics, version_dir = stages.run("train+export", train_and_export, spec, stats, train_config)
     else:
         version_dir = stages.run("export", export.export_normalization_model, os.path.join(out, "transform"),
-                                 os.path.join(out, "serving"), config.model_name, config.model_version, rows)
+                                 os.path.join(out, "serving"), config.model_name, config.model_version, None,
+                                 config.serving_base_path)
     verified, verify_lines = stages.run("verify", verify_in_fresh_process, version_dir)
     first = {n: float(v) for n, v in zip(spec.features, rows[0])}
     curl = report.curl_command(config.model_name, first)

@@ -36,6 +36,7 @@ class TrainConfig:
     model_version: Optional[int] = None
     options: train.TrainOptions = train.TrainOptions()
     bad_values: str = "error"
+    serving_base_path: Optional[str] = None
 
     def __post_init__(self):
         if self.normalization not in train.VARIANTS:
@@ -126,10 +127,12 @@ def train_and_export(spec, stats_document, config: TrainConfig):
     _save_keras(chosen, os.path.join(out, "model", "model.keras"))
     document = {"label": spec.label, "task": task, "method": method, "exported": config.normalization, "variants": metrics}
     atomic.write_json_atomic(os.path.join(out, "model", "metrics.json"), document)
-    sample = raw_data[1][0][: export.MAX_WARMUP]
+    # The verify sample: the rows whose normalized values the transform
+    # stage's Beam run recorded (transform.SAMPLE_FILE).
     version_dir = export.export_model(
         os.path.join(out, "transform"), os.path.join(out, "serving"), config.model_name, config.model_version,
-        model=chosen, variant=config.normalization, model_inputs=names, sample_rows=sample,
+        model=chosen, variant=config.normalization, model_inputs=names, task=task,
+        base_path=config.serving_base_path,
         predict_fn=_model_input_fn(config.normalization, chosen, graph, names, spec.features),
     )
     progress(f"exported {version_dir}")
