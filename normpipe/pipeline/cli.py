@@ -217,8 +217,18 @@ def _run_command(args, beam_args, argv=()) -> int:
     raise AssertionError(args.command)
 
 
-# Commands that run a Beam pipeline (and so may use forked workers).
-PIPELINE_COMMANDS = ("stats", "transform", "compare", "run")
+# Commands that run a Beam pipeline.
+PIPELINE_COMMANDS = ("stats", "transform", "compare", "train", "run")
+
+
+def _absolute_paths(args) -> None:
+    """Local paths made absolute, so that workers in another directory (or on
+    another machine sharing the storage) read and write the same files; a
+    URI (`gs://...`) is kept as it is."""
+    for name in ("input", "output_dir", "model_dir"):
+        value = getattr(args, name, None)
+        if value and "://" not in value:
+            setattr(args, name, os.path.abspath(os.path.expanduser(value)))
 
 
 def main(argv=None) -> int:
@@ -230,15 +240,17 @@ def main(argv=None) -> int:
     logging.getLogger("apache_beam.runners.common").setLevel(logging.CRITICAL)
     logging.getLogger("apache_beam.runners.worker").setLevel(logging.CRITICAL)
     logging.getLogger("apache_beam.runners.portability").setLevel(logging.CRITICAL)
-    from normpipe.components.errors import find_user_error  # pylint: disable=import-outside-toplevel
-    from normpipe.pipeline import workers  # pylint: disable=import-outside-toplevel
+    from normpipe.components.errors import UserError, find_user_error  # pylint: disable=import-outside-toplevel
 
-    failed = True
     try:
         if args.command in PIPELINE_COMMANDS:
-            workers.start(beam_args)
+            from normpipe.pipeline import beam_options  # pylint: disable=import-outside-toplevel
+
+            beam_args = beam_options.check_beam_args(beam_args, args.command)
+        elif beam_args:
+            raise UserError(f"unrecognized arguments for `{args.command}`: {' '.join(beam_args)}")
+        _absolute_paths(args)
         code = _run(args, beam_args, sys.argv[1:] if argv is None else argv)
-        failed = code != 0
         # TF and Beam leave millions of objects; the interpreter's final
         # collection over them costs ~1 s at exit and frees nothing useful.
         gc.freeze()
@@ -247,13 +259,31 @@ def main(argv=None) -> int:
         print("normpipe: interrupted", file=sys.stderr)
         return 130
     except Exception as exc:  # pylint: disable=broad-except
-        message = find_user_error(exc)
+        message = find_user_error(exc) or worker_import_error(exc) or _job_server_error(exc, beam_args)
         if message is None:
             raise
         print(f"normpipe: error: {message}", file=sys.stderr)
         return 2
-    finally:
-        workers.stop(failed)
+
+
+def _job_server_error(exc: BaseException, beam_args):
+    """One line for a job endpoint that does not answer, or None."""
+    if type(exc).__name__ != "FutureTimeoutError":
+        return None
+    endpoint = next((a.split("=", 1)[1] for a in beam_args if a.startswith("--job_endpoint=")), None)
+    return f"no Beam job server answered at --job_endpoint={endpoint}" if endpoint else None
+
+
+def worker_import_error(exc: BaseException):
+    """One line for a Beam worker that cannot import normpipe, or None."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if "No module named 'normpipe" in str(exc):
+            return ("a Beam worker cannot import normpipe (No module named 'normpipe'): install normpipe in the "
+                    "workers' environment, or let normpipe stage itself (see README, Runners)")
+        exc = exc.__cause__ or exc.__context__
+    return None
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ import apache_beam as beam
 import tensorflow_transform.beam as tft_beam
 
 from normpipe.components import atomic, ingest, statistics
-from normpipe.pipeline import beam_options, workers
+from normpipe.pipeline import beam_options
 from normpipe.pipeline.progress import progress
 
 
@@ -86,8 +86,7 @@ def run_stats(config: StatsConfig, beam_args=()) -> dict:
     with beam_options.TempDir(config.output_dir) as tmp:
         transform_dir = os.path.join(tmp, "transform")
         bad_values_path = os.path.join(tmp, "bad_values.json")
-        runner = workers.runner_for(options)
-        with beam.Pipeline(runner=runner, options=options) as p, tft_beam.Context(temp_dir=os.path.join(tmp, "tft")):
+        with beam.Pipeline(options=options) as p, tft_beam.Context(temp_dir=os.path.join(tmp, "tft")):
             _ = (
                 p
                 | "ReadInput" >> ingest.ReadRecordBatches(spec, bad_values_path=bad_values_path)
