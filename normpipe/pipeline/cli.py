@@ -21,9 +21,10 @@ def _split_list(text):
 
 
 def _add_input_flags(parser):
-    parser.add_argument("--input", required=True, help="CSV or TFRecord file, directory or glob")
+    parser.add_argument("--input", required=True, help="CSV, TFRecord or Parquet file, directory or glob")
     parser.add_argument("--output-dir", required=True, help="directory for the outputs")
-    parser.add_argument("--format", choices=("csv", "tfrecord"), help="input format (default: by file name)")
+    parser.add_argument("--format", choices=("csv", "tfrecord", "parquet"),
+                        help="input format (default: by file name)")
     parser.add_argument("--features", type=_split_list, help="comma-separated numeric columns (default: inferred)")
     parser.add_argument("--label", help="label column, excluded from normalization")
     parser.add_argument(

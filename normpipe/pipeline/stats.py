@@ -23,8 +23,8 @@ class StatsConfig:
     bad_values: str = "error"
 
     def __post_init__(self):
-        if self.format not in (None, "csv", "tfrecord"):
-            raise ValueError(f"format must be 'csv' or 'tfrecord'. Received: {self.format!r}")
+        if self.format not in (None, "csv", "tfrecord", "parquet"):
+            raise ValueError(f"format must be 'csv', 'tfrecord' or 'parquet'. Received: {self.format!r}")
         if self.bad_values not in ("error", "missing"):
             raise ValueError(f"bad_values must be 'error' or 'missing'. Received: {self.bad_values!r}")
 
