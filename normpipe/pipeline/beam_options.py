@@ -7,7 +7,9 @@ Beam's own parser drops a flag it does not know with a log line and runs on;
 import contextlib
 import io
 import os
+import shlex
 import shutil
+import sys
 import tempfile
 
 from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions
@@ -41,6 +43,40 @@ def make_options(beam_args) -> PipelineOptions:
     if direct.direct_running_mode == "multi_processing" and not direct.direct_num_workers:
         direct.direct_num_workers = os.cpu_count() or 1
     return options
+
+
+def runner_for(options: PipelineOptions):
+    """The runner for `options`: None (Beam's choice from --runner) except for
+    local worker processes.
+
+    With --direct_running_mode=multi_processing on the local runner, the
+    FnApiRunner runs `direct_num_workers` SDK workers as subprocesses, each
+    `python -m apache_beam.runners.worker.sdk_worker_main`, exactly as Beam's
+    own multi_processing mode does. The one difference is the worker's
+    stderr: Beam's harness prints a failed bundle's traceback there besides
+    sending the failure to the runner, which raises it here, where it becomes
+    one error line. With the worker log level at CRITICAL (normpipe's
+    default) the workers' stderr is discarded; any other
+    --default_sdk_harness_log_level keeps it.
+
+    Beam's public interfaces only: FnApiRunner(default_environment=...), a
+    SubprocessSDKEnvironment (whose command Beam runs through the shell),
+    and direct_num_workers, which FnApiRunner honours in every running mode.
+    tests/pipeline/test_beam_options.py fails if any of that changes.
+    """
+    direct = options.view_as(DirectOptions)
+    if not is_local_runner(options) or direct.direct_running_mode != "multi_processing":
+        return None
+    from apache_beam.runners.portability.fn_api_runner import FnApiRunner  # pylint: disable=import-outside-toplevel
+    from apache_beam.transforms import environments  # pylint: disable=import-outside-toplevel
+
+    command = f"{shlex.quote(sys.executable)} -m apache_beam.runners.worker.sdk_worker_main"
+    if options.get_all_options()["default_sdk_harness_log_level"] == "CRITICAL":
+        command += " 2>/dev/null"
+    # "multi_processing" would make FnApiRunner replace the environment with
+    # its own command; the worker count applies in any mode.
+    direct.direct_running_mode = "in_memory"
+    return FnApiRunner(default_environment=environments.SubprocessSDKEnvironment.from_command_string(command))
 
 
 def _beam_parser():

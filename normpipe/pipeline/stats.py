@@ -86,7 +86,8 @@ def run_stats(config: StatsConfig, beam_args=()) -> dict:
     with beam_options.TempDir(config.output_dir) as tmp:
         transform_dir = os.path.join(tmp, "transform")
         bad_values_path = os.path.join(tmp, "bad_values.json")
-        with beam.Pipeline(options=options) as p, tft_beam.Context(temp_dir=os.path.join(tmp, "tft")):
+        runner = beam_options.runner_for(options)
+        with beam.Pipeline(runner=runner, options=options) as p, tft_beam.Context(temp_dir=os.path.join(tmp, "tft")):
             _ = (
                 p
                 | "ReadInput" >> ingest.ReadRecordBatches(spec, bad_values_path=bad_values_path)

@@ -55,7 +55,7 @@ def run_transform(config: TransformConfig, beam_args=()):
         prefix = os.path.join(examples_dir, "part") if config.materialize else None
         bad_values_path = os.path.join(tmp, "bad_values.json")
         beam_opts = beam_options.make_options(beam_args)
-        with beam.Pipeline(options=beam_opts) as p, tft_beam.Context(
+        with beam.Pipeline(runner=beam_options.runner_for(beam_opts), options=beam_opts) as p, tft_beam.Context(
             temp_dir=os.path.join(tmp, "tft")
         ):
             _ = (
