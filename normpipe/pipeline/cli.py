@@ -251,7 +251,14 @@ def main(argv=None) -> int:
         elif beam_args:
             raise UserError(f"unrecognized arguments for `{args.command}`: {' '.join(beam_args)}")
         _absolute_paths(args)
-        code = _run(args, beam_args, sys.argv[1:] if argv is None else argv)
+        argv = sys.argv[1:] if argv is None else argv
+        if args.command in PIPELINE_COMMANDS:
+            from normpipe.pipeline import staging  # pylint: disable=import-outside-toplevel
+
+            with staging.staged(beam_args) as staged_args:
+                code = _run(args, staged_args, argv)
+        else:
+            code = _run(args, beam_args, argv)
         # TF and Beam leave millions of objects; the interpreter's final
         # collection over them costs ~1 s at exit and frees nothing useful.
         gc.freeze()
