@@ -241,6 +241,9 @@ def main(argv=None) -> int:
     logging.getLogger("apache_beam.runners.common").setLevel(logging.CRITICAL)
     logging.getLogger("apache_beam.runners.worker").setLevel(logging.CRITICAL)
     logging.getLogger("apache_beam.runners.portability").setLevel(logging.CRITICAL)
+    # The portable runner logs a failed job's messages on the root logger,
+    # worker tracebacks included; the same text is in the error it raises.
+    logging.getLogger().addFilter(_drop_job_error_messages)
     from normpipe.components.errors import UserError, find_user_error  # pylint: disable=import-outside-toplevel
 
     try:
@@ -272,6 +275,10 @@ def main(argv=None) -> int:
             raise
         print(f"normpipe: error: {message}", file=sys.stderr)
         return 2
+
+
+def _drop_job_error_messages(record) -> bool:
+    return not (record.module == "portable_runner" and record.levelno >= logging.ERROR)
 
 
 def _job_server_error(exc: BaseException, beam_args):
