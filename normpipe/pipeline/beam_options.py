@@ -70,13 +70,19 @@ def runner_for(options: PipelineOptions):
     from apache_beam.runners.portability.fn_api_runner import FnApiRunner  # pylint: disable=import-outside-toplevel
     from apache_beam.transforms import environments  # pylint: disable=import-outside-toplevel
 
-    command = f"{shlex.quote(sys.executable)} -m apache_beam.runners.worker.sdk_worker_main"
-    if options.get_all_options()["default_sdk_harness_log_level"] == "CRITICAL":
-        command += " 2>/dev/null"
+    command = worker_command(options)
     # "multi_processing" would make FnApiRunner replace the environment with
     # its own command; the worker count applies in any mode.
     direct.direct_running_mode = "in_memory"
     return FnApiRunner(default_environment=environments.SubprocessSDKEnvironment.from_command_string(command))
+
+
+def worker_command(options: PipelineOptions) -> str:
+    """The shell command of one local SDK worker (see runner_for)."""
+    command = f"{shlex.quote(sys.executable)} -m apache_beam.runners.worker.sdk_worker_main"
+    if options.get_all_options()["default_sdk_harness_log_level"] == "CRITICAL":
+        command += " 2>/dev/null"
+    return command
 
 
 def _beam_parser():
