@@ -9,6 +9,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
+from apache_beam.io.localfilesystem import LocalFileSystem
 from apache_beam.testing import test_pipeline
 from apache_beam.testing.util import assert_that
 
@@ -143,3 +144,35 @@ def test_bad_parquet_exits_2_with_one_line(tmp_path, case, extra, expected):
     result = run_cli(["stats", "--input", _bad_file(tmp_path, case), "--output-dir", str(tmp_path / "out"), *extra,
                       "--runner=DirectRunner"])
     assert_user_error(result, expected)
+
+
+class _SchemeFileSystem(LocalFileSystem):
+    """Local files under a URI scheme of their own: a path a reader must not
+    open with `open()` or list with `os` (Beam finds FileSystem subclasses)."""
+
+    PREFIX = "npuri://"
+
+    @classmethod
+    def scheme(cls):
+        return "npuri"
+
+    def open(self, path, mime_type="application/octet-stream", compression_type="auto"):
+        return super().open(path[len(self.PREFIX):], mime_type, compression_type)
+
+    def match(self, patterns, limits=None):
+        results = super().match([p[len(self.PREFIX):] for p in patterns], limits)
+        for result in results:
+            for metadata in result.metadata_list:
+                metadata.path = self.PREFIX + metadata.path
+        return results
+
+
+def test_parquet_behind_a_uri_is_read_through_beam_filesystems(tmp_path):
+    table = _table(np.random.default_rng(5))
+    pq.write_table(table, str(tmp_path / "d.parquet"), row_group_size=300)
+    spec = ingest.inspect_input(_SchemeFileSystem.PREFIX + str(tmp_path / "*.parquet"))
+    assert spec.files == (_SchemeFileSystem.PREFIX + str(tmp_path / "d.parquet"),)
+    assert spec.format == "parquet"
+    batches = list(ingest.iter_record_batches(spec))
+    ints = np.concatenate([b.column(0).flatten().to_numpy() for b in batches])
+    np.testing.assert_array_equal(ints, _expected(table)["ints"])
