@@ -232,6 +232,29 @@ def _absolute_paths(args) -> None:
             setattr(args, name, os.path.abspath(os.path.expanduser(value)))
 
 
+def _checked_beam_args(command: str, beam_args) -> list:
+    """A pipeline command's Beam flags, checked (beam_options.check_beam_args); other commands take none."""
+    if command in PIPELINE_COMMANDS:
+        from normpipe.pipeline import beam_options  # pylint: disable=import-outside-toplevel
+
+        return beam_options.check_beam_args(beam_args, command)
+    if beam_args:
+        from normpipe.components.errors import UserError  # pylint: disable=import-outside-toplevel
+
+        raise UserError(f"unrecognized arguments for `{command}`: {' '.join(beam_args)}")
+    return []
+
+
+def _run_staged(args, beam_args, argv) -> int:
+    """`_run`, with normpipe's wheel staged for remote workers when needed (see staging.py)."""
+    if args.command not in PIPELINE_COMMANDS:
+        return _run(args, beam_args, argv)
+    from normpipe.pipeline import staging  # pylint: disable=import-outside-toplevel
+
+    with staging.staged(beam_args) as staged_args:
+        return _run(args, staged_args, argv)
+
+
 def main(argv=None) -> int:
     parser = build_parser()
     args, beam_args = parser.parse_known_args(argv)
@@ -244,24 +267,12 @@ def main(argv=None) -> int:
     # The portable runner logs a failed job's messages on the root logger,
     # worker tracebacks included; the same text is in the error it raises.
     logging.getLogger().addFilter(_drop_job_error_messages)
-    from normpipe.components.errors import UserError, find_user_error  # pylint: disable=import-outside-toplevel
+    from normpipe.components.errors import find_user_error  # pylint: disable=import-outside-toplevel
 
     try:
-        if args.command in PIPELINE_COMMANDS:
-            from normpipe.pipeline import beam_options  # pylint: disable=import-outside-toplevel
-
-            beam_args = beam_options.check_beam_args(beam_args, args.command)
-        elif beam_args:
-            raise UserError(f"unrecognized arguments for `{args.command}`: {' '.join(beam_args)}")
+        beam_args = _checked_beam_args(args.command, beam_args)
         _absolute_paths(args)
-        argv = sys.argv[1:] if argv is None else argv
-        if args.command in PIPELINE_COMMANDS:
-            from normpipe.pipeline import staging  # pylint: disable=import-outside-toplevel
-
-            with staging.staged(beam_args) as staged_args:
-                code = _run(args, staged_args, argv)
-        else:
-            code = _run(args, beam_args, argv)
+        code = _run_staged(args, beam_args, sys.argv[1:] if argv is None else argv)
         # TF and Beam leave millions of objects; the interpreter's final
         # collection over them costs ~1 s at exit and frees nothing useful.
         gc.freeze()
@@ -270,7 +281,7 @@ def main(argv=None) -> int:
         print("normpipe: interrupted", file=sys.stderr)
         return 130
     except Exception as exc:  # pylint: disable=broad-except
-        message = find_user_error(exc) or worker_import_error(exc) or _job_server_error(exc, beam_args)
+        message = find_user_error(exc) or _worker_import_error(exc) or _job_server_error(exc, beam_args)
         if message is None:
             raise
         print(f"normpipe: error: {message}", file=sys.stderr)
@@ -285,11 +296,15 @@ def _job_server_error(exc: BaseException, beam_args):
     """One line for a job endpoint that does not answer, or None."""
     if type(exc).__name__ != "FutureTimeoutError":
         return None
-    endpoint = next((a.split("=", 1)[1] for a in beam_args if a.startswith("--job_endpoint=")), None)
+    from apache_beam.options.pipeline_options import PortableOptions  # pylint: disable=import-outside-toplevel
+
+    from normpipe.pipeline import beam_options  # pylint: disable=import-outside-toplevel
+
+    endpoint = beam_options.make_options(beam_args).view_as(PortableOptions).job_endpoint
     return f"no Beam job server answered at --job_endpoint={endpoint}" if endpoint else None
 
 
-def worker_import_error(exc: BaseException):
+def _worker_import_error(exc: BaseException):
     """One line for a Beam worker that cannot import normpipe, or None."""
     seen = set()
     while exc is not None and id(exc) not in seen:
