@@ -21,9 +21,10 @@ def _split_list(text):
 
 
 def _add_input_flags(parser):
-    parser.add_argument("--input", required=True, help="CSV or TFRecord file, directory or glob")
+    parser.add_argument("--input", required=True, help="CSV, TFRecord or Parquet file, directory or glob")
     parser.add_argument("--output-dir", required=True, help="directory for the outputs")
-    parser.add_argument("--format", choices=("csv", "tfrecord"), help="input format (default: by file name)")
+    parser.add_argument("--format", choices=("csv", "tfrecord", "parquet"),
+                        help="input format (default: by file name)")
     parser.add_argument("--features", type=_split_list, help="comma-separated numeric columns (default: inferred)")
     parser.add_argument("--label", help="label column, excluded from normalization")
     parser.add_argument(
@@ -226,8 +227,41 @@ def _run_command(args, beam_args, argv=()) -> int:
     raise AssertionError(args.command)
 
 
-# Commands that run a Beam pipeline (and so may use forked workers).
-PIPELINE_COMMANDS = ("stats", "transform", "compare", "run")
+# Commands that run a Beam pipeline.
+PIPELINE_COMMANDS = ("stats", "transform", "compare", "train", "run")
+
+
+def _absolute_paths(args) -> None:
+    """Local paths made absolute, so that workers in another directory (or on
+    another machine sharing the storage) read and write the same files; a
+    URI (`gs://...`) is kept as it is."""
+    for name in ("input", "output_dir", "model_dir", "transform_dir"):
+        value = getattr(args, name, None)
+        if value and "://" not in value:
+            setattr(args, name, os.path.abspath(os.path.expanduser(value)))
+
+
+def _checked_beam_args(command: str, beam_args) -> list:
+    """A pipeline command's Beam flags, checked (beam_options.check_beam_args); other commands take none."""
+    if command in PIPELINE_COMMANDS:
+        from normpipe.pipeline import beam_options  # pylint: disable=import-outside-toplevel
+
+        return beam_options.check_beam_args(beam_args, command)
+    if beam_args:
+        from normpipe.components.errors import UserError  # pylint: disable=import-outside-toplevel
+
+        raise UserError(f"unrecognized arguments for `{command}`: {' '.join(beam_args)}")
+    return []
+
+
+def _run_staged(args, beam_args, argv) -> int:
+    """`_run`, with normpipe's wheel staged for remote workers when needed (see staging.py)."""
+    if args.command not in PIPELINE_COMMANDS:
+        return _run(args, beam_args, argv)
+    from normpipe.pipeline import staging  # pylint: disable=import-outside-toplevel
+
+    with staging.staged(beam_args) as staged_args:
+        return _run(args, staged_args, argv)
 
 
 def main(argv=None) -> int:
@@ -239,15 +273,15 @@ def main(argv=None) -> int:
     logging.getLogger("apache_beam.runners.common").setLevel(logging.CRITICAL)
     logging.getLogger("apache_beam.runners.worker").setLevel(logging.CRITICAL)
     logging.getLogger("apache_beam.runners.portability").setLevel(logging.CRITICAL)
+    # The portable runner logs a failed job's messages on the root logger,
+    # worker tracebacks included; the same text is in the error it raises.
+    logging.getLogger().addFilter(_drop_job_error_messages)
     from normpipe.components.errors import find_user_error  # pylint: disable=import-outside-toplevel
-    from normpipe.pipeline import workers  # pylint: disable=import-outside-toplevel
 
-    failed = True
     try:
-        if args.command in PIPELINE_COMMANDS:
-            workers.start(beam_args)
-        code = _run(args, beam_args, sys.argv[1:] if argv is None else argv)
-        failed = code != 0
+        beam_args = _checked_beam_args(args.command, beam_args)
+        _absolute_paths(args)
+        code = _run_staged(args, beam_args, sys.argv[1:] if argv is None else argv)
         # TF and Beam leave millions of objects; the interpreter's final
         # collection over them costs ~1 s at exit and frees nothing useful.
         gc.freeze()
@@ -256,13 +290,39 @@ def main(argv=None) -> int:
         print("normpipe: interrupted", file=sys.stderr)
         return 130
     except Exception as exc:  # pylint: disable=broad-except
-        message = find_user_error(exc)
+        message = find_user_error(exc) or _worker_import_error(exc) or _job_server_error(exc, beam_args)
         if message is None:
             raise
         print(f"normpipe: error: {message}", file=sys.stderr)
         return 2
-    finally:
-        workers.stop(failed)
+
+
+def _drop_job_error_messages(record) -> bool:
+    return not (record.module == "portable_runner" and record.levelno >= logging.ERROR)
+
+
+def _job_server_error(exc: BaseException, beam_args):
+    """One line for a job endpoint that does not answer, or None."""
+    if type(exc).__name__ != "FutureTimeoutError":
+        return None
+    from apache_beam.options.pipeline_options import PortableOptions  # pylint: disable=import-outside-toplevel
+
+    from normpipe.pipeline import beam_options  # pylint: disable=import-outside-toplevel
+
+    endpoint = beam_options.make_options(beam_args).view_as(PortableOptions).job_endpoint
+    return f"no Beam job server answered at --job_endpoint={endpoint}" if endpoint else None
+
+
+def _worker_import_error(exc: BaseException):
+    """One line for a Beam worker that cannot import normpipe, or None."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if "No module named 'normpipe" in str(exc):
+            return ("a Beam worker cannot import normpipe (No module named 'normpipe'): install normpipe in the "
+                    "workers' environment, or let normpipe stage itself (see README, Runners)")
+        exc = exc.__cause__ or exc.__context__
+    return None
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ import tensorflow_transform.beam as tft_beam
 
 from normpipe.components import atomic, export, ingest, statistics, transform
 from normpipe.components.errors import UserError
-from normpipe.pipeline import beam_options, workers
+from normpipe.pipeline import beam_options
 from normpipe.pipeline.progress import progress
 from normpipe.pipeline.stats import StatsConfig, inspect, report_bad_values, statistics_document
 
@@ -56,7 +56,7 @@ def run_transform(config: TransformConfig, beam_args=()):
         bad_values_path = os.path.join(tmp, "bad_values.json")
         sample = ingest.first_rows(spec, export.MAX_WARMUP)
         beam_opts = beam_options.make_options(beam_args)
-        with beam.Pipeline(runner=workers.runner_for(beam_opts), options=beam_opts) as p, tft_beam.Context(
+        with beam.Pipeline(runner=beam_options.runner_for(beam_opts), options=beam_opts) as p, tft_beam.Context(
             temp_dir=os.path.join(tmp, "tft")
         ):
             _ = (
