@@ -7,7 +7,8 @@ seeded synthetic CSVs of two sizes n1 < n2, so that
   fixed cost          = t1 - n1 / marginal          t(0), the extrapolated intercept
 
 Methods: normpipe (console script, DirectRunner, 1 worker), normpipe with
-`--direct_running_mode=multi_processing --direct_num_workers=2`, pandas
+`--direct_running_mode=multi_processing --direct_num_workers=2`, normpipe on
+the same rows as Parquet (converted before the timed run), pandas
 (pyarrow engine), Keras 3 `Normalization.adapt` on tf.data, and tf.Transform
 `AnalyzeDataset` over tfx-bsl `CsvTFXIO` (slow: its own --slow-peer-sizes).
 Accuracy: relative error of mean and std of the 1e6-offset column against
@@ -51,6 +52,11 @@ METHODS = {
     "normpipe_mp": (
         "normpipe stats (2 workers, multi_processing)",
         lambda f, o, a: (NORMPIPE, "stats", "--input", f, "--output-dir", o, *MP_FLAGS),
+        False,
+    ),
+    "normpipe_parquet": (
+        "normpipe stats on Parquet (1 worker)",
+        lambda f, o, a: (NORMPIPE, "stats", "--input", synthetic_data.ensure_parquet(f), "--output-dir", o),
         False,
     ),
     "pandas": ("pandas read_csv(pyarrow) + stats", lambda f, o, a: _peer("pandas_stats.py", f), False),

@@ -124,7 +124,7 @@ def markdown_table(results):
         rss = " / ".join(f"{s['peak_rss_mb']:.0f}" for s in m["sizes"])
         if key == "normpipe_mp":
             rss += " (tree PSS " + " / ".join(f"{s['tree_pss_mb']:.0f}" for s in m["sizes"]) + ")"
-        ratio = {"normpipe": "1", "normpipe_mp": "-"}.get(key) or _num(results["ratios"].get(key), ".2f") + "x"
+        ratio = {"normpipe": "1", "normpipe_mp": "-", "normpipe_parquet": "-"}.get(key) or _num(results["ratios"].get(key), ".2f") + "x"
         acc = _largest(m)["accuracy"]
         lines.append(
             f"| {m['label']} | {sizes} | {times} | {_num(m['fixed_cost_s'], '.2f')} | {_num(m['marginal_rows_per_s'], ',.0f')} | "

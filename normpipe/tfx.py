@@ -116,7 +116,7 @@ def run_fn(fn_args):
         model.fit(data(fn_args.train_files, batch_size, True), epochs=options.epochs, verbose=2)
     model.evaluate(data(fn_args.eval_files, options.eval_batch_size, False), steps=getattr(fn_args, "eval_steps", None)
                    or None, verbose=2)
-    export.write_servable(fn_args.serving_model_dir, fn_args.transform_output, model, "tft", names)
+    export.write_servable(fn_args.serving_model_dir, fn_args.transform_output, model, "tft", names, task=task)
     return os.path.abspath(fn_args.serving_model_dir)
 
 

@@ -42,6 +42,8 @@ VERIFY_SAMPLE = "normpipe_verify_sample.json"
 FEATURES_FILE = "normpipe_features.json"
 WARMUP_FILE = "tf_serving_warmup_requests"
 MAX_WARMUP = 1000
+REGRESS, REGRESS_METHOD = "regress", "tensorflow/serving/regress"
+CLASSIFY, CLASSIFY_METHOD = "classify", "tensorflow/serving/classify"
 
 
 def check_model_name(name: str) -> str:
@@ -64,9 +66,13 @@ class ServingModule:
     `model_inputs`; any other -> the raw float64 features.
     """
 
-    def __init__(self, transform_dir: str, model=None, variant="tft", model_inputs=None):
+    def __init__(self, transform_dir: str, model=None, variant="tft", model_inputs=None, task=None):
         from tensorflow_transform.saved import saved_transform_io_v2  # pylint: disable=import-outside-toplevel
 
+        if task not in (None, "regression", "classification"):
+            raise ValueError(f"task must be 'regression' or 'classification'. Received: {task!r}")
+        # What TF Serving's Regress or Classify API may call (with a model only).
+        self.task = (task or "regression") if model is not None else None
         self.metadata = transform.read_metadata(transform_dir)
         self.features = list(self.metadata["features"])
         self.outputs = [o for m in self.metadata["methods"] for o in self.metadata["outputs"][m]]
@@ -127,7 +133,7 @@ class ServingModule:
         specs = {name: tf.TensorSpec([None], tf.float64, name=name) for name in self.features}
 
         def serve_examples(examples):
-            return self.predict(parse_examples(examples, self.features, self.metadata["raw_specs"]))
+            return self.predict(parse_examples(examples, self.features, example_types(self.metadata, self.features)))
 
         archive = keras.export.ExportArchive()
         archive.track(self.transform)
@@ -138,17 +144,59 @@ class ServingModule:
             "serving_examples", serve_examples, input_signature=[tf.TensorSpec([None], tf.string, name="examples")]
         )
         archive.add_endpoint("transform_features", self.normalize, input_signature=[specs])
+        examples_spec = [tf.TensorSpec([None], tf.string, name="inputs")]
+        if self.task == "regression":
+            def regress(inputs):
+                return {"outputs": serve_examples(inputs)[PREDICTION]}
+
+            archive.add_endpoint(REGRESS, regress, input_signature=examples_spec)
+        elif self.task == "classification":
+            def classify(inputs):
+                p = serve_examples(inputs)[PREDICTION]
+                scores = tf.stack([1.0 - p, p], axis=1)
+                classes = tf.tile(tf.constant([["0", "1"]]), tf.stack([tf.shape(p)[0], 1]))
+                return {"classes": classes, "scores": scores}
+
+            archive.add_endpoint(CLASSIFY, classify, input_signature=examples_spec)
         archive.write_out(path, verbose=False)
+        set_method_names(path, {REGRESS: REGRESS_METHOD, CLASSIFY: CLASSIFY_METHOD})
 
 
-def parse_examples(examples, features, raw_specs) -> dict:
+def set_method_names(path: str, methods: dict) -> None:
+    """Gives signatures TF Serving's method names ({signature: method}).
+
+    TF Serving's Regress and Classify APIs accept only signatures whose
+    method name is tensorflow/serving/regress or .../classify; TF2's
+    SavedModel writer, which Keras' ExportArchive uses, names every
+    signature tensorflow/serving/predict (tensorflow/tensorflow#38081). The
+    method name is metadata of the SignatureDef, read by TF Serving and
+    ignored by TensorFlow's loaders, so it is set in saved_model.pb itself.
+    """
+    from tensorflow.core.protobuf import saved_model_pb2  # pylint: disable=import-outside-toplevel
+
+    pb_path = os.path.join(path, "saved_model.pb")
+    saved_model = saved_model_pb2.SavedModel()
+    with tf.io.gfile.GFile(pb_path, "rb") as f:
+        saved_model.ParseFromString(f.read())
+    changed = False
+    for meta_graph in saved_model.meta_graphs:
+        for name, method in methods.items():
+            if name in meta_graph.signature_def:
+                meta_graph.signature_def[name].method_name = method
+                changed = True
+    if changed:
+        with tf.io.gfile.GFile(pb_path + ".tmp", "wb") as f:
+            f.write(saved_model.SerializeToString())
+        tf.io.gfile.rename(pb_path + ".tmp", pb_path, overwrite=True)
+
+
+def parse_examples(examples, features, kinds) -> dict:
     """Serialized tf.train.Examples -> {feature: float64 [batch]}, absent = NaN.
 
-    A feature the transform graph takes as an integer (what TFX's
-    CsvExampleGen writes for an integer column) is parsed as int64_list, any
-    other as float_list.
+    `kinds` ({feature: "int64" | "float"}, see `example_types`) says which
+    list each feature is parsed from; int64 is exact up to 2**53.
     """
-    dtypes = {n: tf.int64 if tf.as_dtype(raw_specs[n]["dtype"]).is_integer else tf.float32 for n in features}
+    dtypes = {n: tf.int64 if kinds[n] == "int64" else tf.float32 for n in features}
     parsed = tf.io.parse_example(examples, {n: tf.io.VarLenFeature(dtypes[n]) for n in features})
     batch = tf.shape(examples, out_type=tf.int64)[0]
     columns = {}
@@ -168,8 +216,12 @@ def parse_examples(examples, features, raw_specs) -> dict:
     return columns
 
 
-def write_models_config(serving_root: str) -> str:
-    """models.config listing every model directory under serving_root."""
+def write_models_config(serving_root: str, base_path=None) -> str:
+    """models.config listing every model directory under serving_root.
+
+    base_path: where the server sees serving_root (e.g. /models in TF
+    Serving's container); default: serving_root's absolute local path.
+    """
     entries = []
     for name in sorted(os.listdir(serving_root)):
         path = os.path.join(serving_root, name)
@@ -177,7 +229,7 @@ def write_models_config(serving_root: str) -> str:
             entries.append(
                 "  config {\n"
                 f'    name: "{name}"\n'
-                f'    base_path: "{os.path.abspath(path)}"\n'
+                f'    base_path: "{base_path.rstrip("/") + "/" + name if base_path else os.path.abspath(path)}"\n'
                 '    model_platform: "tensorflow"\n'
                 "  }\n"
             )
@@ -215,23 +267,45 @@ def write_warmup(path: str, model_name: str, features, rows: np.ndarray) -> None
             writer.write(log.SerializeToString())
 
 
-def example_types(module) -> dict:
-    """{feature: "int64" | "float"}: the tf.train.Example list each feature is parsed from."""
-    return {n: "int64" if tf.as_dtype(module.metadata["raw_specs"][n]["dtype"]).is_integer else "float"
-            for n in module.features}
+def example_types(metadata, features) -> dict:
+    """{feature: "int64" | "float"}: the tf.train.Example list each feature
+    is parsed from: the data's own type (integer columns, as TFX's
+    CsvExampleGen writes them, are int64_list), else the graph input's."""
+    recorded = metadata.get("example_types") or {}
+    return {n: recorded.get(n) or ("int64" if tf.as_dtype(metadata["raw_specs"][n]["dtype"]).is_integer else "float")
+            for n in features}
 
 
-def _verify_sample(module, rows, model_outputs):
-    """Raw rows with the pipeline's own outputs for them, for `normpipe verify`."""
+def _verify_sample(module, rows, model_outputs, pipeline_transform=None):
+    """Raw rows with the pipeline's own outputs for them, for `normpipe verify`.
+
+    `pipeline_transform`: the normalized values the Beam pipeline computed
+    for these rows (transform.SAMPLE_FILE); `transform_features`: what the
+    export's module computed before it was saved.
+    """
     inputs = {n: tf.constant(rows[:, j]) for j, n in enumerate(module.features)}
     normalized = {k: v.numpy() for k, v in module.normalize(inputs).items()}
     return {
         "features": module.features,
-        "example_types": example_types(module),
+        "example_types": example_types(module.metadata, module.features),
+        "task": module.task,
         "rows": [[None if np.isnan(v) else float(v) for v in row] for row in rows],
         "transform_features": {k: v.astype(np.float64).tolist() for k, v in normalized.items()},
+        "pipeline_transform": pipeline_transform,
         "predictions": None if model_outputs is None else [float(v) for v in model_outputs],
     }
+
+
+def pipeline_sample(transform_dir: str, features):
+    """(raw rows [n, F], {output: values}) that the transform stage's Beam run
+    recorded (transform.SAMPLE_FILE), or (None, None)."""
+    path = os.path.join(transform_dir, transform.SAMPLE_FILE)
+    if not tf.io.gfile.exists(path):
+        return None, None
+    with tf.io.gfile.GFile(path) as f:
+        document = json.load(f)
+    rows = np.array([[np.nan if v is None else v for v in row] for row in document["rows"]], np.float64)
+    return rows.reshape(-1, len(features))[:MAX_WARMUP], {k: v[:MAX_WARMUP] for k, v in document["transformed"].items()}
 
 
 def statistics_rows(transform_dir: str, module) -> np.ndarray:
@@ -247,45 +321,51 @@ def statistics_rows(transform_dir: str, module) -> np.ndarray:
         values = [np.nan] * 5 if not s["count"] else [s["min"], s["max"], s["mean"], s["mean"] - s["std"],
                                                       s["mean"] + s["std"]]
         column = np.array(values, np.float64)
-        if example_types(module)[name] == "int64":
+        if example_types(module.metadata, module.features)[name] == "int64":
             column = np.round(column)
         columns.append(column)
     return np.stack(columns, axis=1)
 
 
 def write_servable(path: str, transform_dir: str, model=None, variant="tft", model_inputs=None, sample_rows=None,
-                   predict_fn=None, model_name="normpipe") -> None:
+                   predict_fn=None, model_name="normpipe", task=None) -> None:
     """Writes a servable SavedModel at `path` (a new directory), with its
     assets.extra: warmup requests, the verify sample, the input names.
 
     sample_rows: raw float64 [n, F] rows for the warmup requests and the
-    verify sample (default: `statistics_rows`); predict_fn(rows) -> the
-    in-pipeline model's predictions for them, recorded so verify can check
-    serving against it (default: the model applied before saving).
+    verify sample (default: the rows the transform stage recorded with the
+    Beam pipeline's values for them, else `statistics_rows`); predict_fn(rows)
+    -> the in-pipeline model's predictions for them, recorded so verify can
+    check serving against it (default: the model applied before saving).
+    task: "regression" (a `regress` signature) or "classification" (a
+    binary label: `classify`), for an export with a model.
     """
-    module = ServingModule(transform_dir, model, variant, model_inputs)
+    module = ServingModule(transform_dir, model, variant, model_inputs, task)
     module.write(path)
     extra = os.path.join(path, "assets.extra")
     os.makedirs(extra, exist_ok=True)
     # What a client sends: the signature's input names, the tf.Example type of
     # each, and the raw column each came from where its own name was not valid.
     with open(os.path.join(extra, FEATURES_FILE), "w", encoding="utf-8") as f:
-        json.dump({"inputs": module.features, "example_types": example_types(module),
+        json.dump({"inputs": module.features, "example_types": example_types(module.metadata, module.features),
                    "renamed": module.metadata.get("renamed", {}),
                    "outputs": [PREDICTION] if model is not None else module.outputs}, f, indent=2)
+    pipeline_values = None
+    if sample_rows is None or not len(sample_rows):
+        sample_rows, pipeline_values = pipeline_sample(transform_dir, module.features)
     if sample_rows is None or not len(sample_rows):
         sample_rows = statistics_rows(transform_dir, module)
-        if predict_fn is None and model is not None:
-            predict_fn = lambda rows: module.predict(  # noqa: E731
-                {n: tf.constant(rows[:, j]) for j, n in enumerate(module.features)})[PREDICTION].numpy()
+    if predict_fn is None and model is not None:
+        predict_fn = lambda rows: module.predict(  # noqa: E731
+            {n: tf.constant(rows[:, j]) for j, n in enumerate(module.features)})[PREDICTION].numpy()
     write_warmup(os.path.join(extra, WARMUP_FILE), model_name, module.features, sample_rows)
     outputs = None if predict_fn is None else predict_fn(sample_rows[:MAX_WARMUP])
     with open(os.path.join(extra, VERIFY_SAMPLE), "w", encoding="utf-8") as f:
-        json.dump(_verify_sample(module, sample_rows[:MAX_WARMUP], outputs), f)
+        json.dump(_verify_sample(module, sample_rows[:MAX_WARMUP], outputs, pipeline_values), f)
 
 
 def export_model(transform_dir, serving_root, model_name, version=None, model=None, variant="tft",
-                 model_inputs=None, sample_rows=None, predict_fn=None) -> str:
+                 model_inputs=None, sample_rows=None, predict_fn=None, task=None, base_path=None) -> str:
     """Exports a servable as <serving_root>/<model_name>/<version>/ and
     rewrites models.config; returns the version directory.
 
@@ -300,16 +380,17 @@ def export_model(transform_dir, serving_root, model_name, version=None, model=No
         raise UserError(f"{os.path.join(model_dir, str(version))} already exists; choose another --model-version")
     staging = tempfile.mkdtemp(prefix=".export-", dir=model_dir)
     try:
-        write_servable(staging, transform_dir, model, variant, model_inputs, sample_rows, predict_fn, model_name)
+        write_servable(staging, transform_dir, model, variant, model_inputs, sample_rows, predict_fn, model_name, task)
         final = publish_version(staging, model_dir, version)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    write_models_config(serving_root)
+    write_models_config(serving_root, base_path)
     return final
 
 
 def export_normalization_model(transform_dir: str, serving_root: str, model_name: str, version=None,
-                               sample_rows=None) -> str:
+                               sample_rows=None, base_path=None) -> str:
     """The transform graph alone as a servable (serving_default -> normalized features)."""
-    return export_model(transform_dir, serving_root, model_name, version, sample_rows=sample_rows)
+    return export_model(transform_dir, serving_root, model_name, version, sample_rows=sample_rows,
+                        base_path=base_path)

@@ -1,4 +1,4 @@
-"""Ingest: CSV or TFRecord files to canonical Arrow record batches.
+"""Ingest: CSV, TFRecord or Parquet files to canonical Arrow record batches.
 
 The canonical batch, what every later stage reads, holds the numeric columns
 only (features and label, under their TensorFlow-safe names), each as
@@ -21,7 +21,7 @@ import pyarrow as pa
 from tensorflow_metadata.proto.v0 import schema_pb2
 from tfx_bsl.tfxio import tensor_adapter
 
-from normpipe.components import csv_reader, tfrecord_reader
+from normpipe.components import csv_reader, parquet_reader, tfrecord_reader
 from normpipe.components.input_spec import (
     TFRECORD_SUFFIXES,
     InputSpec,
@@ -41,6 +41,7 @@ __all__ = [
     "inspect_csv",
     "inspect_input",
     "inspect_tfrecord",
+    "first_rows",
     "iter_columns",
     "iter_record_batches",
     "read_bad_value_counts",
@@ -103,6 +104,12 @@ def csv_range_reader(spec: InputSpec) -> csv_reader.ReadCsvRange:
     return csv_reader.ReadCsvRange(spec.columns, spec.numeric, spec.block_size, spec.bad_values, labels)
 
 
+def parquet_row_group_reader(spec: InputSpec) -> parquet_reader.ReadParquetRowGroup:
+    """The Parquet DoFn for `spec`: the file's own column names, read under the canonical ones."""
+    return parquet_reader.ReadParquetRowGroup([spec.original_name(n) for n in spec.numeric], spec.numeric,
+                                              spec.bad_values)
+
+
 def merge_counts(counts) -> dict:
     """Sums {column: count} dicts (associative: a CombineGlobally function)."""
     total = Counter()
@@ -153,6 +160,14 @@ class ReadRecordBatches(beam.PTransform):
                 | "ParseCsv" >> beam.ParDo(csv_range_reader(self._spec))
                 .with_output_types(pa.RecordBatch).with_outputs(tag, main="batches")
             )
+        elif self._spec.format == "parquet":
+            outputs = (
+                files
+                | "PlanRowGroups" >> beam.FlatMap(parquet_reader.plan_row_groups)
+                | "SpreadRowGroups" >> beam.Reshuffle()
+                | "ReadRowGroups" >> beam.ParDo(parquet_row_group_reader(self._spec))
+                .with_output_types(pa.RecordBatch).with_outputs(tag, main="batches")
+            )
         else:
             outputs = (
                 files
@@ -182,6 +197,12 @@ def iter_record_batches(spec: InputSpec, rows_per_batch: int = 65536):
             for element in csv_reader.plan_ranges(path):
                 yield from (b for b in reader.process(element) if isinstance(b, pa.RecordBatch))
         return
+    if spec.format == "parquet":
+        reader = parquet_row_group_reader(spec)
+        for path in spec.files:
+            for element in parquet_reader.plan_row_groups(path):
+                yield from (b for b in reader.process(element) if isinstance(b, pa.RecordBatch))
+        return
     decoder = tfrecord_reader.DecodeExamples(spec)
     decoder.setup()
     for path in spec.files:
@@ -193,6 +214,13 @@ def iter_record_batches(spec: InputSpec, rows_per_batch: int = 65536):
                 items = []
         if items:
             yield from (b for b in decoder.process(items) if isinstance(b, pa.RecordBatch))
+
+
+def first_rows(spec: InputSpec, limit: int):
+    """The first `limit` rows (or fewer) as one canonical record batch, or None."""
+    for batch in iter_record_batches(spec, rows_per_batch=limit):
+        return batch.slice(0, limit) if batch.num_rows else None
+    return None
 
 
 def iter_columns(spec: InputSpec):

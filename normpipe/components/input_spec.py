@@ -1,7 +1,8 @@
 """What to read: files, format, numeric columns, from a look at the input.
 
 `inspect_input` expands the path, reads the header and a sample (the first
-4 MB of the first CSV file, or its first 1,000 tf.train.Examples), types
+4 MB of the first CSV file, its first 1,000 tf.train.Examples, or the schema
+and first 65,536 rows of the first Parquet file), types
 the columns and returns a frozen `InputSpec` that the readers follow.
 """
 
@@ -14,9 +15,18 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
-from normpipe.components import column_names, csv_lines, csv_reader, csv_values, exact_float, tfrecord_reader
+from normpipe.components import (
+    column_names,
+    csv_lines,
+    csv_reader,
+    csv_values,
+    exact_float,
+    parquet_reader,
+    tfrecord_reader,
+)
 from normpipe.components.errors import UserError
 
+FORMATS = ("csv", "tfrecord", "parquet")
 TFRECORD_SUFFIXES = (".tfrecord", ".tfrecords", ".tfrecord.gz", ".tfrecords.gz", ".tfr")
 _INFER_BYTES = 4 << 20
 
@@ -50,8 +60,8 @@ class InputSpec:
     mostly_numeric: Tuple[str, ...] = ()
 
     def __post_init__(self):
-        if self.format not in ("csv", "tfrecord"):
-            raise ValueError(f"format must be 'csv' or 'tfrecord'. Received: {self.format!r}")
+        if self.format not in FORMATS:
+            raise ValueError(f"format must be 'csv', 'tfrecord' or 'parquet'. Received: {self.format!r}")
         if not self.files:
             raise ValueError("files must not be empty. Received: ()")
         if self.bad_values not in csv_reader.BAD_VALUES:
@@ -104,6 +114,8 @@ def detect_format(files, requested: Optional[str] = None) -> str:
         return requested
     if all(f.lower().endswith(TFRECORD_SUFFIXES) for f in files):
         return "tfrecord"
+    if all(f.lower().endswith(parquet_reader.PARQUET_SUFFIXES) for f in files):
+        return "parquet"
     return "csv"
 
 
@@ -203,7 +215,9 @@ def inspect_csv(files, features=None, label=None, bad_values="error") -> InputSp
     mostly = tuple(n for n in columns if _mostly_numeric(samples[n]))
     inferred = [n for n in columns if _is_numeric_type(types[n]) or (bad_values == "missing" and n in mostly)]
     spec = _make_spec(files, "csv", columns, originals, inferred, features, label, types, bad_values)
-    spec = dataclasses.replace(spec, mostly_numeric=tuple(n for n in mostly if n in spec.strings))
+    # As TFX's CsvExampleGen writes them: integer columns as int64_list.
+    ints = tuple(n for n in spec.numeric if pa.types.is_integer(types[n]))
+    spec = dataclasses.replace(spec, mostly_numeric=tuple(n for n in mostly if n in spec.strings), int64_columns=ints)
     return _with_scales(spec, {n: _sample_values(samples[n]) for n in spec.features})
 
 
@@ -255,6 +269,32 @@ def inspect_tfrecord(files, features=None, label=None, bad_values="error", sampl
     return _with_scales(dataclasses.replace(spec, int64_columns=ints), finite)
 
 
+def inspect_parquet(files, features=None, label=None, bad_values="error") -> InputSpec:
+    """Types the columns from the first Parquet file's schema; all files must share its column names.
+
+    A column is numeric when its type is (integer, floating point, decimal or
+    null); `--features` naming any other column is an error, as is `--label`.
+    Scales come from the first file's first rows.
+    """
+    schema = parquet_reader.file_schema(files[0])
+    originals = tuple(schema.names)
+    _check_header(files[0], list(originals))
+    for other in files[1:]:
+        other_columns = tuple(parquet_reader.file_schema(other).names)
+        if other_columns != originals:
+            raise UserError(f"{other}: columns differ from {files[0]}'s: {','.join(other_columns)}")
+    columns = column_names.sanitize_columns(files[0], originals)
+    types = {n: schema.field(o).type for n, o in zip(columns, originals)}
+    inferred = [n for n in columns if parquet_reader.is_numeric(types[n])]
+    shown = dict(zip(columns, originals))
+    for name in column_names.resolve("--features", features, originals, columns) or ():
+        if name not in inferred:
+            raise UserError(f"--features: column {shown[name]!r} is not numeric (type {types[name]})")
+    spec = _make_spec(files, "parquet", columns, originals, inferred, features, label, types, bad_values)
+    sample = parquet_reader.sample_values(files[0], [shown[n] for n in spec.features])
+    return _with_scales(spec, {n: sample[shown[n]][np.isfinite(sample[shown[n]])] for n in spec.features})
+
+
 def inspect_input(path: str, fmt=None, features=None, label=None, bad_values="error") -> InputSpec:
     """Expands `path` and types its columns; see inspect_csv / inspect_tfrecord."""
     if bad_values not in csv_reader.BAD_VALUES:
@@ -263,4 +303,6 @@ def inspect_input(path: str, fmt=None, features=None, label=None, bad_values="er
     fmt = detect_format(files, fmt)
     if fmt == "csv":
         return inspect_csv(files, features, label, bad_values)
+    if fmt == "parquet":
+        return inspect_parquet(files, features, label, bad_values)
     return inspect_tfrecord(files, features, label, bad_values)

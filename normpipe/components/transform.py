@@ -180,16 +180,51 @@ class _EncodeExamples(beam.DoFn):
         yield from self._encoder.encode(batch)
 
 
+SAMPLE_FILE = "normpipe_sample.json"
+
+
+def _write_sample(outputs, rows, path):
+    """JSON of the sample's raw rows and the Beam run's transformed values."""
+    (batch,) = outputs  # one record batch in, one out, rows in order
+    if batch.num_rows != len(rows):
+        raise AssertionError(f"sample: {batch.num_rows} transformed rows for {len(rows)} raw rows")
+    values = {name: batch.column(i).flatten().to_numpy(zero_copy_only=False).astype(np.float64).tolist()
+              for i, name in enumerate(batch.schema.names) if not is_internal(name)}
+    document = {"rows": [[None if np.isnan(v) else float(v) for v in row] for row in rows], "transformed": values}
+    with tf.io.gfile.GFile(path, "w") as f:
+        f.write(json.dumps(document))
+
+
 class AnalyzeAndTransform(beam.PTransform):
     """Record batches -> transform_fn in `transform_dir` and, optionally,
-    gzip TFRecords of transformed tf.train.Examples under `examples_prefix`."""
+    gzip TFRecords of transformed tf.train.Examples under `examples_prefix`.
 
-    def __init__(self, options: TransformOptions, tensor_config, transform_dir, examples_prefix=None):
+    `sample` (a canonical record batch of a few raw rows) is transformed by
+    the same Beam run and written to `sample_path` (SAMPLE_FILE) with its
+    raw feature values: what the pipeline computed for those rows, which
+    `normpipe verify` compares the served graph with.
+    """
+
+    def __init__(self, options: TransformOptions, tensor_config, transform_dir, examples_prefix=None,
+                 sample=None, sample_path=None):
         super().__init__()
         self._options = options
         self._tensor_config = tensor_config
         self._transform_dir = transform_dir
         self._examples_prefix = examples_prefix
+        self._sample, self._sample_path = sample, sample_path
+
+    def _transform_sample(self, pipeline, transform_fn):
+        names = list(self._sample.schema.names)
+        columns = [self._sample.column(names.index(n)).flatten().to_numpy(zero_copy_only=False)
+                   for n in self._options.features]
+        rows = np.stack(columns, axis=1)
+        sample = pipeline | "SampleRows" >> beam.Create([self._sample])
+        (transformed, _) = ((sample, self._tensor_config), transform_fn) | "TransformSample" >> (
+            tft_beam.TransformDataset(output_record_batches=True))
+        _ = (transformed | "SampleBatches" >> beam.Map(lambda pair: pair[0])
+             | "CollectSample" >> beam.combiners.ToList()
+             | "WriteSample" >> beam.Map(_write_sample, rows, self._sample_path))
 
     def expand(self, batches):
         dataset = (batches, self._tensor_config)
@@ -207,25 +242,39 @@ class AnalyzeAndTransform(beam.PTransform):
                     self._examples_prefix, file_name_suffix=".tfrecord.gz"
                 )
             )
+        if self._sample is not None:
+            self._transform_sample(batches.pipeline, transform_fn)
         return transform_fn | "WriteTransformFn" >> tft_beam.WriteTransformFn(self._transform_dir)
 
 
 FLOAT64_SPEC = {"dtype": "float64", "shape": [None], "sparse": False}
 
 
-def write_metadata(transform_dir: str, options: TransformOptions, numeric, renamed=None) -> None:
+def write_metadata(transform_dir: str, options: TransformOptions, numeric, renamed=None, int64_columns=()) -> None:
     """Records what the graph expects and emits, beside transform_fn/.
 
     `renamed` ({input column name: TensorFlow-safe name}, see column_names.py)
-    is kept so that an export can map the input's own names.
+    is kept so that an export can map the input's own names; `int64_columns`
+    are the raw columns a tf.train.Example carries as int64_list (integer
+    columns, as TFX's CsvExampleGen writes them), the others float_list.
 
-    The raw inputs (all float64, shape [batch]) are kept here, as the raw
-    schema is in `metadata/`. The matrix outputs are removed from
-    transformed_metadata: they are not in the materialized examples, and a
-    TFX Trainer parses those with `TFTransformOutput.transformed_feature_spec()`.
+    The graph's raw inputs (all float64, shape [batch]) are recorded in
+    normpipe_transform.json; the raw data as tf.train.Examples is described
+    by tf.Transform's raw metadata (`metadata/`, what
+    `TFTransformOutput.raw_feature_spec()` reads): VarLen int64 or float
+    features, a missing value being an absent one. The matrix outputs are
+    removed from transformed_metadata: they are not in the materialized
+    examples, and a TFX Trainer parses those with
+    `TFTransformOutput.transformed_feature_spec()`.
     """
-    from tensorflow_transform.tf_metadata import metadata_io  # pylint: disable=import-outside-toplevel
+    from tensorflow_transform.tf_metadata import metadata_io, schema_utils  # pylint: disable=import-outside-toplevel
     from tensorflow_transform.tf_metadata.dataset_metadata import DatasetMetadata  # pylint: disable=import-outside-toplevel
+
+    example_types = {name: "int64" if name in set(int64_columns) else "float" for name in numeric}
+    raw_spec = {name: tf.io.VarLenFeature(tf.int64 if kind == "int64" else tf.float32)
+                for name, kind in example_types.items()}
+    metadata_io.write_metadata(DatasetMetadata(schema_utils.schema_from_feature_spec(raw_spec)),
+                               os.path.join(transform_dir, "metadata"))
 
     metadata_dir = os.path.join(transform_dir, "transformed_metadata")
     schema = metadata_io.read_metadata(metadata_dir).schema
@@ -238,6 +287,7 @@ def write_metadata(transform_dir: str, options: TransformOptions, numeric, renam
         "raw_inputs": list(numeric),
         "raw_dtype": "float64",
         "raw_specs": {name: FLOAT64_SPEC for name in numeric},
+        "example_types": example_types,
         "renamed": dict(renamed or {}),
     }
     with open(os.path.join(transform_dir, METADATA_FILE), "w", encoding="utf-8") as f:

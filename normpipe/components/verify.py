@@ -11,11 +11,14 @@ whatever process calls it (the CLI is a fresh one). Checks:
   one_row          a request of one real row, and one of all-missing values,
                    give finite outputs
   transform_skew   transform_features on the recorded sample equals the
-                   pipeline's own transformed values within 1e-6
+                   values the Beam pipeline computed for those rows within 1e-6
   prediction_skew  serving_default equals the in-pipeline model's predictions
                    within 1e-5 (exports with a model)
-  examples         serving_examples on the same rows as tf.train.Examples
-                   equals serving_default on the float32-rounded rows
+  examples         serving_examples (and regress or classify, with TF
+                   Serving's method names) on the same rows as tf.train.Examples
+                   built with the data's own types (int64_list for integer
+                   columns, float_list for the others) equals serving_default
+                   on the values those Examples carry, within 1e-5 relative
 """
 
 import json
@@ -25,6 +28,7 @@ import numpy as np
 import tensorflow as tf
 
 from normpipe.components.errors import UserError
+from normpipe.components import export
 from normpipe.components.export import VERIFY_SAMPLE, WARMUP_FILE, existing_versions
 
 SIGNATURES = ("serving_default", "serving_examples", "transform_features")
@@ -72,6 +76,13 @@ def check_signatures(server, sample):
     examples = server.signatures["serving_examples"].inputs.get("examples")
     if wrong or examples is None or examples.dtype != tf.string.as_datatype_enum:
         return False, f"unexpected inputs: {', '.join(wrong) or 'examples'}"
+    method = {"regression": (export.REGRESS, export.REGRESS_METHOD),
+              "classification": (export.CLASSIFY, export.CLASSIFY_METHOD)}.get(sample.get("task"))
+    if method:
+        found = server.signatures.get(method[0])
+        if found is None or found.method_name != method[1] or "inputs" not in found.inputs:
+            return False, f"no {method[0]} signature with method {method[1]} and input 'inputs'"
+        return True, f"{', '.join(SIGNATURES)}, {method[0]} ({method[1]}); {len(default)} DT_DOUBLE inputs"
     return True, f"{', '.join(SIGNATURES)}; {len(default)} DT_DOUBLE inputs"
 
 
@@ -104,9 +115,19 @@ def check_one_row(server, sample, rows):
 
 
 def check_transform_skew(server, sample, rows):
+    """Served transform_features against the Beam pipeline's own values for
+    the same rows (recorded by the transform stage), or, for an export whose
+    pipeline recorded none, against the export's module before saving."""
     served = server.run("transform_features", _columns(sample, rows))
-    worst = max(float(np.max(np.abs(served[k] - np.asarray(v)))) for k, v in sample["transform_features"].items())
-    return worst <= TRANSFORM_TOLERANCE, f"max |serving - pipeline| = {worst:.3g} over {len(rows)} rows (limit {TRANSFORM_TOLERANCE:g})"
+    expected, source = sample.get("pipeline_transform"), "Beam pipeline"
+    if not expected:
+        expected, source = sample["transform_features"], "export-time module"
+    missing = sorted(set(served) - set(expected))
+    if missing:
+        return False, f"{source} recorded no values for {', '.join(missing)}"
+    worst = max(float(np.max(np.abs(served[k] - np.asarray(expected[k], np.float64)))) for k in served)
+    return worst <= TRANSFORM_TOLERANCE, (f"max |serving - {source}| = {worst:.3g} over {len(rows)} rows "
+                                          f"(limit {TRANSFORM_TOLERANCE:g})")
 
 
 def check_prediction_skew(server, sample, rows):
@@ -133,10 +154,27 @@ def check_examples(server, sample, rows):
     for row in rounded:
         feature = {n: _example_feature(v, kinds[n]) for n, v in zip(sample["features"], row) if not np.isnan(v)}
         examples.append(tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString())
-    from_examples = server.run("serving_examples", {"examples": np.array(examples, dtype=object)})
+    serialized = np.array(examples, dtype=object)
+    from_examples = server.run("serving_examples", {"examples": serialized})
     from_features = server.run("serving_default", _columns(sample, rounded))
-    worst = max(float(np.max(np.abs(from_examples[k] - from_features[k]))) for k in from_features)
-    return worst <= PREDICTION_TOLERANCE, f"max |examples - features| = {worst:.3g}"
+    worst = max(_relative(from_examples[k], from_features[k]) for k in from_features)
+    detail = f"max relative |examples - features| = {worst:.3g}"
+    task = sample.get("task")
+    if task:
+        expected = np.asarray(from_features[export.PREDICTION]).reshape(-1)
+        if task == "regression":
+            served = np.asarray(server.run(export.REGRESS, {"inputs": serialized})["outputs"]).reshape(-1)
+        else:
+            served = np.asarray(server.run(export.CLASSIFY, {"inputs": serialized})["scores"])[:, 1]
+        gap = _relative(served, expected)
+        worst = max(worst, gap)
+        detail += f"; {export.REGRESS if task == 'regression' else export.CLASSIFY} vs serving_default {gap:.3g}"
+    return worst <= PREDICTION_TOLERANCE, detail
+
+
+def _relative(actual, expected) -> float:
+    actual, expected = np.asarray(actual, np.float64), np.asarray(expected, np.float64)
+    return float(np.max(np.abs(actual - expected) / np.maximum(1.0, np.abs(expected))))
 
 
 def verify(model_dir: str, report=print) -> bool:

@@ -1,10 +1,20 @@
-"""Beam options: every flag normpipe does not own goes to PipelineOptions."""
+"""Beam options: every flag normpipe does not own goes to PipelineOptions.
 
+Beam's own parser drops a flag it does not know with a log line and runs on;
+`check_beam_args` refuses it instead, so a misspelt flag never reaches Beam.
+"""
+
+import contextlib
+import io
 import os
+import shlex
 import shutil
+import sys
 import tempfile
 
 from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions
+
+from normpipe.components.errors import UserError
 
 
 # The engine DirectRunner picks for a batch pipeline like normpipe's. Naming
@@ -33,6 +43,96 @@ def make_options(beam_args) -> PipelineOptions:
     if direct.direct_running_mode == "multi_processing" and not direct.direct_num_workers:
         direct.direct_num_workers = os.cpu_count() or 1
     return options
+
+
+def runner_for(options: PipelineOptions):
+    """The runner for `options`: None (Beam's choice from --runner) except for
+    local worker processes.
+
+    With --direct_running_mode=multi_processing on the local runner, the
+    FnApiRunner runs `direct_num_workers` SDK workers as subprocesses, each
+    `python -m apache_beam.runners.worker.sdk_worker_main`, exactly as Beam's
+    own multi_processing mode does. The one difference is the worker's
+    stderr: Beam's harness prints a failed bundle's traceback there besides
+    sending the failure to the runner, which raises it here, where it becomes
+    one error line. With the worker log level at CRITICAL (normpipe's
+    default) the workers' stderr is discarded; any other
+    --default_sdk_harness_log_level keeps it.
+
+    Beam's public interfaces only: FnApiRunner(default_environment=...), a
+    SubprocessSDKEnvironment (whose command Beam runs through the shell),
+    and direct_num_workers, which FnApiRunner honours in every running mode.
+    tests/pipeline/test_beam_options.py fails if any of that changes.
+    """
+    direct = options.view_as(DirectOptions)
+    if not is_local_runner(options) or direct.direct_running_mode != "multi_processing":
+        return None
+    from apache_beam.runners.portability.fn_api_runner import FnApiRunner  # pylint: disable=import-outside-toplevel
+    from apache_beam.transforms import environments  # pylint: disable=import-outside-toplevel
+
+    command = worker_command(options)
+    # "multi_processing" would make FnApiRunner replace the environment with
+    # its own command; the worker count applies in any mode.
+    direct.direct_running_mode = "in_memory"
+    return FnApiRunner(default_environment=environments.SubprocessSDKEnvironment.from_command_string(command))
+
+
+def worker_command(options: PipelineOptions) -> str:
+    """The shell command of one local SDK worker (see runner_for)."""
+    command = f"{shlex.quote(sys.executable)} -m apache_beam.runners.worker.sdk_worker_main"
+    if options.get_all_options()["default_sdk_harness_log_level"] == "CRITICAL":
+        command += " 2>/dev/null"
+    return command
+
+
+def _beam_parser():
+    """Beam's own argument parser with every registered PipelineOptions flag.
+
+    `get_all_options(add_extra_args_fn=...)` hands the callback the parser it
+    has filled with the flags of every PipelineOptions subclass (standard,
+    portable, Dataflow, Flink, Spark, ...); this keeps a reference to it.
+    """
+    captured = []
+    PipelineOptions([]).get_all_options(add_extra_args_fn=captured.append)
+    if len(captured) != 1 or not hasattr(captured[0], "parse_known_args"):
+        raise RuntimeError("apache_beam PipelineOptions.get_all_options no longer passes its parser to add_extra_args_fn")
+    return captured[0]
+
+
+def check_beam_args(beam_args, command: str = "normpipe") -> list:
+    """The flags normpipe passes to Beam, or a UserError naming one it cannot use.
+
+    A `--` separating normpipe's flags from Beam's is dropped (the flags after
+    it are Beam's). Anything else Beam's parser does not take (an unknown or
+    misspelt flag, a stray word, a bad value) is refused.
+    """
+    args = list(beam_args or [])
+    if "--" in args:
+        args.remove("--")
+    parser = _beam_parser()
+    messages = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(messages):
+            _, unknown = parser.parse_known_args(args)
+    except SystemExit:
+        lines = [line for line in messages.getvalue().splitlines() if line.strip()]
+        detail = lines[-1].split("error: ", 1)[-1] if lines else "cannot parse"
+        raise UserError(f"Beam flag: {detail}") from None
+    if unknown:
+        shown = " ".join(unknown)
+        raise UserError(
+            f"unknown flag(s) for `{command}`: {shown} (neither a normpipe flag nor a Beam pipeline option; "
+            "see `normpipe " + command + " --help`)"
+        )
+    return args
+
+
+def is_local_runner(options: PipelineOptions) -> bool:
+    """Whether the pipeline runs in this process's runner (workers on this machine)."""
+    runner = options.view_as(StandardOptions).runner
+    name = runner if isinstance(runner, str) else type(runner).__name__
+    return name in ("DirectRunner", "FnApiRunner", "BundleBasedDirectRunner", "SwitchingDirectRunner",
+                    "PrismRunner", LOCAL_RUNNER)
 
 
 class TempDir:

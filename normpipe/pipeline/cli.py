@@ -21,9 +21,10 @@ def _split_list(text):
 
 
 def _add_input_flags(parser):
-    parser.add_argument("--input", required=True, help="CSV or TFRecord file, directory or glob")
+    parser.add_argument("--input", required=True, help="CSV, TFRecord or Parquet file, directory or glob")
     parser.add_argument("--output-dir", required=True, help="directory for the outputs")
-    parser.add_argument("--format", choices=("csv", "tfrecord"), help="input format (default: by file name)")
+    parser.add_argument("--format", choices=("csv", "tfrecord", "parquet"),
+                        help="input format (default: by file name)")
     parser.add_argument("--features", type=_split_list, help="comma-separated numeric columns (default: inferred)")
     parser.add_argument("--label", help="label column, excluded from normalization")
     parser.add_argument(
@@ -67,6 +68,8 @@ def build_parser() -> argparse.ArgumentParser:
     trn.add_argument("--batch-size", type=_batch_size, help="training batch size (default: from the row count, 64 to 4096)")
     trn.add_argument("--model-name", default="normpipe")
     trn.add_argument("--model-version", type=int)
+    trn.add_argument("--serving-base-path", help="write models.config for a server that sees the serving "
+                     "directory at this path (e.g. /models); default: its absolute local path")
     ver = commands.add_parser("verify", help="load an export as TF Serving does and check for skew")
     ver.add_argument("--model-dir", required=True, help="a version directory, or a model directory (newest version)")
     run = commands.add_parser("run", help="statistics -> transform -> compare -> train -> export -> verify")
@@ -76,6 +79,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--normalization", choices=("tft", "constant", "learned"), default="tft")
     run.add_argument("--model-name", default="normpipe")
     run.add_argument("--model-version", type=int)
+    run.add_argument("--serving-base-path", help="write models.config for a server that sees the serving "
+                     "directory at this path (e.g. /models); default: its absolute local path")
     run.add_argument("--batch-sizes", type=_split_ints, default=(1, 2, 8, 32, 128, 1024, 8192))
     run.add_argument("--seed", type=int, default=0)
     run.add_argument("--epochs", type=int, default=5)
@@ -94,6 +99,8 @@ def build_parser() -> argparse.ArgumentParser:
     exp.add_argument("--output-dir", required=True, help="a directory that `normpipe transform` wrote")
     exp.add_argument("--model-name", default="normpipe", help="[A-Za-z0-9._-]+ (default: normpipe)")
     exp.add_argument("--model-version", type=int, help="integer version (default: the next free one)")
+    exp.add_argument("--serving-base-path", help="write models.config for a server that sees the serving "
+                     "directory at this path (e.g. /models); default: its absolute local path")
     exp.add_argument("--transform-dir", help="a tf.Transform output made with normpipe's preprocessing_fn, e.g. "
                      "a TFX Transform component's transform_graph (default: OUTPUT_DIR/transform)")
     return parser
@@ -190,7 +197,7 @@ def _run_command(args, beam_args, argv=()) -> int:
             args.input, args.output_dir, args.label, args.format, args.features, args.method, args.normalization,
             args.allow_batch_statistics, args.all_variants, args.model_name, args.model_version,
             TrainOptions(normalization=args.normalization, epochs=args.epochs, batch_size=args.batch_size),
-            bad_values=args.bad_values,
+            bad_values=args.bad_values, serving_base_path=args.serving_base_path,
         )
         document, _ = train.run_train(config, beam_args)
         print(train.format_metrics(document))
@@ -200,8 +207,9 @@ def _run_command(args, beam_args, argv=()) -> int:
 
         config = run.RunConfig(args.input, args.output_dir, args.label, args.format, args.features, args.method,
                                args.normalization, args.model_name, args.model_version, args.batch_sizes, args.seed,
-                               args.epochs, bad_values=args.bad_values, all_variants=args.all_variants,
-                               batch_size=args.batch_size, materialize=args.materialize)
+                               args.epochs, bad_values=args.bad_values, serving_base_path=args.serving_base_path,
+                               all_variants=args.all_variants, batch_size=args.batch_size,
+                               materialize=args.materialize)
         result = run.run_all(config, argv, beam_args)
         print(run.summary(result, args.output_dir, args.model_name))
         return 0 if result["run"]["verified"] else 1
@@ -228,15 +236,49 @@ def _run_command(args, beam_args, argv=()) -> int:
         if not os.path.isdir(os.path.join(transform_dir, "transform_fn")):
             raise UserError(f"{transform_dir}: no transform output (transform_fn/); run `normpipe transform` first")
         serving = os.path.join(args.output_dir, "serving")
-        path = export.export_normalization_model(transform_dir, serving, args.model_name, args.model_version)
+        path = export.export_normalization_model(transform_dir, serving, args.model_name, args.model_version,
+                                                 base_path=args.serving_base_path)
         progress(f"exported {path} (signatures: serving_default, serving_examples, transform_features)")
         progress(f"serve: tensorflow_model_server --rest_api_port=8501 --model_config_file={os.path.abspath(serving)}/models.config")
         return 0
     raise AssertionError(args.command)
 
 
-# Commands that run a Beam pipeline (and so may use forked workers).
-PIPELINE_COMMANDS = ("stats", "transform", "compare", "run")
+# Commands that run a Beam pipeline.
+PIPELINE_COMMANDS = ("stats", "transform", "compare", "train", "run")
+
+
+def _absolute_paths(args) -> None:
+    """Local paths made absolute, so that workers in another directory (or on
+    another machine sharing the storage) read and write the same files; a
+    URI (`gs://...`) is kept as it is."""
+    for name in ("input", "output_dir", "model_dir", "transform_dir"):
+        value = getattr(args, name, None)
+        if value and "://" not in value:
+            setattr(args, name, os.path.abspath(os.path.expanduser(value)))
+
+
+def _checked_beam_args(command: str, beam_args) -> list:
+    """A pipeline command's Beam flags, checked (beam_options.check_beam_args); other commands take none."""
+    if command in PIPELINE_COMMANDS:
+        from normpipe.pipeline import beam_options  # pylint: disable=import-outside-toplevel
+
+        return beam_options.check_beam_args(beam_args, command)
+    if beam_args:
+        from normpipe.components.errors import UserError  # pylint: disable=import-outside-toplevel
+
+        raise UserError(f"unrecognized arguments for `{command}`: {' '.join(beam_args)}")
+    return []
+
+
+def _run_staged(args, beam_args, argv) -> int:
+    """`_run`, with normpipe's wheel staged for remote workers when needed (see staging.py)."""
+    if args.command not in PIPELINE_COMMANDS:
+        return _run(args, beam_args, argv)
+    from normpipe.pipeline import staging  # pylint: disable=import-outside-toplevel
+
+    with staging.staged(beam_args) as staged_args:
+        return _run(args, staged_args, argv)
 
 
 def main(argv=None) -> int:
@@ -248,15 +290,15 @@ def main(argv=None) -> int:
     logging.getLogger("apache_beam.runners.common").setLevel(logging.CRITICAL)
     logging.getLogger("apache_beam.runners.worker").setLevel(logging.CRITICAL)
     logging.getLogger("apache_beam.runners.portability").setLevel(logging.CRITICAL)
+    # The portable runner logs a failed job's messages on the root logger,
+    # worker tracebacks included; the same text is in the error it raises.
+    logging.getLogger().addFilter(_drop_job_error_messages)
     from normpipe.components.errors import find_user_error  # pylint: disable=import-outside-toplevel
-    from normpipe.pipeline import workers  # pylint: disable=import-outside-toplevel
 
-    failed = True
     try:
-        if args.command in PIPELINE_COMMANDS:
-            workers.start(beam_args)
-        code = _run(args, beam_args, sys.argv[1:] if argv is None else argv)
-        failed = code != 0
+        beam_args = _checked_beam_args(args.command, beam_args)
+        _absolute_paths(args)
+        code = _run_staged(args, beam_args, sys.argv[1:] if argv is None else argv)
         # TF and Beam leave millions of objects; the interpreter's final
         # collection over them costs ~1 s at exit and frees nothing useful.
         gc.freeze()
@@ -265,13 +307,39 @@ def main(argv=None) -> int:
         print("normpipe: interrupted", file=sys.stderr)
         return 130
     except Exception as exc:  # pylint: disable=broad-except
-        message = find_user_error(exc)
+        message = find_user_error(exc) or _worker_import_error(exc) or _job_server_error(exc, beam_args)
         if message is None:
             raise
         print(f"normpipe: error: {message}", file=sys.stderr)
         return 2
-    finally:
-        workers.stop(failed)
+
+
+def _drop_job_error_messages(record) -> bool:
+    return not (record.module == "portable_runner" and record.levelno >= logging.ERROR)
+
+
+def _job_server_error(exc: BaseException, beam_args):
+    """One line for a job endpoint that does not answer, or None."""
+    if type(exc).__name__ != "FutureTimeoutError":
+        return None
+    from apache_beam.options.pipeline_options import PortableOptions  # pylint: disable=import-outside-toplevel
+
+    from normpipe.pipeline import beam_options  # pylint: disable=import-outside-toplevel
+
+    endpoint = beam_options.make_options(beam_args).view_as(PortableOptions).job_endpoint
+    return f"no Beam job server answered at --job_endpoint={endpoint}" if endpoint else None
+
+
+def _worker_import_error(exc: BaseException):
+    """One line for a Beam worker that cannot import normpipe, or None."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if "No module named 'normpipe" in str(exc):
+            return ("a Beam worker cannot import normpipe (No module named 'normpipe'): install normpipe in the "
+                    "workers' environment, or let normpipe stage itself (see README, Runners)")
+        exc = exc.__cause__ or exc.__context__
+    return None
 
 
 if __name__ == "__main__":

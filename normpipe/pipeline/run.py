@@ -39,6 +39,7 @@ class RunConfig:
     seed: int = 0
     epochs: int = 5
     bad_values: str = "error"
+    serving_base_path: Optional[str] = None
     all_variants: bool = True
     batch_size: Optional[int] = None
     materialize: bool = False
@@ -116,7 +117,7 @@ def run_all(config: RunConfig, argv, beam_args=()) -> dict:
                                config.normalization, False, config.all_variants, config.model_name, config.model_version,
                                TrainOptions(normalization=config.normalization, epochs=config.epochs,
                                             batch_size=config.batch_size),
-                               bad_values=config.bad_values)
+                               bad_values=config.bad_values, serving_base_path=config.serving_base_path)
     if config.label:
         check_config(train_config)
     else:
@@ -132,7 +133,8 @@ def run_all(config: RunConfig, argv, beam_args=()) -> dict:
         metrics, version_dir = stages.run("train+export", train_and_export, spec, stats, train_config)
     else:
         version_dir = stages.run("export", export.export_normalization_model, os.path.join(out, "transform"),
-                                 os.path.join(out, "serving"), config.model_name, config.model_version, rows)
+                                 os.path.join(out, "serving"), config.model_name, config.model_version, None,
+                                 config.serving_base_path)
     verified, verify_lines = stages.run("verify", verify_in_fresh_process, version_dir)
     first = {n: float(v) for n, v in zip(spec.features, rows[0])}
     curl = report.curl_command(config.model_name, first)

@@ -10,7 +10,7 @@ import pyarrow as pa
 import tensorflow_transform.beam as tft_beam
 
 from normpipe.components import atomic, ingest, statistics
-from normpipe.pipeline import beam_options, workers
+from normpipe.pipeline import beam_options
 from normpipe.pipeline.progress import RowRate, progress, rows_per_s
 
 
@@ -40,8 +40,8 @@ class StatsConfig:
     bad_values: str = "error"
 
     def __post_init__(self):
-        if self.format not in (None, "csv", "tfrecord"):
-            raise ValueError(f"format must be 'csv' or 'tfrecord'. Received: {self.format!r}")
+        if self.format not in (None, "csv", "tfrecord", "parquet"):
+            raise ValueError(f"format must be 'csv', 'tfrecord' or 'parquet'. Received: {self.format!r}")
         if self.bad_values not in ("error", "missing"):
             raise ValueError(f"bad_values must be 'error' or 'missing'. Received: {self.bad_values!r}")
 
@@ -103,7 +103,7 @@ def run_stats(config: StatsConfig, beam_args=()) -> dict:
     with beam_options.TempDir(config.output_dir) as tmp:
         transform_dir = os.path.join(tmp, "transform")
         bad_values_path = os.path.join(tmp, "bad_values.json")
-        runner = workers.runner_for(options)
+        runner = beam_options.runner_for(options)
         with beam.Pipeline(runner=runner, options=options) as p, tft_beam.Context(temp_dir=os.path.join(tmp, "tft")):
             _ = (
                 p

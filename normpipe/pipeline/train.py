@@ -41,6 +41,7 @@ class TrainConfig:
     model_version: Optional[int] = None
     options: train.TrainOptions = train.TrainOptions()
     bad_values: str = "error"
+    serving_base_path: Optional[str] = None
 
     def __post_init__(self):
         if self.normalization not in train.VARIANTS:
@@ -158,15 +159,17 @@ def train_and_export(spec, stats_document, config: TrainConfig):
                     "batch_size": batch_size, "epochs": options.epochs, "eval_batch_size": options.eval_batch_size,
                     "eval_sample_rows": int(len(rows.sample_y)), "eval_rows": int(rows.eval_rows),
                     "baseline": spool.baseline(rows, large), "variants": metrics}
-        sample = rows.sample_raw[: export.MAX_WARMUP]
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     chosen = models[config.normalization]
     _save_keras(chosen, os.path.join(out, "model", "model.keras"))
     atomic.write_json_atomic(os.path.join(out, "model", "metrics.json"), document)
+    # The verify sample: the rows whose normalized values the transform
+    # stage's Beam run recorded (transform.SAMPLE_FILE).
     version_dir = export.export_model(
         os.path.join(out, "transform"), os.path.join(out, "serving"), config.model_name, config.model_version,
-        model=chosen, variant=config.normalization, model_inputs=names, sample_rows=sample,
+        model=chosen, variant=config.normalization, model_inputs=names, task=rows.task,
+        base_path=config.serving_base_path,
         predict_fn=_model_input_fn(config.normalization, chosen, graph, names, spec.features),
     )
     progress(f"exported {version_dir}")

@@ -18,9 +18,9 @@ import apache_beam as beam
 import pyarrow as pa
 import tensorflow_transform.beam as tft_beam
 
-from normpipe.components import atomic, ingest, statistics, transform
+from normpipe.components import atomic, export, ingest, statistics, transform
 from normpipe.components.errors import UserError
-from normpipe.pipeline import beam_options, workers
+from normpipe.pipeline import beam_options
 from normpipe.pipeline.progress import progress, rows_per_s
 from normpipe.pipeline.stats import ReportRows, StatsConfig, inspect, report_bad_values, statistics_document
 
@@ -55,8 +55,9 @@ def run_transform(config: TransformConfig, beam_args=()):
         examples_dir = os.path.join(tmp, "transformed")
         prefix = os.path.join(examples_dir, "part") if config.materialize else None
         bad_values_path = os.path.join(tmp, "bad_values.json")
+        sample = ingest.first_rows(spec, export.MAX_WARMUP)
         beam_opts = beam_options.make_options(beam_args)
-        with beam.Pipeline(runner=workers.runner_for(beam_opts), options=beam_opts) as p, tft_beam.Context(
+        with beam.Pipeline(runner=beam_options.runner_for(beam_opts), options=beam_opts) as p, tft_beam.Context(
             temp_dir=os.path.join(tmp, "tft")
         ):
             _ = (
@@ -64,10 +65,11 @@ def run_transform(config: TransformConfig, beam_args=()):
                 | "ReadInput" >> ingest.ReadRecordBatches(spec, bad_values_path=bad_values_path)
                 | "ReportProgress" >> beam.ParDo(ReportRows("transform")).with_output_types(pa.RecordBatch)
                 | "Transform" >> transform.AnalyzeAndTransform(
-                    options, ingest.tensor_adapter_config(spec), transform_dir, prefix
+                    options, ingest.tensor_adapter_config(spec), transform_dir, prefix,
+                    sample=sample, sample_path=os.path.join(transform_dir, transform.SAMPLE_FILE),
                 )
             )
-        transform.write_metadata(transform_dir, options, spec.numeric, spec.renamed)
+        transform.write_metadata(transform_dir, options, spec.numeric, spec.renamed, spec.int64_columns)
         stats = statistics.read_statistics(transform_dir)
         bad_counts = ingest.read_bad_value_counts(bad_values_path)
         if stats["num_examples"] == 0:

@@ -147,7 +147,7 @@ def test_user_errors_exit_2_with_one_line(tmp_path, make_input, flags, expected)
 @pytest.mark.slow
 def test_user_error_raised_in_a_worker_process_is_found(tmp_path):
     """Beam re-raises a worker's failure as its own error; the CLI reports it
-    on one line, and the forked worker does not print its own traceback."""
+    on one line, and the worker process does not print its own traceback."""
     result = run_stats(TAXI_CSV, tmp_path / "out", "--features", "fare,company",
                        "--direct_running_mode=multi_processing", "--direct_num_workers=2")
     assert_user_error(result, "line 2 column 'company': non-numeric value")

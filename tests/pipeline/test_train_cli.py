@@ -73,7 +73,8 @@ def test_verify_fails_on_a_skewed_export(trained, tmp_path):
     shutil.copytree(trained["out"] / "serving" / "tips", export)
     sample_path = export / "1" / "assets.extra" / "normpipe_verify_sample.json"
     sample = json.loads(sample_path.read_text())
-    sample["transform_features"]["fare_z"][0] += 1e-3  # what the pipeline computed differs from serving
+    # what the Beam pipeline computed for a sample row differs from serving
+    sample["pipeline_transform"]["fare_z"][0] += 1e-3
     sample_path.write_text(json.dumps(sample))
     result = run_cli(["verify", "--model-dir", str(export)])
     assert result.returncode == 1
