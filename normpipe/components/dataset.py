@@ -99,9 +99,12 @@ def input_fn(file_pattern: Union[str, Sequence[str]], tf_transform_output, batch
             return tf.boolean_mask(x, keep), tf.boolean_mask(y, keep)
         return {k: tf.boolean_mask(v, keep) for k, v in x.items()}, tf.boolean_mask(y, keep)
 
+    # Shuffled as serialized records (cheap to move), parsed and split in
+    # large chunks, then cut into batches with rebatch: no per-row element
+    # ever goes through tf.data after parsing.
     dataset = tf.data.TFRecordDataset(files, compression_type=compression, num_parallel_reads=min(len(files), 4))
-    dataset = dataset.batch(_PARSE_CHUNK).map(parse, num_parallel_calls=tf.data.AUTOTUNE).unbatch()
     if shuffle:
         dataset = dataset.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
     dataset = dataset.repeat(num_epochs) if num_epochs != 1 else dataset
-    return dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+    dataset = dataset.batch(max(batch_size, _PARSE_CHUNK)).map(parse, num_parallel_calls=tf.data.AUTOTUNE)
+    return dataset.rebatch(batch_size).prefetch(tf.data.AUTOTUNE)
