@@ -162,6 +162,8 @@ def write_models_config(serving_root: str) -> str:
 
 def publish_version(staging: str, model_dir: str, version=None) -> str:
     """Renames a finished SavedModel into model_dir/<version>, atomically."""
+    # mkdtemp made the staging directory 0700; TF Serving may run as another user.
+    atomic.make_public_dir(staging)
     while True:
         number = version if version is not None else max(existing_versions(model_dir), default=0) + 1
         final = os.path.join(model_dir, str(number))

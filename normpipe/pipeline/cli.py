@@ -5,6 +5,7 @@ PipelineOptions (`--runner`, `--direct_num_workers`, `--job_endpoint`, ...).
 """
 
 import argparse
+import contextlib
 import gc
 import logging
 import os
@@ -142,6 +143,12 @@ def _run(args, beam_args, argv=()) -> int:
     return code
 
 
+def _progress_to_stderr():
+    """Keras prints its per-epoch lines on stdout; they are progress, and
+    stdout is for results."""
+    return contextlib.redirect_stdout(sys.stderr)
+
+
 def _run_command(args, beam_args, argv=()) -> int:
     if args.command == "stats":
         from normpipe.pipeline import stats  # pylint: disable=import-outside-toplevel
@@ -175,7 +182,8 @@ def _run_command(args, beam_args, argv=()) -> int:
             TrainOptions(normalization=args.normalization, epochs=args.epochs, batch_size=args.batch_size),
             bad_values=args.bad_values,
         )
-        document, _ = train.run_train(config, beam_args)
+        with _progress_to_stderr():
+            document, _ = train.run_train(config, beam_args)
         print(train.format_metrics(document))
         return 0
     if args.command == "run":
@@ -184,7 +192,8 @@ def _run_command(args, beam_args, argv=()) -> int:
         config = run.RunConfig(args.input, args.output_dir, args.label, args.format, args.features, args.method,
                                args.normalization, args.model_name, args.model_version, args.batch_sizes, args.seed,
                                args.epochs, bad_values=args.bad_values)
-        result = run.run_all(config, argv, beam_args)
+        with _progress_to_stderr():
+            result = run.run_all(config, argv, beam_args)
         print(run.summary(result, args.output_dir, args.model_name))
         return 0 if result["run"]["verified"] else 1
     if args.command == "predict":
