@@ -45,9 +45,10 @@ MAX_WARMUP = 1000
 
 
 def check_model_name(name: str) -> str:
-    """Model names become directory names: [A-Za-z0-9._-], not '.' or '..'."""
-    if not _NAME.match(name or "") or name in (".", ".."):
-        raise UserError(f"--model-name must match [A-Za-z0-9._-]+ and not be '.' or '..'. Received: {name!r}")
+    """Model names become directory names: [A-Za-z0-9._-], not starting with
+    '.' (a hidden directory, which models.config and TF Serving skip)."""
+    if not _NAME.match(name or "") or name.startswith("."):
+        raise UserError(f"--model-name must match [A-Za-z0-9._-]+ and not start with '.'. Received: {name!r}")
     return name
 
 

@@ -226,6 +226,28 @@ def _run_command(args, beam_args, argv=()) -> int:
     raise AssertionError(args.command)
 
 
+# TF Serving's version numbers are int64.
+MAX_MODEL_VERSION = 2**63 - 1
+
+
+def check_args(args) -> None:
+    """Argument errors that need no data, raised before any work."""
+    from normpipe.components.errors import UserError  # pylint: disable=import-outside-toplevel
+
+    for flag in ("epochs", "batch_size"):
+        value = getattr(args, flag, None)
+        if value is not None and value < 1:
+            raise UserError(f"--{flag.replace('_', '-')} must be a positive integer. Received: {value}")
+    version = getattr(args, "model_version", None)
+    if version is not None and not 1 <= version <= MAX_MODEL_VERSION:
+        raise UserError(f"--model-version must be an integer from 1 to {MAX_MODEL_VERSION} (TF Serving's "
+                        f"int64 version). Received: {version}")
+    if getattr(args, "model_name", None) is not None:
+        from normpipe.components.export import check_model_name  # pylint: disable=import-outside-toplevel
+
+        check_model_name(args.model_name)
+
+
 # Commands that run a Beam pipeline (and so may use forked workers).
 PIPELINE_COMMANDS = ("stats", "transform", "compare", "run")
 
@@ -244,6 +266,7 @@ def main(argv=None) -> int:
 
     failed = True
     try:
+        check_args(args)
         if args.command in PIPELINE_COMMANDS:
             workers.start(beam_args)
         code = _run(args, beam_args, sys.argv[1:] if argv is None else argv)

@@ -17,7 +17,7 @@ import time
 import apache_beam as beam
 import tensorflow_transform.beam as tft_beam
 
-from normpipe.components import atomic, ingest, statistics, transform
+from normpipe.components import atomic, column_names, ingest, statistics, transform
 from normpipe.components.errors import UserError
 from normpipe.pipeline import beam_options, workers
 from normpipe.pipeline.progress import progress
@@ -47,6 +47,9 @@ def _replace_dir(src: str, dst: str) -> None:
 def run_transform(config: TransformConfig, beam_args=()):
     """Runs analysis + transform in one Beam pipeline; returns (spec, statistics doc)."""
     spec = inspect(config)
+    methods = transform.METHODS if config.method == "both" else (config.method,)
+    column_names.check_output_names(spec.features, spec.label, [transform.SUFFIX[m] for m in methods],
+                                    spec.original_name)
     options = transform.TransformOptions(spec.features, config.method, spec.label, spec.centers, spec.exponents)
     start = time.time()
     with beam_options.TempDir(config.output_dir) as tmp:
