@@ -135,6 +135,8 @@ def _produced(args):
 def _run(args, beam_args, argv=()) -> int:
     from normpipe.pipeline import outputs  # pylint: disable=import-outside-toplevel
 
+    if getattr(args, "output_dir", None):
+        outputs.check_writable(args.output_dir)
     if args.command in outputs.OUTPUTS:
         outputs.check_output_dir(args.command, args.output_dir, args.overwrite)
     code = _run_command(args, beam_args, argv)
@@ -226,6 +228,18 @@ def _run_command(args, beam_args, argv=()) -> int:
     raise AssertionError(args.command)
 
 
+def _storage_message(args, exc):
+    """A full or read-only disk, reported on one line (outputs are written
+    atomically, so nothing partial is left under a final name)."""
+    from normpipe.pipeline.outputs import storage_error  # pylint: disable=import-outside-toplevel
+
+    reason = storage_error(exc)
+    if reason is None:
+        return None
+    where = getattr(args, "output_dir", None) or getattr(args, "model_dir", None)
+    return f"cannot write the outputs{f' in {where}' if where else ''}: {reason}"
+
+
 # TF Serving's version numbers are int64.
 MAX_MODEL_VERSION = 2**63 - 1
 
@@ -280,6 +294,8 @@ def main(argv=None) -> int:
         return 130
     except Exception as exc:  # pylint: disable=broad-except
         message = find_user_error(exc)
+        if message is None:
+            message = _storage_message(args, exc)
         if message is None:
             raise
         print(f"normpipe: error: {message}", file=sys.stderr)

@@ -9,6 +9,7 @@ has succeeded, so old and new artifacts never mix. Export versions under
 serving/ are never replaced: each export adds the next version.
 """
 
+import errno
 import os
 import shutil
 
@@ -22,6 +23,46 @@ OUTPUTS = {
     "run": ("statistics.json", "transform", "transformed", "comparison.json", "comparison.md", "comparison.png",
             "model", "report.html", "run.json"),
 }
+
+
+def check_writable(output_dir: str) -> None:
+    """Refuses an --output-dir that is a file, lies under a file, or sits in
+    a directory this process cannot write in; creates nothing.
+
+    URIs (gs://, s3://, ...) are left to their filesystem.
+    """
+    if "://" in output_dir:
+        return
+    path = os.path.abspath(output_dir)
+    existing = path
+    while not os.path.lexists(existing) and os.path.dirname(existing) != existing:
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        where = "is a file" if existing == path else f"{existing} is a file"
+        raise UserError(f"--output-dir {output_dir}: {where}, not a directory")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise UserError(f"--output-dir {output_dir}: cannot write in {existing} (read-only or permission denied)")
+
+
+def storage_error(exc: BaseException):
+    """The one-line reason when `exc` (or a cause, or the text a Beam runner
+    or TensorFlow wrapped it in) is the disk filling up or turning read-only;
+    else None."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, OSError) and exc.errno in _STORAGE_ERRNOS:
+            return f"{exc.filename}: {os.strerror(exc.errno)}" if exc.filename else os.strerror(exc.errno)
+        text = str(exc)
+        for reason in _STORAGE_TEXTS:
+            if reason in text:
+                return reason
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
+_STORAGE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS)
+_STORAGE_TEXTS = tuple(os.strerror(e) for e in _STORAGE_ERRNOS)
 
 
 def check_output_dir(command: str, output_dir: str, overwrite: bool) -> None:
