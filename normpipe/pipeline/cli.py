@@ -203,9 +203,14 @@ def _run_command(args, beam_args, argv=()) -> int:
 
         from normpipe.components import serving_client  # pylint: disable=import-outside-toplevel
 
-        names = serving_client.model_inputs(args.server, args.model, args.signature, args.timeout)
+        import time  # pylint: disable=import-outside-toplevel
+
+        # --timeout bounds the whole command: the metadata call and the predict call.
+        deadline = time.monotonic() + args.timeout
+        names = serving_client.model_inputs(args.server, args.model, args.signature, args.timeout, deadline)
         rows = serving_client.read_rows(args.input, names)
-        for prediction in serving_client.predict(args.server, args.model, rows, args.signature, args.timeout):
+        predictions = serving_client.predict(args.server, args.model, rows, args.signature, args.timeout, deadline)
+        for prediction in predictions:
             print(json.dumps(prediction))
         return 0
     if args.command == "verify":
@@ -256,6 +261,13 @@ def check_args(args) -> None:
     if version is not None and not 1 <= version <= MAX_MODEL_VERSION:
         raise UserError(f"--model-version must be an integer from 1 to {MAX_MODEL_VERSION} (TF Serving's "
                         f"int64 version). Received: {version}")
+    timeout = getattr(args, "timeout", None)
+    if timeout is not None and not 0 < timeout < float("inf"):
+        raise UserError(f"--timeout must be a positive number of seconds. Received: {timeout}")
+    if getattr(args, "server", None) is not None:
+        from normpipe.components.serving_client import check_server_url  # pylint: disable=import-outside-toplevel
+
+        check_server_url(args.server)
     if getattr(args, "model_name", None) is not None:
         from normpipe.components.export import check_model_name  # pylint: disable=import-outside-toplevel
 
