@@ -137,11 +137,20 @@ def _run(args, beam_args, argv=()) -> int:
 
     if getattr(args, "output_dir", None):
         outputs.check_writable(args.output_dir)
-    if args.command in outputs.OUTPUTS:
-        outputs.check_output_dir(args.command, args.output_dir, args.overwrite)
-    code = _run_command(args, beam_args, argv)
-    if args.command in outputs.OUTPUTS and code == 0:
-        outputs.remove_stale(args.command, args.output_dir, _produced(args))
+    if args.command not in outputs.OUTPUTS:
+        return _run_command(args, beam_args, argv)
+    lock = None if "://" in args.output_dir else outputs.RunLock(args.output_dir, args.command).acquire()
+    code, started = 1, False
+    try:
+        unfinished = lock is not None and lock.unfinished
+        outputs.check_output_dir(args.command, args.output_dir, args.overwrite or unfinished)
+        started = True
+        code = _run_command(args, beam_args, argv)
+        if code == 0:
+            outputs.remove_stale(args.command, args.output_dir, _produced(args))
+    finally:
+        if lock is not None:
+            lock.release(code == 0, started)
     return code
 
 
