@@ -8,6 +8,7 @@ the columns and returns a frozen `InputSpec` that the readers follow.
 import dataclasses
 import glob
 import os
+import zlib
 from typing import Dict, Optional, Tuple
 
 import numpy as np
@@ -116,6 +117,9 @@ def _check_header(path, names):
         raise UserError(f"{path}: header has duplicate column names: {', '.join(dupes)}")
 
 
+PARQUET_MAGIC = b"PAR1"
+
+
 def _csv_sample(path: str) -> pa.Table:
     """The first few MB of a CSV, parsed with pyarrow's type inference.
 
@@ -123,6 +127,13 @@ def _csv_sample(path: str) -> pa.Table:
     """
     if csv_lines.is_local(path) and os.path.getsize(path) == 0:
         raise UserError(f"{path}: file is empty (expected a header row)")
+    try:
+        with csv_lines.open_bytes(path) as f:
+            head = f.read(_INFER_BYTES)
+    except (OSError, EOFError, zlib.error) as exc:  # e.g. a broken gzip stream
+        raise UserError(f"{path}: cannot read: {(str(exc).splitlines() or [type(exc).__name__])[0][:200]}") from None
+    if head[:4] == PARQUET_MAGIC:
+        raise UserError(f"{path}: a Parquet file (it starts with PAR1), not CSV")
     block_size = _INFER_BYTES
     while True:
         try:
@@ -133,6 +144,8 @@ def _csv_sample(path: str) -> pa.Table:
                 block_size *= 4
                 continue
             if "Empty CSV file" in message:
+                if head.strip() and len(head) < _INFER_BYTES:
+                    return _header_only(path, head)
                 raise UserError(f"{path}: file is empty (expected a header row)") from None
             error = csv_reader.parse_error(path, 0, exc)
             if "cannot parse CSV" in error.message:
@@ -142,6 +155,18 @@ def _csv_sample(path: str) -> pa.Table:
             raise UserError(f"{path}: header is not UTF-8 text ({exc.reason} at byte {exc.start})") from None
         except (OSError, EOFError) as exc:  # e.g. a broken gzip stream
             raise UserError(f"{path}: cannot read: {str(exc).splitlines()[0][:200]}") from None
+
+
+def _header_only(path: str, head: bytes) -> pa.Table:
+    """The empty table of a header without a final newline (pyarrow calls
+    such a file empty)."""
+    try:
+        head.decode("utf-8")
+        return pacsv.read_csv(pa.BufferReader(head + b"\n"))
+    except UnicodeDecodeError as exc:
+        raise UserError(f"{path}: header is not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    except pa.ArrowInvalid as exc:
+        raise UserError(f"{path}: cannot read CSV header: {str(exc).splitlines()[0][:200]}") from None
 
 
 def _read_sample(path: str, block_size: int) -> pa.Table:
