@@ -5,7 +5,9 @@
 the columns and returns a frozen `InputSpec` that the readers follow.
 """
 
+import collections
 import dataclasses
+import functools
 import glob
 import os
 import zlib
@@ -71,7 +73,12 @@ class InputSpec:
 
     def original_name(self, name: str) -> str:
         """The input's own name of a column."""
-        return dict(zip(self.columns, self.original_columns)).get(name, name)
+        return self._originals.get(name, name)
+
+    @functools.cached_property
+    def _originals(self) -> Dict[str, str]:
+        # built once: a lookup per column must not cost a pass over the columns
+        return dict(zip(self.columns, self.original_columns))
 
 
 def expand_input(path: str) -> Tuple[str, ...]:
@@ -112,7 +119,7 @@ def _check_header(path, names):
     for i, name in enumerate(names):
         if not name.strip():
             raise UserError(f"{path}: header column {i + 1} has an empty name")
-    dupes = sorted({n for n in names if names.count(n) > 1})
+    dupes = sorted(n for n, k in collections.Counter(names).items() if k > 1)
     if dupes:
         raise UserError(f"{path}: header has duplicate column names: {', '.join(dupes)}")
 
@@ -240,7 +247,8 @@ def _with_scales(spec: InputSpec, samples) -> InputSpec:
 
 
 def _make_spec(files, fmt, columns, originals, inferred, features, label, types, bad_values) -> InputSpec:
-    strings = tuple(n for n in columns if n not in inferred)
+    numeric = set(inferred)
+    strings = tuple(n for n in columns if n not in numeric)
     shown = dict(zip(columns, originals))
     if label is not None:
         (label,) = column_names.resolve("--label", [label], originals, columns)
@@ -248,14 +256,16 @@ def _make_spec(files, fmt, columns, originals, inferred, features, label, types,
             raise UserError(f"--label {shown[label]!r}: column is not numeric (type {types[label]})")
     features = column_names.resolve("--features", features, originals, columns)
     if features:
-        twice = sorted({shown[n] for n in features if features.count(n) > 1})
+        twice = sorted(shown[n] for n, k in collections.Counter(features).items() if k > 1)
         if twice:
             raise UserError(f"--features: column {twice[0]!r} is listed twice")
+        string_set = set(strings)
         for name in features:
-            if name in strings and not pa.types.is_string(types[name]):
+            if name in string_set and not pa.types.is_string(types[name]):
                 raise UserError(f"--features: column {shown[name]!r} is not numeric (type {types[name]})")
         chosen = tuple(n for n in features if n != label)
-        strings = tuple(n for n in strings if n not in chosen)
+        chosen_set = set(chosen)
+        strings = tuple(n for n in strings if n not in chosen_set)
     else:
         chosen = tuple(n for n in inferred if n != label)
     if not chosen:
