@@ -73,3 +73,25 @@ def resolve(flag: str, given: Optional[Iterable[str]], originals: Sequence[str],
             raise UserError(f"{flag}: no column {name!r} (columns: {', '.join(originals)})")
         result.append(lookup[name])
     return tuple(result)
+
+
+def check_output_names(features: Sequence[str], label: Optional[str], suffixes: Sequence[str], original=str) -> None:
+    """Refuses a column that would share a name with a graph output.
+
+    The transform graph emits `<feature><suffix>` per normalized feature
+    (`a_z`, `a_01`), the label under its own name, and internal outputs named
+    `__...__`. A label or a raw feature with one of those names (`--label a_z`
+    beside a feature `a`) would overwrite or shadow an output, so it is a
+    UserError naming both columns. `original` maps a name to the header's.
+    """
+    outputs = {feature + suffix: feature for feature in features for suffix in suffixes}
+    candidates = ([("--label", label)] if label else []) + [("feature", f) for f in features]
+    for role, name in candidates:
+        if name in outputs:
+            raise UserError(
+                f"{role} {original(name)!r} has the name of the normalized output of feature "
+                f"{original(outputs[name])!r} ({outputs[name]} + {name[len(outputs[name]):]!r}); rename the column "
+                "or leave one of them out with --features"
+            )
+        if name.startswith("__") and name.endswith("__"):
+            raise UserError(f"{role} {original(name)!r}: names of the form __x__ are the graph's internal outputs")

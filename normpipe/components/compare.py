@@ -78,8 +78,9 @@ class ErrorAccumulator:
     def add_batch_stats(self, relative):
         """relative: [4, batches, F] batch statistics relative to the full ones."""
         self.batches += relative.shape[1]
-        self.spread_sum += relative.sum(axis=1)
-        self.spread_sq += np.square(relative).sum(axis=1)
+        with np.errstate(over="ignore", invalid="ignore"):
+            self.spread_sum += relative.sum(axis=1)
+            self.spread_sq += np.square(relative).sum(axis=1)
 
     def p99(self, j):
         counts = self.hist[j]
@@ -90,22 +91,30 @@ class ErrorAccumulator:
         return 0.0 if index == 0 else float(10 ** (_LOW + index / _PER_DECADE))
 
     def record(self, j):
+        """One JSON record; a figure that is not finite (a feature with no
+        value, or one whose batch statistics overflow float64) is None."""
         finite = self.values[j] - self.nonfinite[j]
-        mean_sq = self.spread_sq[:, j] / max(self.batches, 1)
-        mean = self.spread_sum[:, j] / max(self.batches, 1)
-        spread = np.sqrt(np.maximum(mean_sq - mean**2, 0.0))
+        with np.errstate(over="ignore", invalid="ignore"):
+            mean_sq = self.spread_sq[:, j] / max(self.batches, 1)
+            mean = self.spread_sum[:, j] / max(self.batches, 1)
+            spread = np.sqrt(np.maximum(mean_sq - mean**2, 0.0))
         return {
             "num_values": int(self.values[j]),
-            "mean_abs_error": float(self.sum[j] / finite) if finite else None,
+            "mean_abs_error": _finite_or_none(self.sum[j] / finite) if finite else None,
             "p99_abs_error": self.p99(j),
-            "max_abs_error": float(self.max[j]) if finite else None,
+            "max_abs_error": _finite_or_none(self.max[j]) if finite else None,
             "nonfinite_fraction": float(self.nonfinite[j] / self.values[j]) if self.values[j] else 0.0,
             "num_batches": int(self.batches),
-            "batch_mean_spread": float(spread[0]),
-            "batch_std_spread": float(spread[1]),
-            "batch_min_spread": float(spread[2]),
-            "batch_max_spread": float(spread[3]),
+            "batch_mean_spread": _finite_or_none(spread[0]),
+            "batch_std_spread": _finite_or_none(spread[1]),
+            "batch_min_spread": _finite_or_none(spread[2]),
+            "batch_max_spread": _finite_or_none(spread[3]),
         }
+
+
+def _finite_or_none(value):
+    value = float(value)
+    return value if np.isfinite(value) else None
 
 
 def apply_per_batch(layer, x, b):
@@ -124,6 +133,11 @@ def batch_statistics(x, b, full):
     """[4, k, F] per-batch mean, std, min, max relative to the full dataset's."""
     k, f = x.shape[0] // b, x.shape[1]
     batches = x.reshape(k, b, f)
+    with np.errstate(over="ignore", invalid="ignore"):
+        return _relative_statistics(batches, full)
+
+
+def _relative_statistics(batches, full):
     std = np.where(full["std"] > 0, full["std"], 1.0)
     span = np.where(full["max"] > full["min"], full["max"] - full["min"], 1.0)
     return np.stack([
@@ -225,7 +239,8 @@ def probe_row(raw, refs, methods, features, options, row=0):
                 finite = values[:, j][np.isfinite(values[:, j])]
                 results.append({
                     "feature": name, "method": method, "batch_size": b, "row": row,
-                    "raw_value": float(raw[row, j]), "full_dataset_value": float(refs[m_index][row, j]),
+                    "raw_value": _finite_or_none(raw[row, j]),
+                    "full_dataset_value": _finite_or_none(refs[m_index][row, j]),
                     "min": float(finite.min()) if finite.size else None,
                     "max": float(finite.max()) if finite.size else None,
                     "nonfinite_draws": int(values.shape[0] - finite.size), "draws": int(values.shape[0]),

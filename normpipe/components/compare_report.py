@@ -3,6 +3,7 @@
 All three are written to temporary names and renamed into place.
 """
 
+import json
 import os
 import tempfile
 
@@ -100,24 +101,33 @@ def render_plot(document, path):
     sizes = document["batch_sizes"]
     colors = plt.get_cmap("tab20")
     for ax, method in zip(axes[0], methods):
+        drawn = False
         for index, name in enumerate(document["features"]):
             for order, style in (("shuffled", "-"), ("file", ":")):
                 errors = [table[(name, method, order, b)]["mean_abs_error"] for b in sizes]
                 # None (all outputs NaN) and exact zeros have no place on a log axis.
                 ys = [e if e else float("nan") for e in errors]
+                drawn = drawn or any(y > 0 for y in ys)
                 ax.plot(sizes, ys, style, marker="o", markersize=3, color=colors(index % 20),
                         label=name if order == "shuffled" else None)
         ax.set_xscale("log", base=2)
-        ax.set_yscale("log")
+        if drawn:
+            ax.set_yscale("log")
+        else:
+            # One row, identical rows, no value: every error is 0 or undefined,
+            # and a log axis with nothing on it cannot be drawn.
+            ax.text(0.5, 0.5, "no non-zero error to draw", ha="center", va="center", transform=ax.transAxes)
         ax.set_xlabel("batch size")
         ax.set_ylabel("mean |per-batch - full-dataset|")
         ax.set_title(f"{method} (solid: shuffled, dotted: file order; 0 and all-NaN not drawn)", fontsize=9)
         ax.grid(True, which="both", alpha=0.3)
-    axes[0][-1].legend(fontsize=7, loc="upper right", ncol=2)
+    if axes[0][-1].get_legend_handles_labels()[0]:
+        axes[0][-1].legend(fontsize=7, loc="upper right", ncol=2)
     fig.tight_layout()
     directory = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(prefix=".comparison.", suffix=".png", dir=directory)
     os.close(fd)
+    atomic.make_public_file(tmp)
     try:
         fig.savefig(tmp, dpi=110)
         os.replace(tmp, path)
@@ -128,7 +138,13 @@ def render_plot(document, path):
 
 
 def write_outputs(document, output_dir):
-    """comparison.json, comparison.md and comparison.png under output_dir."""
-    atomic.write_json_atomic(os.path.join(output_dir, "comparison.json"), document)
-    atomic.write_text_atomic(os.path.join(output_dir, "comparison.md"), render_markdown(document))
+    """comparison.json, comparison.md and comparison.png under output_dir.
+
+    The JSON text and the table are built before anything is written, so a
+    document that cannot be written leaves none of the three.
+    """
+    text = json.dumps(document, indent=2, allow_nan=False) + "\n"
+    table = render_markdown(document)
     render_plot(document, os.path.join(output_dir, "comparison.png"))
+    atomic.write_text_atomic(os.path.join(output_dir, "comparison.json"), text)
+    atomic.write_text_atomic(os.path.join(output_dir, "comparison.md"), table)

@@ -158,7 +158,10 @@ class ReadCsvRange(beam.DoFn):
                     yield from outputs
                 return
             except pa.ArrowInvalid as exc:
-                if "straddling" in str(exc) and block_size < MAX_BLOCK_SIZE:
+                header_unread = first == 0 and "Could not skip initial" in str(exc)
+                if header_unread and _one_line(path, block_size):
+                    return  # a header without a final newline: no rows
+                if ("straddling" in str(exc) or header_unread) and block_size < MAX_BLOCK_SIZE:
                     block_size *= 4
                 elif self._bad_values == "missing" and not as_bytes:
                     as_bytes = True
@@ -239,6 +242,13 @@ class ReadCsvRange(beam.DoFn):
         except pa.ArrowInvalid as again:
             exc = again
         return parse_error(path, first, exc, len(self._columns))
+
+
+def _one_line(path: str, limit: int) -> bool:
+    """The (decompressed) file is at most `limit` bytes with no line break."""
+    with csv_lines.open_bytes(path) as f:
+        data = f.read(limit + 1)
+    return len(data) <= limit and b"\n" not in data and b"\r" not in data
 
 
 def parse_error(path: str, first: int, exc: Exception, expected=None) -> UserError:

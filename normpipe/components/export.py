@@ -47,9 +47,10 @@ CLASSIFY, CLASSIFY_METHOD = "classify", "tensorflow/serving/classify"
 
 
 def check_model_name(name: str) -> str:
-    """Model names become directory names: [A-Za-z0-9._-], not '.' or '..'."""
-    if not _NAME.match(name or "") or name in (".", ".."):
-        raise UserError(f"--model-name must match [A-Za-z0-9._-]+ and not be '.' or '..'. Received: {name!r}")
+    """Model names become directory names: [A-Za-z0-9._-], not starting with
+    '.' (a hidden directory, which models.config and TF Serving skip)."""
+    if not _NAME.match(name or "") or name.startswith("."):
+        raise UserError(f"--model-name must match [A-Za-z0-9._-]+ and not start with '.'. Received: {name!r}")
     return name
 
 
@@ -241,6 +242,8 @@ def write_models_config(serving_root: str, base_path=None) -> str:
 
 def publish_version(staging: str, model_dir: str, version=None) -> str:
     """Renames a finished SavedModel into model_dir/<version>, atomically."""
+    # mkdtemp made the staging directory 0700; TF Serving may run as another user.
+    atomic.make_public_dir(staging)
     while True:
         number = version if version is not None else max(existing_versions(model_dir), default=0) + 1
         final = os.path.join(model_dir, str(number))

@@ -6,9 +6,12 @@ and first 65,536 rows of the first Parquet file), types
 the columns and returns a frozen `InputSpec` that the readers follow.
 """
 
+import collections
 import dataclasses
+import functools
 import glob
 import os
+import zlib
 from typing import Dict, Optional, Tuple
 
 import numpy as np
@@ -80,7 +83,12 @@ class InputSpec:
 
     def original_name(self, name: str) -> str:
         """The input's own name of a column."""
-        return dict(zip(self.columns, self.original_columns)).get(name, name)
+        return self._originals.get(name, name)
+
+    @functools.cached_property
+    def _originals(self) -> Dict[str, str]:
+        # built once: a lookup per column must not cost a pass over the columns
+        return dict(zip(self.columns, self.original_columns))
 
 
 def expand_input(path: str) -> Tuple[str, ...]:
@@ -123,9 +131,12 @@ def _check_header(path, names):
     for i, name in enumerate(names):
         if not name.strip():
             raise UserError(f"{path}: header column {i + 1} has an empty name")
-    dupes = sorted({n for n in names if names.count(n) > 1})
+    dupes = sorted(n for n, k in collections.Counter(names).items() if k > 1)
     if dupes:
         raise UserError(f"{path}: header has duplicate column names: {', '.join(dupes)}")
+
+
+PARQUET_MAGIC = b"PAR1"
 
 
 def _csv_sample(path: str) -> pa.Table:
@@ -135,6 +146,13 @@ def _csv_sample(path: str) -> pa.Table:
     """
     if csv_lines.is_local(path) and os.path.getsize(path) == 0:
         raise UserError(f"{path}: file is empty (expected a header row)")
+    try:
+        with csv_lines.open_bytes(path) as f:
+            head = f.read(_INFER_BYTES)
+    except (OSError, EOFError, zlib.error) as exc:  # e.g. a broken gzip stream
+        raise UserError(f"{path}: cannot read: {(str(exc).splitlines() or [type(exc).__name__])[0][:200]}") from None
+    if head[:4] == PARQUET_MAGIC:
+        raise UserError(f"{path}: a Parquet file (it starts with PAR1), not CSV")
     block_size = _INFER_BYTES
     while True:
         try:
@@ -145,6 +163,8 @@ def _csv_sample(path: str) -> pa.Table:
                 block_size *= 4
                 continue
             if "Empty CSV file" in message:
+                if head.strip() and len(head) < _INFER_BYTES:
+                    return _header_only(path, head)
                 raise UserError(f"{path}: file is empty (expected a header row)") from None
             error = csv_reader.parse_error(path, 0, exc)
             if "cannot parse CSV" in error.message:
@@ -154,6 +174,18 @@ def _csv_sample(path: str) -> pa.Table:
             raise UserError(f"{path}: header is not UTF-8 text ({exc.reason} at byte {exc.start})") from None
         except (OSError, EOFError) as exc:  # e.g. a broken gzip stream
             raise UserError(f"{path}: cannot read: {str(exc).splitlines()[0][:200]}") from None
+
+
+def _header_only(path: str, head: bytes) -> pa.Table:
+    """The empty table of a header without a final newline (pyarrow calls
+    such a file empty)."""
+    try:
+        head.decode("utf-8")
+        return pacsv.read_csv(pa.BufferReader(head + b"\n"))
+    except UnicodeDecodeError as exc:
+        raise UserError(f"{path}: header is not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    except pa.ArrowInvalid as exc:
+        raise UserError(f"{path}: cannot read CSV header: {str(exc).splitlines()[0][:200]}") from None
 
 
 def _read_sample(path: str, block_size: int) -> pa.Table:
@@ -229,7 +261,8 @@ def _with_scales(spec: InputSpec, samples) -> InputSpec:
 
 
 def _make_spec(files, fmt, columns, originals, inferred, features, label, types, bad_values) -> InputSpec:
-    strings = tuple(n for n in columns if n not in inferred)
+    numeric = set(inferred)
+    strings = tuple(n for n in columns if n not in numeric)
     shown = dict(zip(columns, originals))
     if label is not None:
         (label,) = column_names.resolve("--label", [label], originals, columns)
@@ -237,14 +270,16 @@ def _make_spec(files, fmt, columns, originals, inferred, features, label, types,
             raise UserError(f"--label {shown[label]!r}: column is not numeric (type {types[label]})")
     features = column_names.resolve("--features", features, originals, columns)
     if features:
-        twice = sorted({shown[n] for n in features if features.count(n) > 1})
+        twice = sorted(shown[n] for n, k in collections.Counter(features).items() if k > 1)
         if twice:
             raise UserError(f"--features: column {twice[0]!r} is listed twice")
+        string_set = set(strings)
         for name in features:
-            if name in strings and not pa.types.is_string(types[name]):
+            if name in string_set and not pa.types.is_string(types[name]):
                 raise UserError(f"--features: column {shown[name]!r} is not numeric (type {types[name]})")
         chosen = tuple(n for n in features if n != label)
-        strings = tuple(n for n in strings if n not in chosen)
+        chosen_set = set(chosen)
+        strings = tuple(n for n in strings if n not in chosen_set)
     else:
         chosen = tuple(n for n in inferred if n != label)
     if not chosen:

@@ -9,9 +9,13 @@ server provides it; otherwise every CSV column is sent.
 """
 
 import csv
+import http.client
 import json
 import math
+import threading
+import time
 import urllib.error
+import urllib.parse
 import urllib.request
 
 from normpipe.components.errors import UserError
@@ -55,32 +59,108 @@ def encode_request(body: dict) -> bytes:
     return json.dumps(body, allow_nan=True).encode("utf-8")
 
 
-def _call(url, data=None, timeout=30.0):
+def check_server_url(server: str) -> str:
+    """`--server` as http(s)://HOST[:PORT][/PATH], without a trailing slash."""
+    parsed = urllib.parse.urlsplit(server or "")
+    try:
+        port_ok = parsed.port is None or parsed.port > 0
+    except ValueError:
+        port_ok = False
+    if parsed.scheme not in ("http", "https") or not parsed.hostname or not port_ok or any(c.isspace() for c in server):
+        raise UserError(f"--server must be an http:// or https:// URL such as http://localhost:8501. Received: {server!r}")
+    return server.rstrip("/")
+
+
+def _call(url, data=None, timeout=30.0, deadline=None):
+    """The JSON answer of one request, all of it within `timeout` seconds
+    (or by `deadline`, a `time.monotonic()` value, when given).
+
+    A socket timeout bounds each read, not the whole answer (a server
+    trickling a byte at a time never trips it), so the request runs in a
+    daemon thread that is abandoned when the deadline passes.
+    """
+    result = {}
+
+    def work():
+        try:
+            result["answer"] = _fetch(url, data, max(wait, 1e-3))
+        except BaseException as exc:  # pylint: disable=broad-except  -- re-raised below
+            result["error"] = exc
+
+    wait = timeout if deadline is None else max(deadline - time.monotonic(), 0.0)
+    thread = threading.Thread(target=work, daemon=True)
+    thread.start()
+    thread.join(wait)
+    if thread.is_alive():
+        raise UserError(f"{url}: no complete answer within --timeout {timeout:g} s")
+    if "error" in result:
+        raise result["error"]
+    return result["answer"]
+
+
+def _fetch(url, data, timeout):
     request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 -- the user's server
-            return json.loads(response.read().decode("utf-8"))
+            raw = response.read()
     except urllib.error.HTTPError as exc:
-        detail = exc.read().decode("utf-8", "replace")[:300]
+        try:
+            detail = exc.read().decode("utf-8", "replace")[:300]
+        except (OSError, http.client.HTTPException):
+            detail = ""
         raise UserError(f"{url}: HTTP {exc.code}: {' '.join(detail.split())}") from None
+    except http.client.IncompleteRead as exc:
+        raise UserError(f"{url}: the answer ends before its Content-Length ({len(exc.partial)} bytes read)") from None
+    except (http.client.BadStatusLine, http.client.LineTooLong) as exc:
+        raise UserError(f"{url}: not an HTTP response ({type(exc).__name__})") from None
+    except http.client.HTTPException as exc:
+        raise UserError(f"{url}: bad HTTP response ({type(exc).__name__}: {exc})") from None
     except (urllib.error.URLError, OSError) as exc:
-        raise UserError(f"{url}: cannot reach the server ({getattr(exc, 'reason', exc)})") from None
-
-
-def model_inputs(server: str, model: str, signature="serving_default", timeout=30.0):
-    """The signature's input names from the model metadata, or None."""
+        reason = getattr(exc, "reason", exc)
+        raise UserError(f"{url}: cannot reach the server ({' '.join(str(reason).split())})") from None
+    except ValueError as exc:  # a URL urllib cannot use
+        raise UserError(f"{url}: {exc}") from None
     try:
-        metadata = _call(f"{server.rstrip('/')}/v1/models/{model}/metadata", timeout=timeout)
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise UserError(f"{url}: the answer is not UTF-8 text (byte {exc.start})") from None
+    try:
+        return json.loads(text)
+    except ValueError:
+        raise UserError(f"{url}: the answer is not JSON: {text[:80]!r}") from None
+
+
+def model_inputs(server: str, model: str, signature="serving_default", timeout=30.0, deadline=None):
+    """The signature's input names from the model metadata, or None when the
+    server answers without them (an HTTP error, another layout).
+
+    A server that cannot be reached, does not answer in time or answers with
+    something that is not JSON is a UserError: the predict call would fail
+    the same way, after waiting as long again.
+    """
+    url = f"{check_server_url(server)}/v1/models/{urllib.parse.quote(model, safe='')}/metadata"
+    try:
+        metadata = _call(url, timeout=timeout, deadline=deadline)
+    except UserError as exc:
+        if ": HTTP " in exc.message:
+            return None
+        raise
+    try:
         inputs = metadata["metadata"]["signature_def"]["signature_def"][signature]["inputs"]
         return sorted(inputs)
-    except (UserError, KeyError, TypeError):
+    except (KeyError, TypeError):
         return None
 
 
-def predict(server: str, model: str, rows, signature="serving_default", timeout=30.0):
-    """Sends the rows; returns the server's `predictions` list."""
+def predict(server: str, model: str, rows, signature="serving_default", timeout=30.0, deadline=None):
+    """Sends the rows; returns the server's `predictions`, one per row."""
     body = encode_request(build_predict_request(rows, signature))
-    answer = _call(f"{server.rstrip('/')}/v1/models/{model}:predict", body, timeout)
-    if "predictions" not in answer:
-        raise UserError(f"{server}: unexpected answer: {str(answer)[:200]}")
-    return answer["predictions"]
+    url = f"{check_server_url(server)}/v1/models/{urllib.parse.quote(model, safe='')}:predict"
+    answer = _call(url, body, timeout, deadline)
+    predictions = answer.get("predictions") if isinstance(answer, dict) else None
+    if predictions is None:
+        raise UserError(f"{url}: unexpected answer: {json.dumps(answer)[:200]}")
+    if not isinstance(predictions, list) or len(predictions) != len(rows):
+        raise UserError(f"{url}: expected a list of {len(rows)} predictions, one per row. "
+                        f"Received: {json.dumps(predictions)[:200]}")
+    return predictions

@@ -161,10 +161,25 @@ class DecodeExamples(beam.DoFn):
         return dense
 
     def _undecodable(self, items) -> UserError:
-        """Decodes the records one by one to name the first that fails."""
+        """Names the first record and feature that fail.
+
+        The records are parsed as protos and each feature's kind is compared
+        with the schema's: a decoder that has failed once is left in a state
+        that fails on every later record, so it cannot be asked again.
+        """
+        from google.protobuf.message import DecodeError  # pylint: disable=import-outside-toplevel
+        from tensorflow.core.example import example_pb2  # pylint: disable=import-outside-toplevel
+
+        ints = {self._spec.original_name(n) for n in self._spec.int64_columns}
+        expected = {source: "int64_list" if source in ints else "float_list" for source in self._sources}
         for path, index, record in items:
             try:
-                self._decoder.DecodeBatch([record])
-            except RuntimeError as exc:
-                return UserError(f"{path} record {index + 1}: cannot decode tf.train.Example: {_first_line(exc, 200)}")
+                features = example_pb2.Example.FromString(record).features.feature
+            except DecodeError:
+                return UserError(f"{path} record {index + 1}: not a tf.train.Example")
+            for source, kind in expected.items():
+                actual = features[source].WhichOneof("kind") if source in features else None
+                if actual not in (None, kind):
+                    return UserError(f"{path} record {index + 1} feature {source!r}: {actual} where the earlier "
+                                     f"records hold {kind}; cannot decode tf.train.Example")
         return UserError(f"{items[0][0]}: cannot decode tf.train.Example")

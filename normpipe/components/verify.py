@@ -86,7 +86,9 @@ def check_signatures(server, sample):
     return True, f"{', '.join(SIGNATURES)}; {len(default)} DT_DOUBLE inputs"
 
 
-def check_warmup(server, version_dir):
+def check_warmup(server, version_dir, expected=None):
+    """Replays every warmup request; `expected`: how many the export wrote
+    (one per verify-sample row), so a file cut at a record boundary fails."""
     from tensorflow_serving.apis import prediction_log_pb2  # pylint: disable=import-outside-toplevel
 
     path = os.path.join(version_dir, "assets.extra", WARMUP_FILE)
@@ -100,6 +102,8 @@ def check_warmup(server, version_dir):
         if not _finite(server.run(request.model_spec.signature_name or "serving_default", inputs)):
             return False, f"request {count} gave a non-finite output"
         count += 1
+    if expected is not None and count != expected:
+        return False, f"{count} requests replayed, but the export wrote {expected} (file truncated?)"
     return count > 0, f"{count} requests replayed, all outputs finite"
 
 
@@ -177,31 +181,56 @@ def _relative(actual, expected) -> float:
     return float(np.max(np.abs(actual - expected) / np.maximum(1.0, np.abs(expected))))
 
 
-def verify(model_dir: str, report=print) -> bool:
-    """Runs every check, reporting one PASS/FAIL/SKIP line each; True if none failed."""
-    version_dir = resolve_version_dir(model_dir)
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {(lines[0] if lines else '')[:200]}"
+
+
+def load_sample(version_dir: str):
+    """(sample, rows) from assets.extra/normpipe_verify_sample.json."""
     sample_path = os.path.join(version_dir, "assets.extra", VERIFY_SAMPLE)
-    if not os.path.exists(sample_path):
-        raise UserError(f"{version_dir}: no assets.extra/{VERIFY_SAMPLE}; was it exported by normpipe?")
     with open(sample_path, encoding="utf-8") as f:
         sample = json.load(f)
     rows = np.array([[np.nan if v is None else v for v in row] for row in sample["rows"]], np.float64)
-    server = ServingSession(version_dir)
+    if rows.ndim != 2 or rows.shape[1] != len(sample["features"]):
+        raise ValueError(f"rows of shape {rows.shape} for {len(sample['features'])} features")
+    return sample, rows
+
+
+def verify(model_dir: str, report=print) -> bool:
+    """Runs every check, reporting one PASS/FAIL/SKIP line each; True if none failed.
+
+    An export that cannot be loaded (a file missing, truncated or corrupt) or
+    whose verify sample cannot be read fails with a `load` or `sample` line.
+    """
+    version_dir = resolve_version_dir(model_dir)
+    if not os.path.exists(os.path.join(version_dir, "assets.extra", VERIFY_SAMPLE)):
+        raise UserError(f"{version_dir}: no assets.extra/{VERIFY_SAMPLE}; was it exported by normpipe?")
+    report(f"verify {version_dir}")
+    try:
+        sample, rows = load_sample(version_dir)
+    except Exception as exc:  # pylint: disable=broad-except  -- a damaged sample is a result
+        report(f"FAIL sample: assets.extra/{VERIFY_SAMPLE} cannot be read: {_first_line(exc)}")
+        return False
+    try:
+        server = ServingSession(version_dir)
+    except Exception as exc:  # pylint: disable=broad-except  -- a damaged export is a result
+        report(f"FAIL load: the SavedModel does not load as TF Serving loads it: {_first_line(exc)}")
+        return False
     checks = [
         ("signatures", lambda: check_signatures(server, sample)),
-        ("warmup", lambda: check_warmup(server, version_dir)),
+        ("warmup", lambda: check_warmup(server, version_dir, len(rows))),
         ("one_row", lambda: check_one_row(server, sample, rows)),
         ("transform_skew", lambda: check_transform_skew(server, sample, rows)),
         ("prediction_skew", lambda: check_prediction_skew(server, sample, rows)),
         ("examples", lambda: check_examples(server, sample, rows)),
     ]
     passed = True
-    report(f"verify {version_dir}")
     for name, check in checks:
         try:
             ok, detail = check()
         except Exception as exc:  # pylint: disable=broad-except  -- a failing check is a result
-            ok, detail = False, f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
+            ok, detail = False, _first_line(exc)
         report(f"{'SKIP' if ok is None else 'PASS' if ok else 'FAIL'} {name}: {detail}")
         passed = passed and ok is not False
     return passed

@@ -5,6 +5,7 @@ PipelineOptions (`--runner`, `--direct_num_workers`, `--job_endpoint`, ...).
 """
 
 import argparse
+import contextlib
 import gc
 import logging
 import os
@@ -158,12 +159,29 @@ def _produced(args):
 def _run(args, beam_args, argv=()) -> int:
     from normpipe.pipeline import outputs  # pylint: disable=import-outside-toplevel
 
-    if args.command in outputs.OUTPUTS:
-        outputs.check_output_dir(args.command, args.output_dir, args.overwrite)
-    code = _run_command(args, beam_args, argv)
-    if args.command in outputs.OUTPUTS and code == 0:
-        outputs.remove_stale(args.command, args.output_dir, _produced(args))
+    if getattr(args, "output_dir", None):
+        outputs.check_writable(args.output_dir)
+    if args.command not in outputs.OUTPUTS:
+        return _run_command(args, beam_args, argv)
+    lock = None if "://" in args.output_dir else outputs.RunLock(args.output_dir, args.command).acquire()
+    code, started = 1, False
+    try:
+        unfinished = lock is not None and lock.unfinished
+        outputs.check_output_dir(args.command, args.output_dir, args.overwrite or unfinished)
+        started = True
+        code = _run_command(args, beam_args, argv)
+        if code == 0:
+            outputs.remove_stale(args.command, args.output_dir, _produced(args))
+    finally:
+        if lock is not None:
+            lock.release(code == 0, started)
     return code
+
+
+def _progress_to_stderr():
+    """Keras prints its per-epoch lines on stdout; they are progress, and
+    stdout is for results."""
+    return contextlib.redirect_stdout(sys.stderr)
 
 
 def _run_command(args, beam_args, argv=()) -> int:
@@ -199,7 +217,8 @@ def _run_command(args, beam_args, argv=()) -> int:
             TrainOptions(normalization=args.normalization, epochs=args.epochs, batch_size=args.batch_size),
             bad_values=args.bad_values, serving_base_path=args.serving_base_path,
         )
-        document, _ = train.run_train(config, beam_args)
+        with _progress_to_stderr():
+            document, _ = train.run_train(config, beam_args)
         print(train.format_metrics(document))
         return 0
     if args.command == "run":
@@ -210,7 +229,8 @@ def _run_command(args, beam_args, argv=()) -> int:
                                args.epochs, bad_values=args.bad_values, serving_base_path=args.serving_base_path,
                                all_variants=args.all_variants, batch_size=args.batch_size,
                                materialize=args.materialize)
-        result = run.run_all(config, argv, beam_args)
+        with _progress_to_stderr():
+            result = run.run_all(config, argv, beam_args)
         print(run.summary(result, args.output_dir, args.model_name))
         return 0 if result["run"]["verified"] else 1
     if args.command == "predict":
@@ -218,9 +238,14 @@ def _run_command(args, beam_args, argv=()) -> int:
 
         from normpipe.components import serving_client  # pylint: disable=import-outside-toplevel
 
-        names = serving_client.model_inputs(args.server, args.model, args.signature, args.timeout)
+        import time  # pylint: disable=import-outside-toplevel
+
+        # --timeout bounds the whole command: the metadata call and the predict call.
+        deadline = time.monotonic() + args.timeout
+        names = serving_client.model_inputs(args.server, args.model, args.signature, args.timeout, deadline)
         rows = serving_client.read_rows(args.input, names)
-        for prediction in serving_client.predict(args.server, args.model, rows, args.signature, args.timeout):
+        predictions = serving_client.predict(args.server, args.model, rows, args.signature, args.timeout, deadline)
+        for prediction in predictions:
             print(json.dumps(prediction))
         return 0
     if args.command == "verify":
@@ -281,6 +306,47 @@ def _run_staged(args, beam_args, argv) -> int:
         return _run(args, staged_args, argv)
 
 
+def _storage_message(args, exc):
+    """A full or read-only disk, reported on one line (outputs are written
+    atomically, so nothing partial is left under a final name)."""
+    from normpipe.pipeline.outputs import storage_error  # pylint: disable=import-outside-toplevel
+
+    reason = storage_error(exc)
+    if reason is None:
+        return None
+    where = getattr(args, "output_dir", None) or getattr(args, "model_dir", None)
+    return f"cannot write the outputs{f' in {where}' if where else ''}: {reason}"
+
+
+# TF Serving's version numbers are int64.
+MAX_MODEL_VERSION = 2**63 - 1
+
+
+def check_args(args) -> None:
+    """Argument errors that need no data, raised before any work."""
+    from normpipe.components.errors import UserError  # pylint: disable=import-outside-toplevel
+
+    for flag in ("epochs", "batch_size"):
+        value = getattr(args, flag, None)
+        if value is not None and value < 1:
+            raise UserError(f"--{flag.replace('_', '-')} must be a positive integer. Received: {value}")
+    version = getattr(args, "model_version", None)
+    if version is not None and not 1 <= version <= MAX_MODEL_VERSION:
+        raise UserError(f"--model-version must be an integer from 1 to {MAX_MODEL_VERSION} (TF Serving's "
+                        f"int64 version). Received: {version}")
+    timeout = getattr(args, "timeout", None)
+    if timeout is not None and not 0 < timeout < float("inf"):
+        raise UserError(f"--timeout must be a positive number of seconds. Received: {timeout}")
+    if getattr(args, "server", None) is not None:
+        from normpipe.components.serving_client import check_server_url  # pylint: disable=import-outside-toplevel
+
+        check_server_url(args.server)
+    if getattr(args, "model_name", None) is not None:
+        from normpipe.components.export import check_model_name  # pylint: disable=import-outside-toplevel
+
+        check_model_name(args.model_name)
+
+
 def main(argv=None) -> int:
     parser = build_parser()
     args, beam_args = parser.parse_known_args(argv)
@@ -296,6 +362,7 @@ def main(argv=None) -> int:
     from normpipe.components.errors import find_user_error  # pylint: disable=import-outside-toplevel
 
     try:
+        check_args(args)
         beam_args = _checked_beam_args(args.command, beam_args)
         _absolute_paths(args)
         code = _run_staged(args, beam_args, sys.argv[1:] if argv is None else argv)
@@ -308,6 +375,8 @@ def main(argv=None) -> int:
         return 130
     except Exception as exc:  # pylint: disable=broad-except
         message = find_user_error(exc) or _worker_import_error(exc) or _job_server_error(exc, beam_args)
+        if message is None:
+            message = _storage_message(args, exc)
         if message is None:
             raise
         print(f"normpipe: error: {message}", file=sys.stderr)

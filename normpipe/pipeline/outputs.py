@@ -7,10 +7,20 @@ earlier run left but this run does not produce (transformed/ after
 --no-materialize, model/ after a run without a label) are removed once the run
 has succeeded, so old and new artifacts never mix. Export versions under
 serving/ are never replaced: each export adds the next version.
+
+One command at a time writes to a directory: it holds `.normpipe.lock` (its
+pid and host) while it runs, and a second command is refused. A lock whose
+process is gone was left by a killed run; its outputs are unfinished, so the
+next command replaces them without --overwrite and removes the dead run's
+scratch. A run that fails leaves `.normpipe-unfinished` for the same reason.
 """
 
+import errno
+import json
 import os
 import shutil
+import socket
+import time
 
 from normpipe.components.errors import UserError
 
@@ -22,6 +32,46 @@ OUTPUTS = {
     "run": ("statistics.json", "transform", "transformed", "comparison.json", "comparison.md", "comparison.png",
             "model", "report.html", "run.json"),
 }
+
+
+def check_writable(output_dir: str) -> None:
+    """Refuses an --output-dir that is a file, lies under a file, or sits in
+    a directory this process cannot write in; creates nothing.
+
+    URIs (gs://, s3://, ...) are left to their filesystem.
+    """
+    if "://" in output_dir:
+        return
+    path = os.path.abspath(output_dir)
+    existing = path
+    while not os.path.lexists(existing) and os.path.dirname(existing) != existing:
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        where = "is a file" if existing == path else f"{existing} is a file"
+        raise UserError(f"--output-dir {output_dir}: {where}, not a directory")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise UserError(f"--output-dir {output_dir}: cannot write in {existing} (read-only or permission denied)")
+
+
+def storage_error(exc: BaseException):
+    """The one-line reason when `exc` (or a cause, or the text a Beam runner
+    or TensorFlow wrapped it in) is the disk filling up or turning read-only;
+    else None."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, OSError) and exc.errno in _STORAGE_ERRNOS:
+            return f"{exc.filename}: {os.strerror(exc.errno)}" if exc.filename else os.strerror(exc.errno)
+        text = str(exc)
+        for reason in _STORAGE_TEXTS:
+            if reason in text:
+                return reason
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
+_STORAGE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS)
+_STORAGE_TEXTS = tuple(os.strerror(e) for e in _STORAGE_ERRNOS)
 
 
 def check_output_dir(command: str, output_dir: str, overwrite: bool) -> None:
@@ -43,3 +93,116 @@ def remove_stale(command: str, output_dir: str, produced) -> None:
         path = os.path.join(output_dir, name)
         if name not in produced and os.path.exists(path):
             shutil.rmtree(path) if os.path.isdir(path) else os.unlink(path)
+
+
+LOCK = ".normpipe.lock"
+UNFINISHED = ".normpipe-unfinished"
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _read_lock(path: str) -> dict:
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return {}
+
+
+def _remove_scratch(output_dir: str) -> None:
+    """A dead run's scratch: `.tmp-*` directories and atomic writes' temporaries."""
+    for name in os.listdir(output_dir):
+        path = os.path.join(output_dir, name)
+        if name.startswith(".tmp-") and os.path.isdir(path):
+            shutil.rmtree(path, ignore_errors=True)
+        elif name.startswith(".") and name.endswith((".tmp", ".old")) and name not in (LOCK, UNFINISHED):
+            shutil.rmtree(path, ignore_errors=True) if os.path.isdir(path) else os.unlink(path)
+
+
+class RunLock:
+    """Holds `output_dir/.normpipe.lock` for one command (see the module docstring).
+
+    `unfinished` is True when an earlier command into the directory was
+    killed or failed: its outputs may then be replaced without --overwrite.
+    """
+
+    def __init__(self, output_dir: str, command: str):
+        self.output_dir = output_dir
+        self.command = command
+        self.path = os.path.join(output_dir, LOCK)
+        self.unfinished = False
+        self._created_dir = False
+
+    def acquire(self) -> "RunLock":
+        self._created_dir = not os.path.isdir(self.output_dir)
+        os.makedirs(self.output_dir, exist_ok=True)
+        record = json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "command": self.command,
+                             "started": time.time()})
+        for _ in range(3):
+            try:
+                fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+            except FileExistsError:
+                self._take_over_stale()
+                continue
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                f.write(record)
+            break
+        else:
+            raise UserError(f"{self.path}: cannot take the lock; remove it if no normpipe command is running")
+        unfinished = os.path.join(self.output_dir, UNFINISHED)
+        if os.path.exists(unfinished):
+            self.unfinished = True
+        if self.unfinished:
+            _remove_scratch(self.output_dir)
+        return self
+
+    def _take_over_stale(self) -> None:
+        holder = _read_lock(self.path)
+        pid, host = holder.get("pid"), holder.get("host")
+        if isinstance(pid, int) and (host != socket.gethostname() or _process_alive(pid)):
+            raise UserError(
+                f"{self.output_dir} is in use by another normpipe command ({holder.get('command', '?')}, pid {pid} "
+                f"on {host}); wait for it to finish or choose another --output-dir (if that process is gone, "
+                f"delete {self.path})"
+            )
+        if not holder and time.time() - _mtime(self.path) < 5:
+            # being written by a command that has just started
+            raise UserError(f"{self.output_dir} is in use by another normpipe command that is starting")
+        # Left by a killed command: its outputs are unfinished.
+        self.unfinished = True
+        try:
+            os.unlink(self.path)
+        except FileNotFoundError:
+            pass
+
+    def release(self, succeeded: bool, started: bool = True) -> None:
+        """Drops the lock. A command that `started` writing and did not
+        succeed leaves the unfinished marker; one refused before it started
+        leaves the directory as it found it."""
+        unfinished = os.path.join(self.output_dir, UNFINISHED)
+        if succeeded and os.path.exists(unfinished):
+            os.unlink(unfinished)
+        elif started and not succeeded and not self._created_dir_is_empty():
+            with open(unfinished, "w", encoding="utf-8") as f:
+                f.write(f"{self.command} did not finish; the next command may replace its outputs\n")
+        os.unlink(self.path)
+        if self._created_dir and not os.listdir(self.output_dir):
+            os.rmdir(self.output_dir)
+
+    def _created_dir_is_empty(self) -> bool:
+        return self._created_dir and os.listdir(self.output_dir) == [LOCK]
+
+
+def _mtime(path: str) -> float:
+    try:
+        return os.path.getmtime(path)
+    except OSError:
+        return 0.0

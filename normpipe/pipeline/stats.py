@@ -50,9 +50,9 @@ def inspect(config: StatsConfig) -> ingest.InputSpec:
     """Types the input a stage config (a StatsConfig or a subclass) names."""
     spec = ingest.inspect_input(config.input, config.format, config.features, config.label, config.bad_values)
     progress(
-        f"input: {len(spec.files)} {spec.format} file(s); numeric features: {', '.join(spec.features)}"
+        f"input: {len(spec.files)} {spec.format} file(s); numeric features: {_names(spec.features)}"
         + (f"; label: {spec.label}" if spec.label else "")
-        + (f"; string columns left alone: {', '.join(spec.strings)}" if spec.strings else "")
+        + (f"; string columns left alone: {_names(spec.strings)}" if spec.strings else "")
     )
     if spec.renamed:
         pairs = ", ".join(f"{old!r} -> {new}" for old, new in spec.renamed.items())
@@ -63,6 +63,13 @@ def inspect(config: StatsConfig) -> ingest.InputSpec:
             "left alone as a string column (--features forces it numeric; --bad-values=missing reads the text as missing)"
         )
     return spec
+
+
+def _names(names, limit=20) -> str:
+    """A progress line's list of columns; wide data is abbreviated."""
+    if len(names) <= limit:
+        return ", ".join(names)
+    return f"{', '.join(names[:limit])}, ... ({len(names):,} in all)"
 
 
 def statistics_document(spec: ingest.InputSpec, stats: dict, bad_counts=None) -> dict:

@@ -91,6 +91,7 @@ def _save_keras(model, path):
     os.makedirs(directory, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".model.", suffix=".keras", dir=directory)
     os.close(fd)
+    atomic.make_public_file(tmp)
     try:
         model.save(tmp)
         os.replace(tmp, path)

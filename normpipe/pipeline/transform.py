@@ -18,7 +18,7 @@ import apache_beam as beam
 import pyarrow as pa
 import tensorflow_transform.beam as tft_beam
 
-from normpipe.components import atomic, export, ingest, statistics, transform
+from normpipe.components import atomic, column_names, export, ingest, statistics, transform
 from normpipe.components.errors import UserError
 from normpipe.pipeline import beam_options
 from normpipe.pipeline.progress import progress, rows_per_s
@@ -48,6 +48,9 @@ def _replace_dir(src: str, dst: str) -> None:
 def run_transform(config: TransformConfig, beam_args=()):
     """Runs analysis + transform in one Beam pipeline; returns (spec, statistics doc)."""
     spec = inspect(config)
+    methods = transform.METHODS if config.method == "both" else (config.method,)
+    column_names.check_output_names(spec.features, spec.label, [transform.SUFFIX[m] for m in methods],
+                                    spec.original_name)
     options = transform.TransformOptions(spec.features, config.method, spec.label, spec.centers, spec.exponents)
     start = time.time()
     with beam_options.TempDir(config.output_dir) as tmp:

@@ -115,3 +115,38 @@ def test_probe_row_values_depend_on_batch_mates(raw):
     assert z8["max"] - z8["min"] > 0.1  # different batch-mates, different values
     assert by_key[("a", "zscore", 1)]["min"] == by_key[("a", "zscore", 1)]["max"] == 0.0
     assert by_key[("a", "minmax", 1)]["nonfinite_draws"] == by_key[("a", "minmax", 1)]["draws"]
+
+
+def _strict_json(document):
+    """JSON as a strict parser reads it: NaN and Infinity are not JSON."""
+    import json  # pylint: disable=import-outside-toplevel
+
+    def refuse(token):
+        raise ValueError(f"not JSON: {token}")
+
+    return json.loads(json.dumps(document, allow_nan=True), parse_constant=refuse)
+
+
+def test_all_missing_and_huge_columns_give_json_records():
+    # all_missing: no present value (full statistics NaN, as compare.full_statistics
+    # builds them from null); huge: +-1e308, whose std overflows float64.
+    n = 40
+    raw = np.stack([np.linspace(0.0, 1.0, n), np.full(n, np.nan), np.where(np.arange(n) % 2, 1e308, -1e308)], axis=1)
+    with np.errstate(over="ignore", invalid="ignore"):
+        full = {"mean": np.array([raw[:, 0].mean(), 0.0, 0.0]), "std": np.array([raw[:, 0].std(), np.nan, np.nan]),
+                "min": np.array([0.0, np.nan, -1e308]), "max": np.array([1.0, np.nan, 1e308])}
+    refs = np.zeros_like(raw, dtype=np.float32)
+    refs[:, 0] = ((raw[:, 0] - full["mean"][0]) / full["std"][0]).astype(np.float32)
+
+    def batches():
+        yield (raw, refs)
+
+    options = compare.CompareOptions(batch_sizes=(1, 4, 64), seed=1, chunk_rows=16, shuffle_buffer=64, probe_draws=3)
+    records, probes = compare.run_comparison(batches, ["zscore"], ["a", "empty", "huge"], full, options)
+    parsed = _strict_json({"records": records, "probe": probes})
+    for record in parsed["records"]:
+        for key, value in record.items():
+            assert value is None or not isinstance(value, float) or np.isfinite(value), (record["feature"], key)
+    # the finite column's figures survive: batch of 64 >= 40 rows is the full dataset
+    whole = [r for r in parsed["records"] if r["feature"] == "a" and r["batch_size"] == 64 and r["order"] == "file"]
+    assert whole[0]["mean_abs_error"] < 1e-6

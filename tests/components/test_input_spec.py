@@ -119,3 +119,35 @@ def test_integers_beyond_2_to_the_53_are_numeric(tmp_path):
     path = csv_file(tmp_path, "id,x\n1152921504606846977,1\n1152921504606846979,2\n")
     spec = ingest.inspect_input(path)
     assert spec.features == ("id", "x") and spec.centers[0] == pytest.approx(1.152921504606847e18)
+
+
+
+@pytest.mark.parametrize("text", [b"a,b", b"a,b\r", b"\xef\xbb\xbfa,b"], ids=["no_newline", "cr_only", "bom"])
+def test_header_only_without_final_newline_is_header_only(tmp_path, text):
+    path = tmp_path / "h.csv"
+    path.write_bytes(text)
+    spec = ingest.inspect_input(str(path))  # the header is read: a, b
+    assert spec.columns == ("a", "b")
+    from tests.components.test_reader_fuzz import read_csv_everything  # pylint: disable=import-outside-toplevel
+
+    assert read_csv_everything(str(path), "error", False, 10**6, 64) == 0  # and no rows
+
+
+@pytest.mark.parametrize("data", [b"", b"\n\n"], ids=["empty", "blank_lines"])
+def test_empty_file_is_still_empty(tmp_path, data):
+    path = tmp_path / "e.csv"
+    path.write_bytes(data)
+    with pytest.raises(UserError, match="file is empty"):
+        ingest.inspect_input(str(path))
+
+
+def test_parquet_file_given_as_csv_is_named_in_one_line(tmp_path):
+    import pyarrow as pa  # pylint: disable=import-outside-toplevel
+    import pyarrow.parquet as pq  # pylint: disable=import-outside-toplevel
+
+    path = tmp_path / "data.csv"
+    pq.write_table(pa.table({"a": [1.0, 2.0], "b": [3, 4]}), str(path))
+    assert path.read_bytes()[:4] == b"PAR1"
+    with pytest.raises(UserError) as error:
+        ingest.inspect_input(str(path))
+    assert error.value.message == f"{path}: a Parquet file (it starts with PAR1), not CSV"

@@ -5,6 +5,7 @@ loopback and answers with the exported SavedModel itself; a real
 `tensorflow_model_server` is used when TFSERVING_BIN or TFSERVING_URL is set.
 """
 
+import contextlib
 import http.server
 import json
 import math
@@ -135,8 +136,9 @@ def _real_server(servable):
     url = f"http://127.0.0.1:{port}"
     deadline = time.time() + 60
     while time.time() < deadline:
-        if serving_client.model_inputs(url, "norm", timeout=2):
-            return url, process
+        with contextlib.suppress(UserError):  # not listening yet
+            if serving_client.model_inputs(url, "norm", timeout=2):
+                return url, process
         time.sleep(0.5)
     process.kill()
     pytest.fail("tensorflow_model_server did not load the model in 60 s")

@@ -70,8 +70,19 @@ def test_infinite_value_in_a_tfrecord(tmp_path):
 def test_tfrecord_feature_of_another_type_names_the_record(tmp_path):
     path = tmp_path / "mixed.tfrecord"
     _write_tfrecord(path, [{"x": 1.0}] * 1500 + [{"x": b"oops"}], False)
-    with pytest.raises(UserError, match=r"mixed.tfrecord record 1501: cannot decode tf.train.Example"):
+    with pytest.raises(UserError, match=r"mixed.tfrecord record 1501 feature 'x': bytes_list where .* float_list"):
         _decode(ingest.inspect_input(str(path)))
+
+
+@pytest.mark.parametrize("at", [56, 1501], ids=["inside_the_sample", "after_the_sample"])
+def test_tfrecord_type_change_names_the_record_and_the_feature(tmp_path, at):
+    # `a` stays float; `b` is float, then int64 at record `at` (1-based)
+    path = tmp_path / "change.tfrecord"
+    rows = [{"a": float(i), "b": (i if i + 1 == at else i * 0.5)} for i in range(2000)]
+    _write_tfrecord(path, rows, False)
+    with pytest.raises(UserError) as error:
+        _decode(ingest.inspect_input(str(path)))
+    assert f"change.tfrecord record {at} feature 'b': int64_list where" in error.value.message
 
 
 def test_tfrecord_record_claiming_a_huge_length_is_a_user_error(tmp_path):

@@ -1,5 +1,6 @@
 """Faults: a run killed with SIGKILL leaves no partial output under its final name."""
 
+import json
 import os
 import signal
 import subprocess
@@ -10,7 +11,7 @@ import time
 import numpy as np
 import pytest
 
-from tests.conftest import run_cli, write_csv
+from tests.conftest import assert_user_error, run_cli, write_csv
 
 # Runs an export whose SavedModel writer pauses after writing, so that the
 # test can kill the process while the version is complete but not yet published.
@@ -114,3 +115,72 @@ def test_rerun_refuses_without_overwrite_and_never_mixes(transformed, tmp_path):
     assert replaced.returncode == 0, replaced.stderr[-2000:]
     # the earlier run's transformed data would not match this run's outputs: gone
     assert not (out / "transformed").exists() and (out / "transform").exists()
+
+
+def _dead_pid():
+    process = subprocess.Popen(["true"])
+    process.wait()
+    return process.pid
+
+
+@pytest.mark.slow
+def test_rerun_after_a_killed_run_needs_no_overwrite(transformed, tmp_path):
+    path, _ = transformed
+    out = tmp_path / "out"
+    exe = os.path.join(os.path.dirname(sys.executable), "normpipe")
+    command = ["run", "--input", str(path), "--output-dir", str(out)]
+    process = subprocess.Popen([exe, *command], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    # killed after the transform stage wrote its outputs, before run.json
+    assert _kill_when(process, lambda: (out / "comparison.json").exists() or (out / "transform").exists())
+    assert not (out / "run.json").exists()
+    result = run_cli(command)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert (out / "run.json").exists()
+    assert sorted(n for n in os.listdir(out) if n.startswith(".")) == []  # no lock, marker or scratch left
+    # a finished run still needs --overwrite
+    again = run_cli(command)
+    assert again.returncode == 2 and "--overwrite" in again.stderr
+
+
+@pytest.mark.slow
+def test_stale_lock_and_scratch_of_a_dead_process_do_not_block(transformed, tmp_path):
+    path, _ = transformed
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / ".normpipe.lock").write_text(f'{{"pid": {_dead_pid()}, "host": "{os.uname().nodename}", "command": "stats"}}')
+    (out / ".tmp-abc").mkdir()
+    (out / ".tmp-abc" / "part").write_text("x")
+    (out / ".statistics.json.1234.tmp").write_text("{")
+    (out / "statistics.json").write_text("{}")  # what the dead run had written
+    result = run_cli(["stats", "--input", str(path), "--output-dir", str(out)])
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert json.loads((out / "statistics.json").read_text())["num_examples"] == 500
+    assert sorted(os.listdir(out)) == ["statistics.json"]
+
+
+@pytest.mark.slow
+def test_refused_rerun_leaves_the_refusal_in_place(transformed, tmp_path):
+    path, _ = transformed
+    out = tmp_path / "out"
+    command = ["stats", "--input", str(path), "--output-dir", str(out)]
+    assert run_cli(command).returncode == 0
+    for _ in range(2):  # a refusal does not mark the finished outputs unfinished
+        again = run_cli(command)
+        assert again.returncode == 2 and "--overwrite" in again.stderr
+    assert sorted(os.listdir(out)) == ["statistics.json"]
+
+
+@pytest.mark.slow
+def test_second_command_into_a_busy_output_dir_is_refused(transformed, tmp_path):
+    path, _ = transformed
+    out = tmp_path / "out"
+    exe = os.path.join(os.path.dirname(sys.executable), "normpipe")
+    first = subprocess.Popen([exe, "run", "--input", str(path), "--output-dir", str(out)],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while not (out / ".normpipe.lock").exists() and time.time() < deadline and first.poll() is None:
+        time.sleep(0.05)
+    second = run_cli(["stats", "--input", str(path), "--output-dir", str(out), "--overwrite"])
+    assert first.wait(timeout=600) == 0, first.stderr.read()[-2000:]
+    assert_user_error(second, f"{out} is in use by another normpipe command (run, pid {first.pid}")
+    assert (out / "run.json").exists() and not (out / ".normpipe.lock").exists()

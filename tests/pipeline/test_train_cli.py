@@ -126,3 +126,16 @@ def test_signatures_after_deleting_transform_output(trained):
     })).SerializeToString() for row in rows]
     from_examples = loaded.signatures["serving_examples"](examples=tf.constant(examples))["prediction"].numpy()
     assert from_examples.shape == served.shape and np.all(np.isfinite(from_examples))
+
+
+@pytest.mark.slow
+def test_verify_fails_without_traceback_on_truncated_variables(trained, tmp_path):
+    from tests.pipeline.test_verify_cli import truncate, variables_data  # pylint: disable=import-outside-toplevel
+
+    version = tmp_path / "1"
+    shutil.copytree(trained["out"] / "serving" / "tips" / "1", version)
+    truncate(variables_data(str(version)), 0.3)
+    result = run_cli(["verify", "--model-dir", str(version)])
+    assert result.returncode == 1, result.stdout + result.stderr[-3000:]
+    assert "Traceback" not in result.stderr
+    assert "FAIL load:" in result.stdout, result.stdout
