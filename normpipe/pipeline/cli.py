@@ -66,7 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
     trn.add_argument("--all-variants", action=argparse.BooleanOptionalAction, default=True,
                      help="also train the other variants to report their metrics (default: yes)")
     trn.add_argument("--epochs", type=int, default=5)
-    trn.add_argument("--batch-size", type=_batch_size, help="training batch size (default: from the row count, 64 to 4096)")
+    trn.add_argument("--batch-size", type=int, help="training batch size (default: from the row count, 64 to 4096)")
     trn.add_argument("--model-name", default="normpipe")
     trn.add_argument("--model-version", type=int)
     trn.add_argument("--serving-base-path", help="write models.config for a server that sees the serving "
@@ -85,7 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--batch-sizes", type=_split_ints, default=(1, 2, 8, 32, 128, 1024, 8192))
     run.add_argument("--seed", type=int, default=0)
     run.add_argument("--epochs", type=int, default=5)
-    run.add_argument("--batch-size", type=_batch_size, help="training batch size (default: from the row count, 64 to 4096)")
+    run.add_argument("--batch-size", type=int, help="training batch size (default: from the row count, 64 to 4096)")
     run.add_argument("--all-variants", action=argparse.BooleanOptionalAction, default=True,
                      help="train every normalization variant to report its metrics (default: yes)")
     run.add_argument("--materialize", action=argparse.BooleanOptionalAction, default=False,
@@ -117,14 +117,6 @@ def _split_ints(text):
     return values
 
 
-def _batch_size(text):
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"the batch size must be an integer >= 1. Received: {text!r}")
-    return value
 
 
 def _add_transform_flags(parser):

