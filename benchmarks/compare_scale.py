@@ -39,19 +39,10 @@ TARGET_RSS_RATIO = 1.3
 _STAGE = re.compile(r"\] (transform|compare): .* in ([\d.]+)s")
 
 
-def _sizes(text):
-    try:
-        sizes = sorted({int(float(s)) for s in text.split(",") if s.strip()})
-    except ValueError:
-        sizes = []
-    if len(sizes) < 2 or sizes[0] <= 0:
-        raise argparse.ArgumentTypeError(f"need two or more positive row counts. Received: {text!r}")
-    return sizes
-
 
 def build_parser():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--sizes", type=_sizes, default=[250_000, 1_000_000], help="row counts (default 250000,1000000)")
+    p.add_argument("--sizes", type=measure.parse_sizes, default=[250_000, 1_000_000], help="row counts (default 250000,1000000)")
     p.add_argument("--method", choices=("zscore", "minmax", "both"), default="both")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--data-dir", default=os.path.join(HERE, "data"), help="generated CSVs and outputs (git-ignored)")
@@ -63,11 +54,6 @@ def build_parser():
 
 # ---------------------------------------------------------------- running
 
-
-def warm_page_cache(path):
-    with open(path, "rb") as f:
-        while f.read(64 << 20):
-            pass
 
 
 def _dir_mb(path):
@@ -89,7 +75,7 @@ def run_compare(path, rows, materialize, args):
     cmd = [NORMPIPE, "compare", "--input", path, "--output-dir", out_dir, "--method", args.method]
     if not materialize:
         cmd.append("--no-materialize")
-    warm_page_cache(path)
+    measure.warm_page_cache(path)
     try:
         run = measure.run_measured(cmd, timeout=args.timeout)
         if run.returncode != 0:

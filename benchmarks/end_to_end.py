@@ -40,19 +40,10 @@ TARGET_RUN_OVER_KERAS = 1.5
 VARIANTS = ("tft", "constant", "learned", "batch")
 
 
-def _sizes(text):
-    try:
-        sizes = sorted({int(float(s)) for s in text.split(",") if s.strip()})
-    except ValueError:
-        sizes = []
-    if len(sizes) < 2 or sizes[0] <= 0:
-        raise argparse.ArgumentTypeError(f"need two or more positive row counts. Received: {text!r}")
-    return sizes
-
 
 def build_parser():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--sizes", type=_sizes, help="row counts (default 1000000,5000000; --quick: 50000,250000)")
+    p.add_argument("--sizes", type=measure.parse_sizes, help="row counts (default 1000000,5000000; --quick: 50000,250000)")
     p.add_argument("--quick", action="store_true", help="smoke run: small sizes, 1 epoch")
     p.add_argument("--epochs", type=int, help="epochs for run and the peer (default 5; --quick: 1)")
     p.add_argument("--seed", type=int, default=0)
@@ -66,11 +57,6 @@ def build_parser():
 def log(message):
     print(message, flush=True)
 
-
-def _warm(path):
-    with open(path, "rb") as f:
-        while f.read(64 << 20):
-            pass
 
 
 def _measured(cmd, what, args):
@@ -126,7 +112,7 @@ def run_keras(path, rows, out, batch_size, args):
 def measure_size(rows, args):
     path = synthetic_data.ensure_labelled_csv(args.data_dir, rows, args.seed)
     out = os.path.join(args.data_dir, "out", f"end_to_end_{rows}")
-    _warm(path)
+    measure.warm_page_cache(path)
     result = {"rows": rows, "csv_mb": os.path.getsize(path) / (1 << 20)}
     result["stats"] = run_stats(path, rows, out, args)
     log(f"  {rows:>11,} stats   {result['stats']['wall_s']:7.1f} s  peak RSS {result['stats']['peak_rss_mb']:6.0f} MB")

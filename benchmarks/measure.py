@@ -164,3 +164,23 @@ def run_measured(cmd, env=None, timeout=None) -> Run:
         other_cpu_s=max(0.0, busy - cpu),
         tree_pss_mb=sampler.peak_pss / (1 << 20),
     )
+
+
+def parse_sizes(text):
+    """argparse type for --sizes: two or more distinct positive row counts, sorted."""
+    import argparse  # pylint: disable=import-outside-toplevel
+
+    try:
+        sizes = sorted({int(float(v)) for v in text.split(",") if v.strip()})
+    except ValueError:
+        sizes = []
+    if len(sizes) < 2 or sizes[0] <= 0:
+        raise argparse.ArgumentTypeError(f"need two or more positive row counts. Received: {text!r}")
+    return sizes
+
+
+def warm_page_cache(path):
+    """Reads a file once so that every measured run finds it in the page cache."""
+    with open(path, "rb") as f:
+        while f.read(64 << 20):
+            pass

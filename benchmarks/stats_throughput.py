@@ -69,12 +69,6 @@ METHODS = {
 }
 
 
-def _sizes(text):
-    sizes = sorted({int(float(s)) for s in text.split(",") if s.strip()})
-    if len(sizes) < 2 or sizes[0] <= 0:
-        raise argparse.ArgumentTypeError(f"need two or more positive row counts. Received: {text!r}")
-    return sizes
-
 
 def _methods(text):
     names = [s.strip() for s in text.split(",") if s.strip()]
@@ -86,8 +80,8 @@ def _methods(text):
 
 def build_parser():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--sizes", type=_sizes, help="row counts (default 1000000,5000000; --quick: 200000,1000000)")
-    p.add_argument("--slow-peer-sizes", type=_sizes, help="row counts for tft (default 200000,1000000; --quick: 50000,200000)")
+    p.add_argument("--sizes", type=measure.parse_sizes, help="row counts (default 1000000,5000000; --quick: 200000,1000000)")
+    p.add_argument("--slow-peer-sizes", type=measure.parse_sizes, help="row counts for tft (default 200000,1000000; --quick: 50000,200000)")
     p.add_argument("--repeats", type=int, help="runs per method and size, median reported (default 3; --quick: 1)")
     p.add_argument("--warmup", type=int, default=1, help="untimed runs per method at its smallest size first (default 1)")
     p.add_argument("--methods", type=_methods, default=list(METHODS), help=f"subset of {','.join(METHODS)}")
@@ -118,11 +112,6 @@ def finish_args(args):
     args.results = args.results or os.path.join(HERE, "results", name)
     return args
 
-
-def warm_page_cache(path):
-    with open(path, "rb") as f:
-        while f.read(64 << 20):
-            pass
 
 
 def collect_figures(key, run, out_dir):
@@ -156,7 +145,7 @@ def pipeline_seconds(run):
 
 def measure_size(key, rows, repeats, args):
     path = synthetic_data.ensure_csv(args.data_dir, rows, args.seed)
-    warm_page_cache(path)
+    measure.warm_page_cache(path)
     runs, figures = [], None
     for i in range(repeats):
         run, figures = run_once(key, path, args)
