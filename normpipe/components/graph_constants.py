@@ -21,17 +21,15 @@ import tensorflow as tf
 from normpipe.components.errors import UserError
 
 
-def read(transform_fn_dir: str, names) -> dict:
-    """{name: numpy value} of the named tensors (output 0 of each op)."""
-    try:
-        function = tf.saved_model.load(transform_fn_dir).transform_fn
-    except (OSError, ValueError, tf.errors.OpError) as exc:
-        raise UserError(f"{transform_fn_dir}: not a readable tf.Transform transform_fn ({exc})") from None
-    graph = function.graph
+def read(transform_fn, names, source="the transform graph") -> dict:
+    """{name: numpy value} of the named tensors (output 0 of each op) of a
+    loaded transform_fn (statistics.load_transform_graph(...).transform_fn);
+    `source` names it in errors."""
+    graph = transform_fn.graph
     missing = [n for n in names if n not in {op.name for op in graph.get_operations()}]
     if missing:
         raise UserError(
-            f"{transform_fn_dir}: no {', '.join(missing)} in the transform graph; it was not made by "
+            f"{source}: no {', '.join(missing)} in the transform graph; it was not made by "
             "normpipe's preprocessing_fn (normpipe.tfx.preprocessing_fn or `normpipe transform`)"
         )
     feeds = {}

@@ -213,12 +213,17 @@ class AnalyzeStatistics(beam.PTransform):
 
 def load_transform_graph(transform_dir: str):
     """The transform_fn SavedModel; `.transform_fn` takes the raw inputs."""
-    return tf.saved_model.load(f"{transform_dir}/transform_fn")
+    path = f"{transform_dir}/transform_fn"
+    try:
+        return tf.saved_model.load(path)
+    except (OSError, ValueError, tf.errors.OpError) as exc:
+        raise UserError(f"{path}: not a readable tf.Transform transform_fn ({exc})") from None
 
 
-def read_graph_config(transform_dir: str) -> dict:
-    """The JSON description that normpipe's preprocessing_fn saved in the graph."""
-    value = graph_constants.read(f"{transform_dir}/transform_fn", [CONFIG_NODE])[CONFIG_NODE]
+def read_graph_config(transform_fn, source="the transform graph") -> dict:
+    """The JSON description that normpipe's preprocessing_fn saved in a
+    loaded transform_fn."""
+    value = graph_constants.read(transform_fn, [CONFIG_NODE], source)[CONFIG_NODE]
     return json.loads(value.decode("utf-8"))
 
 
@@ -235,7 +240,8 @@ def read_statistics(transform_dir: str) -> dict:
     float64, i.e. std > 1.3e154). Raises UserError for a feature whose scaled
     values overflowed.
     """
-    found = graph_constants.read(f"{transform_dir}/transform_fn", [STATISTICS_NODE, CONFIG_NODE])
+    transform_fn = load_transform_graph(transform_dir).transform_fn
+    found = graph_constants.read(transform_fn, [STATISTICS_NODE, CONFIG_NODE], transform_dir)
     config = json.loads(found[CONFIG_NODE].decode("utf-8"))
     matrix = np.asarray(found[STATISTICS_NODE], np.float64)
     result, num_examples = {}, 0

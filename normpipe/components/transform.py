@@ -294,10 +294,9 @@ def write_metadata(transform_dir: str, options: TransformOptions, numeric, renam
         json.dump(document, f, indent=2)
 
 
-def raw_input_specs(transform_dir: str) -> dict:
-    """{raw input name: {"dtype", "shape", "sparse"}} of the saved graph."""
-    function = statistics.load_transform_graph(transform_dir).transform_fn
-    args, kwargs = function.structured_input_signature
+def raw_input_specs(transform_fn) -> dict:
+    """{raw input name: {"dtype", "shape", "sparse"}} of a loaded transform_fn."""
+    args, kwargs = transform_fn.structured_input_signature
     signature = kwargs or (args[0] if args else {})
     specs = {}
     for name, spec in signature.items():
@@ -306,13 +305,14 @@ def raw_input_specs(transform_dir: str) -> dict:
     return specs
 
 
-def read_metadata(transform_dir: str) -> dict:
+def read_metadata(transform_dir: str, graph=None) -> dict:
     """What the transform graph takes and emits.
 
     From `normpipe_transform.json` for a transform output that normpipe
     wrote; for one that TFX's Transform component wrote with
     `normpipe.tfx.preprocessing_fn`, from the description saved inside the
-    graph and the graph's input signature.
+    graph and the graph's input signature (`graph`: the loaded transform_fn
+    SavedModel, when the caller has it).
     """
     path = os.path.join(transform_dir, METADATA_FILE)
     if os.path.isfile(path):
@@ -320,9 +320,10 @@ def read_metadata(transform_dir: str) -> dict:
             document = json.load(f)
         document.setdefault("raw_specs", {name: FLOAT64_SPEC for name in document["raw_inputs"]})
         return document
-    specs = raw_input_specs(transform_dir)
-    return {**statistics.read_graph_config(transform_dir), "raw_inputs": list(specs), "raw_specs": specs,
-            "raw_dtype": None, "renamed": {}}
+    transform_fn = (graph or statistics.load_transform_graph(transform_dir)).transform_fn
+    specs = raw_input_specs(transform_fn)
+    return {**statistics.read_graph_config(transform_fn, transform_dir), "raw_inputs": list(specs),
+            "raw_specs": specs, "raw_dtype": None, "renamed": {}}
 
 
 def adapt_inputs(columns: dict, raw_specs: dict, names) -> dict:
@@ -361,8 +362,8 @@ class TransformGraph:
     """The saved transform graph, applied eagerly to float64 numpy columns."""
 
     def __init__(self, transform_dir: str):
-        self.metadata = read_metadata(transform_dir)
         self._graph = statistics.load_transform_graph(transform_dir)
+        self.metadata = read_metadata(transform_dir, self._graph)
 
     def __call__(self, columns: dict) -> dict:
         """columns: {raw name: float64 [n]} -> {output name: float32 [n]}."""

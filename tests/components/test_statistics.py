@@ -95,7 +95,7 @@ def test_statistics_are_named_graph_constants_not_outputs(tmp_path, mixed_data):
     path = write_csv(tmp_path / "d.csv", {k: v[:500] for k, v in mixed_data.items()})
     spec = ingest.inspect_input(str(path))
     analyze(tmp_path, spec)
-    transform_fn = str(tmp_path / "transform" / "transform_fn")
+    transform_fn = statistics.load_transform_graph(str(tmp_path / "transform")).transform_fn
     found = graph_constants.read(transform_fn, [statistics.STATISTICS_NODE, statistics.CONFIG_NODE])
     matrix = found[statistics.STATISTICS_NODE]
     assert matrix.dtype == np.float64 and matrix.shape == (len(statistics.FIELDS), len(spec.features))
@@ -108,8 +108,7 @@ def test_statistics_are_named_graph_constants_not_outputs(tmp_path, mixed_data):
         assert matrix[mean_row, column] == pytest.approx(present.mean(), rel=1e-12)
     import tensorflow as tf
 
-    graph = statistics.load_transform_graph(str(tmp_path / "transform"))
-    outputs = graph.transform_fn({n: tf.constant([1.0, 2.0], tf.float64) for n in spec.numeric})
+    outputs = transform_fn({n: tf.constant([1.0, 2.0], tf.float64) for n in spec.numeric})
     assert all(v.dtype != tf.float64 and v.shape.rank == 1 for v in outputs.values())
 
 
