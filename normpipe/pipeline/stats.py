@@ -10,6 +10,7 @@ import pyarrow as pa
 import tensorflow_transform.beam as tft_beam
 
 from normpipe.components import atomic, ingest, statistics
+from normpipe.components.errors import UserError
 from normpipe.pipeline import beam_options
 from normpipe.pipeline.progress import RowRate, progress, rows_per_s
 
@@ -102,6 +103,23 @@ def report_bad_values(spec: ingest.InputSpec, bad_counts: dict) -> None:
         progress(f"bad values read as missing: {listed}")
 
 
+def read_results(config: StatsConfig, spec, transform_dir: str, bad_values_path: str, start: float, stage: str,
+                 done: str):
+    """(statistics, bad-value counts) of a finished statistics or transform
+    pipeline; one progress line "<stage>: N rows <done> in Ns (rows/s)" and
+    one with the bad values read as missing. Raises UserError when the input
+    held no row."""
+    stats = statistics.read_statistics(transform_dir)
+    bad_counts = ingest.read_bad_value_counts(bad_values_path)
+    if stats["num_examples"] == 0:
+        raise UserError(f"{config.input}: no data rows")
+    seconds = time.time() - start
+    rows = stats["num_examples"]
+    progress(f"{stage}: {rows:,} rows {done} in {seconds:.1f}s ({rows_per_s(rows, seconds)})")
+    report_bad_values(spec, bad_counts)
+    return stats, bad_counts
+
+
 def run_stats(config: StatsConfig, beam_args=()) -> dict:
     """Runs the statistics pipeline; returns the statistics.json document."""
     spec = inspect(config)
@@ -120,16 +138,7 @@ def run_stats(config: StatsConfig, beam_args=()) -> dict:
                     spec.features, ingest.tensor_adapter_config(spec), transform_dir, spec.centers, spec.exponents
                 )
             )
-        stats = statistics.read_statistics(transform_dir)
-        bad_counts = ingest.read_bad_value_counts(bad_values_path)
-    if stats["num_examples"] == 0:
-        from normpipe.components.errors import UserError  # pylint: disable=import-outside-toplevel
-
-        raise UserError(f"{config.input}: no data rows")
-    seconds = time.time() - start
-    progress(f"statistics: {stats['num_examples']:,} rows analyzed in {seconds:.1f}s "
-             f"({rows_per_s(stats['num_examples'], seconds)})")
-    report_bad_values(spec, bad_counts)
+        stats, bad_counts = read_results(config, spec, transform_dir, bad_values_path, start, "statistics", "analyzed")
     document = statistics_document(spec, stats, bad_counts)
     path = os.path.join(config.output_dir, "statistics.json")
     atomic.write_json_atomic(path, document)

@@ -18,11 +18,10 @@ import apache_beam as beam
 import pyarrow as pa
 import tensorflow_transform.beam as tft_beam
 
-from normpipe.components import atomic, column_names, export, ingest, statistics, transform
-from normpipe.components.errors import UserError
+from normpipe.components import atomic, column_names, export, ingest, transform
 from normpipe.pipeline import beam_options
-from normpipe.pipeline.progress import progress, rows_per_s
-from normpipe.pipeline.stats import ReportRows, StatsConfig, inspect, report_bad_values, statistics_document
+from normpipe.pipeline.progress import progress
+from normpipe.pipeline.stats import ReportRows, StatsConfig, inspect, read_results, statistics_document
 
 
 @dataclasses.dataclass(frozen=True)
@@ -73,14 +72,8 @@ def run_transform(config: TransformConfig, beam_args=()):
                 )
             )
         transform.write_metadata(transform_dir, options, spec.numeric, spec.renamed, spec.int64_columns)
-        stats = statistics.read_statistics(transform_dir)
-        bad_counts = ingest.read_bad_value_counts(bad_values_path)
-        if stats["num_examples"] == 0:
-            raise UserError(f"{config.input}: no data rows")
-        seconds = time.time() - start
-        progress(f"transform: {stats['num_examples']:,} rows analyzed and transformed in {seconds:.1f}s "
-                 f"({rows_per_s(stats['num_examples'], seconds)})")
-        report_bad_values(spec, bad_counts)
+        stats, bad_counts = read_results(config, spec, transform_dir, bad_values_path, start, "transform",
+                                         "analyzed and transformed")
         _replace_dir(transform_dir, os.path.join(config.output_dir, "transform"))
         if config.materialize:
             _replace_dir(examples_dir, os.path.join(config.output_dir, "transformed"))
