@@ -191,16 +191,14 @@ def iter_record_batches(spec: InputSpec, rows_per_batch: int = 65536):
     The same readers as `ReadRecordBatches`, for stages that walk the data
     once outside a pipeline (the comparison); memory stays flat.
     """
-    if spec.format == "csv":
-        reader = csv_range_reader(spec)
+    if spec.format in ("csv", "parquet"):
+        # the pipeline's own split of each file (byte ranges, row groups), read in order
+        if spec.format == "csv":
+            reader, plan = csv_range_reader(spec), csv_reader.plan_ranges
+        else:
+            reader, plan = parquet_row_group_reader(spec), parquet_reader.plan_row_groups
         for path in spec.files:
-            for element in csv_reader.plan_ranges(path):
-                yield from (b for b in reader.process(element) if isinstance(b, pa.RecordBatch))
-        return
-    if spec.format == "parquet":
-        reader = parquet_row_group_reader(spec)
-        for path in spec.files:
-            for element in parquet_reader.plan_row_groups(path):
+            for element in plan(path):
                 yield from (b for b in reader.process(element) if isinstance(b, pa.RecordBatch))
         return
     decoder = tfrecord_reader.DecodeExamples(spec)
