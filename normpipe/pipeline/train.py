@@ -74,7 +74,6 @@ def _model_input_fn(variant, model, graph, names, features):
     def predict(rows):
         if variant == "tft":
             columns = {n: rows[:, j] for j, n in enumerate(features)}
-            columns.update({n: np.full(len(rows), np.nan) for n in graph.metadata["raw_inputs"] if n not in columns})
             outputs = graph(columns)
             x = np.stack([outputs[n] for n in names], axis=1)
         else:
