@@ -175,12 +175,20 @@ def with_graph_constants(outputs: dict, stats: dict, config: dict) -> dict:
     keeps the two named tensors in the saved graph without making them
     outputs. Grappler folds them away when serving.
     """
+    return dict(zip(outputs, depend_on_graph_constants(list(outputs.values()), stats, config)))
+
+
+def depend_on_graph_constants(tensors, stats: dict, config: dict):
+    """`tensors`, made to depend on the named statistics and config, like
+    `with_graph_constants`; applied to the few tensors every output is
+    computed from (the normalized matrices, the label), it keeps the graph
+    the same size whatever the number of outputs."""
     constants = [
         tf.identity(statistics_matrix(stats), name=STATISTICS_NODE),
         tf.constant(json.dumps(config, sort_keys=True), name=CONFIG_NODE),
     ]
     with tf.control_dependencies(constants):
-        return {name: tf.identity(value) for name, value in outputs.items()}
+        return [tf.identity(t) for t in tensors]
 
 
 def graph_config(features, exponents=None, **extra) -> dict:

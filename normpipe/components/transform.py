@@ -148,16 +148,18 @@ def make_preprocessing_fn(options: TransformOptions):
     def preprocessing_fn(inputs):
         x = statistics.stack_features(inputs, options.features)
         stats = statistics.analyze_features(x, options.centers, options.exponents)
-        outputs = {}
-        for method in options.methods:
-            normalized = normalize(x, stats, method, options.exponents)
+        computed = [normalize(x, stats, method, options.exponents) for method in options.methods]
+        if options.label:
+            computed.append(tf.cast(statistics.as_column(inputs[options.label], options.label), tf.float32))
+        # every output is computed from these, so they keep the statistics in the graph
+        computed = statistics.depend_on_graph_constants(computed, stats, graph_config(options))
+        outputs = {options.label: computed.pop()} if options.label else {}
+        for method, normalized in zip(options.methods, computed):
             if options.matrix_outputs:
                 outputs[matrix_key(method)] = normalized
             # One Unpack rather than a slice per feature: fewer ops per request.
             outputs.update(zip(options.output_names(method), tf.unstack(normalized, axis=1)))
-        if options.label:
-            outputs[options.label] = tf.cast(statistics.as_column(inputs[options.label], options.label), tf.float32)
-        return statistics.with_graph_constants(outputs, stats, graph_config(options))
+        return outputs
 
     return preprocessing_fn
 
