@@ -41,6 +41,14 @@ def summary_figures(records):
     return out
 
 
+def _compared(document) -> str:
+    """How many rows the per-batch comparison read, when not all of them."""
+    compared = document.get("rows_compared", document["num_examples"])
+    if compared >= document["num_examples"]:
+        return ""
+    return f"; compared on the first {compared:,} rows (the statistics are of all rows)"
+
+
 def render_markdown(document) -> str:
     records, sizes = document["records"], document["batch_sizes"]
     features, methods = document["features"], document["methods"]
@@ -49,7 +57,8 @@ def render_markdown(document) -> str:
     lines = [
         "# Per-batch vs full-dataset normalization",
         "",
-        f"{document['num_examples']:,} rows, {len(features)} features. Each cell: mean absolute error of the "
+        f"{document['num_examples']:,} rows, {len(features)} features{_compared(document)}. Each cell: mean "
+        "absolute error of the "
         "recipe's per-batch normalization against the full-dataset normalization of the same row "
         "(normalized units); in brackets, the fraction of NaN/inf outputs where there are any.",
         "",

@@ -284,6 +284,19 @@ def publish_version(staging: str, model_dir: str, version=None) -> str:
                 raise UserError(f"{final} already exists; choose another --model-version") from None
 
 
+def _double_vector(value) -> "tensor_pb2.TensorProto":
+    """What tf.make_tensor_proto(np.array([value], np.float64)) gives, built
+    directly: a wide model's warmup file holds one per feature and row, and
+    make_tensor_proto's generality costs ~20x more per call."""
+    from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2  # pylint: disable=import-outside-toplevel
+
+    return tensor_pb2.TensorProto(
+        dtype=types_pb2.DT_DOUBLE,
+        tensor_shape=tensor_shape_pb2.TensorShapeProto(dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=1)]),
+        double_val=[float(value)],
+    )
+
+
 def write_warmup(path: str, model_name: str, features, rows: np.ndarray) -> None:
     """PredictionLog records, one real row per PredictRequest (NaN = missing)."""
     from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2  # pylint: disable=import-outside-toplevel
@@ -293,8 +306,8 @@ def write_warmup(path: str, model_name: str, features, rows: np.ndarray) -> None
             request = predict_pb2.PredictRequest(
                 model_spec=model_pb2.ModelSpec(name=model_name, signature_name="serving_default")
             )
-            for j, name in enumerate(features):
-                request.inputs[name].CopyFrom(tf.make_tensor_proto(np.array([row[j]], np.float64)))
+            for name, value in zip(features, row):
+                request.inputs[name].CopyFrom(_double_vector(value))
             log = prediction_log_pb2.PredictionLog(predict_log=prediction_log_pb2.PredictLog(request=request))
             writer.write(log.SerializeToString())
 

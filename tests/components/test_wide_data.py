@@ -127,3 +127,11 @@ def test_transform_graph_takes_one_matrix_and_the_label(tmp_path):
         x = columns[name]
         np.testing.assert_allclose(outputs[f"{name}_z"], (x - x.mean()) / x.std(), rtol=1e-5, atol=1e-6)
     np.testing.assert_array_equal(outputs["y"], columns["y"].astype(np.float32))
+
+
+@pytest.mark.parametrize("value", [0.0, -1.5, 1.4e9, np.nan, np.inf, 5e-324])
+def test_warmup_tensor_equals_make_tensor_proto(value):
+    expected = tf.make_tensor_proto(np.array([value], np.float64))
+    built = export._double_vector(value)
+    assert built.SerializeToString() == expected.SerializeToString()
+    np.testing.assert_array_equal(tf.make_ndarray(built), np.array([value]))
