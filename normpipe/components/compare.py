@@ -40,9 +40,10 @@ class CompareOptions:
     """How the comparison runs.
 
     max_rows: the comparison reads the first max_rows rows (None: all). The
-      per-batch error is an average over batches; a quarter of a million
-      rows hold 32 batches of the largest default size and pin every figure
-      to a few percent, while the cost of reading more grows with the data.
+      per-batch error is an average over rows and batches; 131,072 rows
+      hold 16 batches of the largest default size and over a hundred
+      thousand values per feature, while the cost of reading more grows
+      with the data.
       With max_rows <= shuffle_buffer the shuffled order is a uniform
       permutation of the rows compared.
     """
@@ -52,7 +53,7 @@ class CompareOptions:
     chunk_rows: int = 65536
     shuffle_buffer: int = 262144
     probe_draws: int = 100
-    max_rows: Optional[int] = 262144
+    max_rows: Optional[int] = 131072
 
     def __post_init__(self):
         if not self.batch_sizes or min(self.batch_sizes) < 1:
