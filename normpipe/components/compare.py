@@ -85,9 +85,11 @@ class ErrorAccumulator:
         self.max = np.maximum(self.max, err.max(axis=0, initial=0.0))
         with np.errstate(divide="ignore"):
             bins = np.floor((np.log10(err) - _LOW) * _PER_DECADE) + 1
-        bins = np.clip(np.nan_to_num(bins, neginf=0), 0, self.hist.shape[1] - 1).astype(np.int64)
-        for j in range(out.shape[1]):
-            self.hist[j] += np.bincount(bins[finite[:, j], j], minlength=self.hist.shape[1])
+        width = self.hist.shape[1]
+        bins = np.clip(np.nan_to_num(bins, neginf=0), 0, width - 1).astype(np.int64)
+        # one bincount for every feature: feature j's bins are offset by j * width
+        cells = (bins + np.arange(out.shape[1]) * width)[finite]
+        self.hist += np.bincount(cells, minlength=self.hist.size).reshape(self.hist.shape)
 
     def add_batch_stats(self, relative):
         """relative: [4, batches, F] batch statistics relative to the full ones."""
