@@ -110,25 +110,21 @@ def metrics_section(metrics) -> str:
     baseline = metrics.get("baseline") or {}
     base_small = baseline.get("batch_1", {}).get(metric)
     if baseline:
-        rows.append([f"<b>baseline</b>: {_e(baseline['what'])}", "", _e(metric), _num(base_small),
+        rows.append([f"<b>baseline</b>: {_e(baseline['what'])}", _e(metric), _num(base_small),
                      _num(baseline[large][metric]), ""])
     for variant, m in metrics["variants"].items():
         small, big = m["batch_1"][metric], m[large][metric]
-        rows.append([_e(variant + (" (exported)" if variant == metrics["exported"] else "")), _num(m.get("train_rows")),
+        rows.append([_e(variant + (" (exported)" if variant == metrics["exported"] else "")),
                      _e(m["metric"]), _num(small), _num(big), _ratio_note(small, big, base_small, metric)])
     sample = metrics.get("eval_sample_rows")
     coverage = (f" Batch size 1 is evaluated on a fixed sample, the first {_num(sample)} evaluation rows in input "
                 f"order; the large batch on all {_num(metrics.get('eval_rows'))} evaluation rows. Trained at batch "
-                f"size {_num(metrics.get('batch_size'))} for {_num(metrics.get('epochs'))} epochs"
-                + (f"; the variants that are not exported, there to compare, on at most the first "
-                   f"{_num(metrics['comparison_train_rows'])} training rows." if metrics.get("comparison_train_rows")
-                   else ".")
+                f"size {_num(metrics.get('batch_size'))} for {_num(metrics.get('epochs'))} epochs."
                 if sample is not None else "")
     return (f"<h2>Model</h2><p>Label <code>{_e(metrics['label'])}</code> ({_e(metrics['task'])}); eval metric "
             "of each normalization variant at batch size 1 and at a large batch, beside a baseline that ignores "
             f"the features.{coverage}</p>"
-            + _table(("variant", "training rows", "metric", "batch 1", large.replace("batch_", "batch "), "batch 1 vs"),
-                     rows))
+            + _table(("variant", "metric", "batch 1", large.replace("batch_", "batch "), "batch 1 vs"), rows))
 
 
 def signatures_section(signatures) -> str:

@@ -44,7 +44,6 @@ class Spool:
     num_features: int
     train_chunks: List[str] = dataclasses.field(default_factory=list)
     eval_chunks: List[str] = dataclasses.field(default_factory=list)
-    train_chunk_rows: List[int] = dataclasses.field(default_factory=list)
     train_rows: int = 0
     eval_rows: int = 0
     label_sum: float = 0.0
@@ -78,7 +77,6 @@ class Spool:
         self.binary_labels = self.binary_labels and bool(np.isin(y, (0.0, 1.0)).all())
         if len(train_y):
             self._write("train", raw[~held_out], labelled[~held_out])
-            self.train_chunk_rows.append(len(train_y))
         if held_out.any():
             self._write("eval", raw[held_out], labelled[held_out])
             taken = 0 if self.sample_y is None else len(self.sample_y)
@@ -159,27 +157,10 @@ def chunk_dataset(prefixes, num_features, batch_size, shuffle=False, seed=0, fil
     return dataset.prefetch(2)
 
 
-def training_chunks(spool: Spool, max_rows=None):
-    """(chunk prefixes, rows): every training chunk, or the first ones in
-    input order up to the one that reaches `max_rows` rows."""
-    if max_rows is None or spool.train_rows <= max_rows:
-        return list(spool.train_chunks), spool.train_rows
-    taken, rows = [], 0
-    for prefix, count in zip(spool.train_chunks, spool.train_chunk_rows):
-        taken.append(prefix)
-        rows += count
-        if rows >= max_rows:
-            break
-    return taken, rows
-
-
-def datasets(spool: Spool, seed=0, fill_missing=None, normalized=False, max_train_rows=None):
-    """(train, eval) factories: batch size -> tf.data.Dataset over the spool;
-    training on `training_chunks(spool, max_train_rows)`, evaluation on
-    every evaluation row."""
+def datasets(spool: Spool, seed=0, fill_missing=None, normalized=False):
+    """(train, eval) factories: batch size -> tf.data.Dataset over the spool."""
     f = spool.num_features
-    chunks, rows = training_chunks(spool, max_train_rows)
-    return (lambda b: chunk_dataset(chunks, f, b, True, seed, fill_missing, normalized, rows),
+    return (lambda b: chunk_dataset(spool.train_chunks, f, b, True, seed, fill_missing, normalized, spool.train_rows),
             lambda b: chunk_dataset(spool.eval_chunks, f, b, False, seed, fill_missing, normalized, spool.eval_rows))
 
 

@@ -99,20 +99,13 @@ def _save_keras(model, path):
             os.unlink(tmp)
 
 
-# The variants that are not exported are trained for comparison only: on
-# the first COMPARISON_TRAIN_ROWS training rows (whole spool chunks), which
-# is enough to show how each embeds normalization, and evaluated like the
-# exported one on every evaluation row. The exported variant trains on all.
-COMPARISON_TRAIN_ROWS = 262144
-
-
-def _variant_data(variant, rows, options, fill, max_train_rows=None):
+def _variant_data(variant, rows, options, fill):
     """(train, eval, batch-size-1 sample) dataset factories of one variant."""
     if variant == "tft":
-        train_data, eval_data = spool.datasets(rows, options.seed, normalized=True, max_train_rows=max_train_rows)
+        train_data, eval_data = spool.datasets(rows, options.seed, normalized=True)
         return train_data, eval_data, spool.sample_dataset(rows.sample_normalized, rows.sample_y)
     fill_missing = fill if variant == "batch" else None
-    train_data, eval_data = spool.datasets(rows, options.seed, fill_missing, max_train_rows=max_train_rows)
+    train_data, eval_data = spool.datasets(rows, options.seed, fill_missing)
     return train_data, eval_data, spool.sample_dataset(rows.sample_raw, rows.sample_y, fill_missing)
 
 
@@ -123,17 +116,14 @@ def train_variants(spec, stats, rows, config: TrainConfig, method):
     variants = train.VARIANTS if config.all_variants else (config.normalization,)
     metrics, models = {}, {}
     for variant in variants:
-        cap = None if variant == config.normalization else COMPARISON_TRAIN_ROWS
-        train_rows = spool.training_chunks(rows, cap)[1]
         model = train.build_model(variant, len(spec.features), rows.task, options, method, stats)
-        data = _variant_data(variant, rows, options, stats["mean"], cap)
-        progress(f"train: variant {variant} ({options.epochs} epochs, batch size {batch_size}, "
-                 f"{train_rows:,} training rows)")
+        data = _variant_data(variant, rows, options, stats["mean"])
+        progress(f"train: variant {variant} ({options.epochs} epochs, batch size {batch_size})")
         started = time.time()
         result = train.fit_and_evaluate(model, data[0], data[1], options, sample_data=data[2], batch_size=batch_size)
         result["batch_1"]["rows"] = int(len(rows.sample_y))
         result[f"batch_{options.eval_batch_size}"]["rows"] = int(rows.eval_rows)
-        metrics[variant] = {**result, "train_rows": int(train_rows), "eval_rows": int(rows.eval_rows),
+        metrics[variant] = {**result, "train_rows": int(rows.train_rows), "eval_rows": int(rows.eval_rows),
                             "seconds": round(time.time() - started, 2)}
         models[variant] = model
     return metrics, models, batch_size
@@ -168,7 +158,6 @@ def train_and_export(spec, stats_document, config: TrainConfig):
         document = {"label": spec.label, "task": rows.task, "method": method, "exported": config.normalization,
                     "batch_size": batch_size, "epochs": options.epochs, "eval_batch_size": options.eval_batch_size,
                     "eval_sample_rows": int(len(rows.sample_y)), "eval_rows": int(rows.eval_rows),
-                    "comparison_train_rows": COMPARISON_TRAIN_ROWS,
                     "baseline": spool.baseline(rows, large), "variants": metrics}
     finally:
         shutil.rmtree(scratch, ignore_errors=True)

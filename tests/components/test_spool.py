@@ -139,27 +139,3 @@ def test_auto_batch_size_is_a_power_of_two_near_500_steps(train_rows):
     assert 64 <= size <= 4096 and size & (size - 1) == 0
     if 64 * 500 <= train_rows <= 4096 * 500:
         assert 500 / np.sqrt(2) <= train_rows / size <= 500 * np.sqrt(2)
-
-
-def test_capped_training_reads_the_first_chunks_up_to_the_cap(tmp_path):
-    rng = np.random.default_rng(9)
-    store = spool.Spool(str(tmp_path), 2)
-    parts = []
-    for _ in range(5):
-        raw = rng.normal(size=(100, 2))
-        y = rng.normal(size=100).astype(np.float32)
-        store.add(raw, raw.astype(np.float32), y, sample_rows=10)
-        held = train.eval_mask(raw.astype(np.float32), y)
-        parts.append((raw[~held], y[~held]))
-    counts = [len(y) for _, y in parts]
-    assert store.train_chunk_rows == counts
-    chunks, rows = spool.training_chunks(store, counts[0] + 1)
-    assert chunks == store.train_chunks[:2] and rows == counts[0] + counts[1]
-    assert spool.training_chunks(store, None) == (store.train_chunks, store.train_rows)
-    assert spool.training_chunks(store, 10**9) == (store.train_chunks, store.train_rows)
-    train_data, eval_data = spool.datasets(store, max_train_rows=counts[0] + 1)
-    x, y = _collect(train_data(32))
-    expected_x = np.concatenate([parts[0][0], parts[1][0]])
-    expected_y = np.concatenate([parts[0][1], parts[1][1]])
-    np.testing.assert_array_equal(_sorted_rows(x, y), _sorted_rows(expected_x, expected_y))
-    assert len(_collect(eval_data(32))[1]) == store.eval_rows  # evaluation keeps every row
