@@ -209,9 +209,9 @@ def full_statistics(stats_document, features):
     return out
 
 
-def chunk_dataset(batches_fn, order, options):
-    """tf.data over (raw float64, reference float32 per method) row chunks."""
-    first = next(iter(batches_fn()))
+def chunk_dataset(batches_fn, order, options, first):
+    """tf.data over (raw float64, reference float32 per method) row chunks;
+    `first`: the first chunk, which gives the shapes and dtypes."""
     signature = tuple(tf.TensorSpec([None, a.shape[1]], tf.as_dtype(a.dtype)) for a in first)
     dataset = tf.data.Dataset.from_generator(batches_fn, output_signature=signature).unbatch()
     if order == "shuffled":
@@ -219,10 +219,10 @@ def chunk_dataset(batches_fn, order, options):
     return dataset.batch(options.chunk_rows).prefetch(2)
 
 
-def compare_order(batches_fn, order, methods, features, full, options):
+def compare_order(batches_fn, order, methods, features, full, options, first):
     """Streams one order through every (method, batch size); returns accumulators."""
     runs = {(m, b): BatchSizeComparison(m, b, len(features), full) for m in methods for b in options.batch_sizes}
-    for chunk in chunk_dataset(batches_fn, order, options):
+    for chunk in chunk_dataset(batches_fn, order, options, first):
         raw = impute(chunk[0].numpy(), full)
         for i, method in enumerate(methods):
             ref = chunk[1 + i].numpy()
@@ -270,12 +270,12 @@ def run_comparison(batches_fn, methods, features, full, options):
     batches_fn() yields (raw [n, F] float64, NaN for missing, then one [n, F] float32 reference per method) in file order.
     """
     records = []
+    first = next(iter(batches_fn()))
     for order in ORDERS:
-        accumulators = compare_order(batches_fn, order, methods, features, full, options)
+        accumulators = compare_order(batches_fn, order, methods, features, full, options, first)
         for (method, b), acc in accumulators.items():
             for j, name in enumerate(features):
                 records.append({"feature": name, "method": method, "order": order, "batch_size": b, **acc.record(j)})
-    first = next(iter(batches_fn()))
     # The probe: the first row with the fewest missing values.
     row = int(np.argmin(np.isnan(first[0]).sum(axis=1)))
     probes = probe_row(impute(first[0], full), first[1:], methods, features, options, row=row)
