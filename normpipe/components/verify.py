@@ -43,8 +43,8 @@ def resolve_version_dir(model_dir: str) -> str:
     atomic.INCOMPLETE: it is refused when named, skipped when looking for
     the newest.
     """
+    atomic.check_complete(model_dir, "export")
     if paths.isfile(paths.join(model_dir, "saved_model.pb")):
-        atomic.check_complete(model_dir, "export")
         return model_dir
     versions = [v for v in existing_versions(model_dir) if atomic.is_complete(paths.join(model_dir, str(v)))]
     if not versions:
