@@ -187,8 +187,11 @@ def make_temp_dir(parent: str, prefix: str) -> str:
 def local_temp_dir(prefix: str, near: str) -> str:
     """Private local scratch: under `near` when that is a local directory
     (same filesystem, so a rename publishes it), else in the system's temp
-    directory (for an output on a URI)."""
-    return tempfile.mkdtemp(prefix=prefix, dir=near if is_local(near) else None)
+    directory (for an output on a URI). A local `near` is created if missing."""
+    if not is_local(near):
+        return tempfile.mkdtemp(prefix=prefix)
+    os.makedirs(near, exist_ok=True)
+    return tempfile.mkdtemp(prefix=prefix, dir=near)
 
 
 def open_input(path: str):

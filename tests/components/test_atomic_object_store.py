@@ -10,7 +10,6 @@ import os
 import uuid
 
 import pytest
-import tensorflow as tf
 
 from normpipe.components import atomic, verify
 from normpipe.components.errors import UserError
@@ -22,8 +21,7 @@ from normpipe.pipeline import cli
 def ram_root():
     root = f"ram://atomic-{uuid.uuid4().hex}"
     yield root
-    if tf.io.gfile.exists(root):
-        tf.io.gfile.rmtree(root)
+    paths.rmtree(root)
 
 
 def _source(tmp_path, name, files, broken=None):

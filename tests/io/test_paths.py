@@ -4,7 +4,6 @@ import os
 import uuid
 
 import pytest
-import tensorflow as tf
 
 from normpipe.io import paths
 
@@ -13,8 +12,7 @@ from normpipe.io import paths
 def ram_root():
     root = f"ram://paths-{uuid.uuid4().hex}"
     yield root
-    if tf.io.gfile.exists(root):
-        tf.io.gfile.rmtree(root)
+    paths.rmtree(root)
 
 
 @pytest.mark.parametrize("base, parts, expected", [
