@@ -103,3 +103,22 @@ def test_a_live_lock_on_a_uri_output_refuses_a_second_command(ram_root, capsys):
         f.write(json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "command": "run"}))
     assert cli.main(["stats", "--input", "ram://nowhere.csv", "--output-dir", ram_root]) == 2
     assert "in use by another normpipe command" in capsys.readouterr().err
+
+
+def test_input_fn_refuses_examples_of_an_incomplete_copy(tmp_path, ram_root):
+    from normpipe.components import dataset  # pylint: disable=import-outside-toplevel
+
+    src = _source(tmp_path, "t", {"part-0.tfrecord.gz": "x", "part-1.tfrecord.gz": "x"}, broken="part-0b")
+    with pytest.raises(Exception):
+        atomic.publish_directory(src, paths.join(ram_root, "transformed"))
+    with pytest.raises(ValueError, match="incomplete copy"):
+        dataset.input_fn(paths.join(ram_root, "transformed", "part-*"), _TransformOutput(), 8, "y")
+
+
+class _TransformOutput:
+    """What input_fn asks of a tft.TFTransformOutput before it reads the files."""
+
+    def transformed_feature_spec(self):
+        import tensorflow as tf  # pylint: disable=import-outside-toplevel
+
+        return {"y": tf.io.FixedLenFeature([], tf.float32)}
