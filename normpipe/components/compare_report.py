@@ -41,6 +41,14 @@ def summary_figures(records):
     return out
 
 
+def _compared(document) -> str:
+    """How many rows the per-batch comparison read, when not all of them."""
+    compared = document.get("rows_compared", document["num_examples"])
+    if compared >= document["num_examples"]:
+        return ""
+    return f"; compared on the first {compared:,} rows (the statistics are of all rows)"
+
+
 def render_markdown(document) -> str:
     records, sizes = document["records"], document["batch_sizes"]
     features, methods = document["features"], document["methods"]
@@ -49,7 +57,8 @@ def render_markdown(document) -> str:
     lines = [
         "# Per-batch vs full-dataset normalization",
         "",
-        f"{document['num_examples']:,} rows, {len(features)} features. Each cell: mean absolute error of the "
+        f"{document['num_examples']:,} rows, {len(features)} features{_compared(document)}. Each cell: mean "
+        "absolute error of the "
         "recipe's per-batch normalization against the full-dataset normalization of the same row "
         "(normalized units); in brackets, the fraction of NaN/inf outputs where there are any.",
         "",
@@ -94,15 +103,38 @@ def conclusions(summary, sizes, methods, num_examples):
     return out
 
 
+MAX_PLOTTED = 20
+
+
+def plotted_features(document, table) -> list:
+    """The features the plot draws: all of them, or the MAX_PLOTTED with
+    the largest error at the smallest batch size (a plot of thousands of
+    lines and legend entries shows nothing; comparison.md lists them all)."""
+    features = list(document["features"])
+    if len(features) <= MAX_PLOTTED:
+        return features
+    smallest = min(document["batch_sizes"])
+
+    def worst(name):
+        errors = [table[(name, m, "shuffled", smallest)]["mean_abs_error"] for m in document["methods"]]
+        return max((e for e in errors if e is not None), default=0.0)
+
+    return sorted(features, key=worst, reverse=True)[:MAX_PLOTTED]
+
+
 def render_plot(document, path):
     methods = document["methods"]
     fig, axes = plt.subplots(1, len(methods), figsize=(6.5 * len(methods), 4.8), squeeze=False)
     table = _lookup(document["records"])
     sizes = document["batch_sizes"]
     colors = plt.get_cmap("tab20")
+    features = plotted_features(document, table)
+    shown = "" if len(features) == len(document["features"]) else (
+        f"; the {len(features)} of {len(document['features'])} features with the largest error at batch size "
+        f"{min(sizes)}")
     for ax, method in zip(axes[0], methods):
         drawn = False
-        for index, name in enumerate(document["features"]):
+        for index, name in enumerate(features):
             for order, style in (("shuffled", "-"), ("file", ":")):
                 errors = [table[(name, method, order, b)]["mean_abs_error"] for b in sizes]
                 # None (all outputs NaN) and exact zeros have no place on a log axis.
@@ -119,7 +151,8 @@ def render_plot(document, path):
             ax.text(0.5, 0.5, "no non-zero error to draw", ha="center", va="center", transform=ax.transAxes)
         ax.set_xlabel("batch size")
         ax.set_ylabel("mean |per-batch - full-dataset|")
-        ax.set_title(f"{method} (solid: shuffled, dotted: file order; 0 and all-NaN not drawn)", fontsize=9)
+        ax.set_title(f"{method} (solid: shuffled, dotted: file order; 0 and all-NaN not drawn{shown})", fontsize=9,
+                     wrap=True)
         ax.grid(True, which="both", alpha=0.3)
     if axes[0][-1].get_legend_handles_labels()[0]:
         axes[0][-1].legend(fontsize=7, loc="upper right", ncol=2)

@@ -42,6 +42,16 @@ VERIFY_SAMPLE = "normpipe_verify_sample.json"
 FEATURES_FILE = "normpipe_features.json"
 WARMUP_FILE = "tf_serving_warmup_requests"
 MAX_WARMUP = 1000
+# Sample and warmup rows are capped by cells: 1000 rows up to 100 features,
+# fewer for wide data, where each row is a request with one input per feature.
+SAMPLE_CELLS = 100_000
+
+
+def sample_limit(width: int) -> int:
+    """How many raw rows of `width` features the warmup requests and the
+    verify sample hold: MAX_WARMUP, or fewer so that rows x width stays
+    within SAMPLE_CELLS (at least one row)."""
+    return max(1, min(MAX_WARMUP, SAMPLE_CELLS // max(width, 1)))
 REGRESS, REGRESS_METHOD = "regress", "tensorflow/serving/regress"
 CLASSIFY, CLASSIFY_METHOD = "classify", "tensorflow/serving/classify"
 
@@ -93,7 +103,8 @@ class ServingModule:
                 if self._model_inputs == list(self.metadata["outputs"][method]):
                     self._matrix = key
         self._loader = saved_transform_io_v2.SavedModelLoader(os.path.join(transform_dir, "transform_fn"))
-        self._loader.finalize(self.features, self.outputs + ([self._matrix] if self._matrix else []))
+        self._inputs = transform.graph_inputs(self.metadata)
+        self._loader.finalize(self._inputs, self.outputs + ([self._matrix] if self._matrix else []))
         # The loaded graph owns the variables the pruned function reads;
         # tracking it puts them in the export (as TransformFeaturesLayer does).
         self.transform = self._loader._imported  # pylint: disable=protected-access
@@ -101,7 +112,7 @@ class ServingModule:
     def _transform(self, inputs: dict) -> dict:
         """The pruned transform graph's outputs for the request's features
         (float64 [batch], given to the graph in its own input types)."""
-        raw = transform.adapt_inputs(inputs, self.metadata["raw_specs"], self.features)
+        raw = transform.adapt_inputs(inputs, self.metadata["raw_specs"], self._inputs)
         return self._loader.apply_transform_model(raw)
 
     def normalize(self, inputs: dict) -> dict:
@@ -195,26 +206,44 @@ def parse_examples(examples, features, kinds) -> dict:
     """Serialized tf.train.Examples -> {feature: float64 [batch]}, absent = NaN.
 
     `kinds` ({feature: "int64" | "float"}, see `example_types`) says which
-    list each feature is parsed from; int64 is exact up to 2**53.
+    list each feature is parsed from; int64 is exact up to 2**53. A feature
+    with more than one value in an example is an error. The work after
+    parsing is a fixed number of ops per list type, whatever the number of
+    features, so a wide model's signatures stay small.
     """
     dtypes = {n: tf.int64 if kinds[n] == "int64" else tf.float32 for n in features}
     parsed = tf.io.parse_example(examples, {n: tf.io.VarLenFeature(dtypes[n]) for n in features})
     batch = tf.shape(examples, out_type=tf.int64)[0]
-    columns = {}
-    for name in features:
-        sparse = parsed[name]
-        check = tf.debugging.assert_less_equal(
-            sparse.dense_shape[1], tf.constant(1, tf.int64), message=f"feature {name!r}: more than one value"
-        )
-        with tf.control_dependencies([check]):
-            sparse = tf.sparse.reorder(sparse)
-        dense = tf.sparse.to_dense(
-            tf.SparseTensor(sparse.indices, tf.cast(sparse.values, tf.float64), sparse.dense_shape),
-            default_value=tf.constant(np.nan, tf.float64),
-        )
-        # a row without the feature is missing (to_dense of an all-empty batch has width 0)
-        columns[name] = tf.concat([dense, tf.fill(tf.stack([batch, 1]), tf.constant(np.nan, tf.float64))], 1)[:, 0]
-    return columns
+    groups = [[n for n in features if dtypes[n] == dtype] for dtype in (tf.float32, tf.int64)]
+    groups = [names for names in groups if names]
+    matrix = tf.concat([_dense_columns([parsed[n] for n in names], names, batch) for names in groups], axis=1)
+    grouped = [n for names in groups for n in names]
+    if grouped != list(features):
+        where = {n: j for j, n in enumerate(grouped)}
+        matrix = tf.gather(matrix, [where[n] for n in features], axis=1)
+    return dict(zip(features, tf.unstack(matrix, num=len(features), axis=1)))
+
+
+def _dense_columns(sparse, names, batch):
+    """VarLen [batch, <=1] sparse tensors, one per feature -> float64
+    [batch, len(names)], an absent value as NaN: one SparseConcat of all of
+    them, then each feature's column (its position among the features
+    that have a value in this batch) or an all-NaN one."""
+    widths = tf.stack([s.dense_shape for s in sparse])[:, 1]
+    check = tf.debugging.Assert(
+        tf.reduce_all(widths <= 1),
+        ["an example holds more than one value of feature", tf.gather(tf.constant(names), tf.argmax(widths))],
+    )
+    with tf.control_dependencies([check]):
+        joined = sparse[0] if len(sparse) == 1 else tf.sparse.concat(1, sparse)
+    dense = tf.sparse.to_dense(
+        tf.SparseTensor(joined.indices, tf.cast(joined.values, tf.float64), joined.dense_shape),
+        default_value=tf.constant(np.nan, tf.float64),
+    )
+    # the last column is all NaN: where a feature without values points
+    dense = tf.concat([dense, tf.fill(tf.stack([batch, 1]), tf.constant(np.nan, tf.float64))], 1)
+    position = tf.where(widths > 0, tf.cumsum(widths) - 1, tf.reduce_sum(widths))
+    return tf.gather(dense, position, axis=1)
 
 
 def write_models_config(serving_root: str, base_path=None) -> str:
@@ -266,17 +295,30 @@ def publish_version(staging: str, model_dir: str, version=None) -> str:
                 raise UserError(f"{final} already exists; choose another --model-version") from None
 
 
+def _double_vector(value) -> "tensor_pb2.TensorProto":
+    """What tf.make_tensor_proto(np.array([value], np.float64)) gives, built
+    directly: a wide model's warmup file holds one per feature and row, and
+    make_tensor_proto's generality costs ~20x more per call."""
+    from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2  # pylint: disable=import-outside-toplevel
+
+    return tensor_pb2.TensorProto(
+        dtype=types_pb2.DT_DOUBLE,
+        tensor_shape=tensor_shape_pb2.TensorShapeProto(dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=1)]),
+        double_val=[float(value)],
+    )
+
+
 def write_warmup(path: str, model_name: str, features, rows: np.ndarray) -> None:
     """PredictionLog records, one real row per PredictRequest (NaN = missing)."""
     from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2  # pylint: disable=import-outside-toplevel
 
     with tf.io.TFRecordWriter(path) as writer:
-        for row in rows[:MAX_WARMUP]:
+        for row in rows[:sample_limit(len(features))]:
             request = predict_pb2.PredictRequest(
                 model_spec=model_pb2.ModelSpec(name=model_name, signature_name="serving_default")
             )
-            for j, name in enumerate(features):
-                request.inputs[name].CopyFrom(tf.make_tensor_proto(np.array([row[j]], np.float64)))
+            for name, value in zip(features, row):
+                request.inputs[name].CopyFrom(_double_vector(value))
             log = prediction_log_pb2.PredictionLog(predict_log=prediction_log_pb2.PredictLog(request=request))
             writer.write(log.SerializeToString())
 
@@ -319,7 +361,8 @@ def pipeline_sample(transform_dir: str, features):
     with tf.io.gfile.GFile(path) as f:
         document = json.load(f)
     rows = np.array([[np.nan if v is None else v for v in row] for row in document["rows"]], np.float64)
-    return rows.reshape(-1, len(features))[:MAX_WARMUP], {k: v[:MAX_WARMUP] for k, v in document["transformed"].items()}
+    limit = sample_limit(len(features))
+    return rows.reshape(-1, len(features))[:limit], {k: v[:limit] for k, v in document["transformed"].items()}
 
 
 def statistics_rows(transform_dir: str, module) -> np.ndarray:
@@ -373,9 +416,10 @@ def write_servable(path: str, transform_dir: str, model=None, variant="tft", mod
         predict_fn = lambda rows: module.predict(  # noqa: E731
             {n: tf.constant(rows[:, j]) for j, n in enumerate(module.features)})[PREDICTION].numpy()
     write_warmup(os.path.join(extra, WARMUP_FILE), model_name, module.features, sample_rows)
-    outputs = None if predict_fn is None else predict_fn(sample_rows[:MAX_WARMUP])
+    sample_rows = sample_rows[:sample_limit(len(module.features))]
+    outputs = None if predict_fn is None else predict_fn(sample_rows)
     with paths.open(paths.join(extra, VERIFY_SAMPLE), "w") as f:
-        json.dump(_verify_sample(module, sample_rows[:MAX_WARMUP], outputs, pipeline_values), f)
+        json.dump(_verify_sample(module, sample_rows, outputs, pipeline_values), f)
 
 
 def export_model(transform_dir, serving_root, model_name, version=None, model=None, variant="tft",

@@ -3,8 +3,12 @@
 The canonical batch, what every later stage reads, holds the numeric columns
 only (features and label, under their TensorFlow-safe names), each as
 list<double> of length 1 per row, with a missing value (empty cell, NaN,
-absent feature) as NaN. tf.Transform receives these batches through a
-`TensorAdapterConfig`: one float64 dense tensor of shape [batch] per column.
+absent feature) as NaN. tf.Transform receives them reshaped by
+`ToFeatureMatrix`: the features as one column of F-value lists (the graph's
+float64 [batch, F] input `MATRIX_INPUT`) and the label as its own column,
+described by `tensor_adapter_config`. One input for all features keeps the
+traced graph, and tf.Transform's analysis of it (which compares every
+input with every graph source), the same size at 5 or 5,000 features.
 
 With bad_values="missing" the readers turn a bad value (non-numeric text or
 an infinite value) into a missing one and emit a {column: count} dict on a
@@ -17,11 +21,14 @@ import json
 from collections import Counter
 
 import apache_beam as beam
+import numpy as np
 import pyarrow as pa
 from tensorflow_metadata.proto.v0 import schema_pb2
 from tfx_bsl.tfxio import tensor_adapter
 
 from normpipe.components import csv_reader, parquet_reader, tfrecord_reader
+from normpipe.components.column_names import MATRIX_INPUT
+from normpipe.components.errors import UserError
 from normpipe.components.input_spec import (
     TFRECORD_SUFFIXES,
     InputSpec,
@@ -36,6 +43,8 @@ __all__ = [
     "TFRECORD_SUFFIXES",
     "InputSpec",
     "ReadRecordBatches",
+    "ToFeatureMatrix",
+    "canonical_schema",
     "detect_format",
     "expand_input",
     "inspect_csv",
@@ -46,6 +55,7 @@ __all__ = [
     "iter_record_batches",
     "read_bad_value_counts",
     "tensor_adapter_config",
+    "to_feature_matrix",
 ]
 
 
@@ -86,16 +96,59 @@ class RecordBatchCoder(beam.coders.Coder):
 beam.coders.registry.register_coder(pa.RecordBatch, RecordBatchCoder)
 
 
+def canonical_schema(spec: InputSpec) -> pa.Schema:
+    """The readers' record batches: list<double> per numeric column."""
+    return pa.schema([pa.field(name, pa.list_(pa.float64())) for name in spec.numeric])
+
+
 def tensor_adapter_config(spec: InputSpec) -> tensor_adapter.TensorAdapterConfig:
-    """One float64 dense tensor of shape [batch] per numeric column."""
-    fields, reps = [], {}
-    for name in spec.numeric:
-        fields.append(pa.field(name, pa.list_(pa.float64())))
-        rep = schema_pb2.TensorRepresentation()
-        rep.dense_tensor.column_name = name
-        rep.dense_tensor.shape.SetInParent()
-        reps[name] = rep
+    """What tf.Transform reads from `to_feature_matrix` batches: one float64
+    [batch, F] dense tensor `MATRIX_INPUT` and, with a label, one float64
+    [batch] tensor under the label's name."""
+    if MATRIX_INPUT in spec.numeric:
+        raise UserError(f"column {MATRIX_INPUT!r}: the name is the transform graph's own input; rename the column")
+    fields = [pa.field(MATRIX_INPUT, pa.list_(pa.float64()))]
+    matrix = schema_pb2.TensorRepresentation()
+    matrix.dense_tensor.column_name = MATRIX_INPUT
+    matrix.dense_tensor.shape.dim.add().size = len(spec.features)
+    reps = {MATRIX_INPUT: matrix}
+    if spec.label:
+        fields.append(pa.field(spec.label, pa.list_(pa.float64())))
+        label = schema_pb2.TensorRepresentation()
+        label.dense_tensor.column_name = spec.label
+        label.dense_tensor.shape.SetInParent()
+        reps[spec.label] = label
     return tensor_adapter.TensorAdapterConfig(pa.schema(fields), reps)
+
+
+def to_feature_matrix(batch: pa.RecordBatch, spec: InputSpec) -> pa.RecordBatch:
+    """A canonical record batch -> the batch `tensor_adapter_config` describes.
+
+    The features' values are interleaved row by row (one copy, n x F
+    float64) under one list column with F values per row.
+    """
+    position = {name: i for i, name in enumerate(batch.schema.names)}
+    width = len(spec.features)
+    values = np.empty((batch.num_rows, width), np.float64)
+    for j, name in enumerate(spec.features):
+        values[:, j] = batch.column(position[name]).flatten().to_numpy(zero_copy_only=False)
+    offsets = pa.array(np.arange(0, batch.num_rows * width + 1, width, dtype=np.int32))
+    arrays = [pa.ListArray.from_arrays(offsets, pa.array(values.reshape(-1)))]
+    if spec.label:
+        arrays.append(batch.column(position[spec.label]))
+    return pa.RecordBatch.from_arrays(arrays, schema=tensor_adapter_config(spec).arrow_schema)
+
+
+class ToFeatureMatrix(beam.PTransform):
+    """Canonical record batches -> `to_feature_matrix` batches."""
+
+    def __init__(self, spec: InputSpec):
+        super().__init__()
+        self._spec = spec
+
+    def expand(self, batches):
+        spec = self._spec
+        return batches | "StackFeatures" >> beam.Map(to_feature_matrix, spec).with_output_types(pa.RecordBatch)
 
 
 def csv_range_reader(spec: InputSpec) -> csv_reader.ReadCsvRange:

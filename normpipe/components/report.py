@@ -49,12 +49,20 @@ def statistics_section(stats) -> str:
             "missing values excluded.</p>" + _table(("feature",) + keys, rows))
 
 
+def _compared(comparison) -> str:
+    compared, total = comparison.get("rows_compared"), comparison["num_examples"]
+    if compared is None or compared >= total:
+        return ""
+    return f" Compared on the first {_num(compared)} of {_num(total)} rows."
+
+
 def comparison_section(comparison, png_path) -> str:
     sizes = comparison["batch_sizes"]
     lookup = {(r["feature"], r["method"], r["order"], r["batch_size"]): r for r in comparison["records"]}
     parts = ["<h2>Per-batch vs full-dataset normalization</h2>",
              "<p>Mean absolute error of the recipe's per-batch normalization against the full-dataset "
-             "normalization of the same row (shuffled order); NaN share in brackets.</p>"]
+             "normalization of the same row (shuffled order); NaN share in brackets."
+             + _compared(comparison) + "</p>"]
     for method in comparison["methods"]:
         rows = []
         for name in comparison["features"]:

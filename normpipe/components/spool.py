@@ -107,24 +107,31 @@ def _load(prefix, normalized):
     return x, labelled[:, -1]
 
 
-def _batches(prefixes, batch_size, shuffle, rng, fill, normalized):
-    """(x, y float32) batches from the chunks; with `shuffle`, chunks in
-    random order and rows permuted within windows of a few chunks."""
+def _windows(prefixes, batch_size, shuffle, rng, load):
+    """Batches of the arrays `load(prefix)` gives for each chunk (a tuple,
+    rows first); with `shuffle`, chunks in random order and rows permuted
+    within windows of a few chunks."""
     order = rng.permutation(len(prefixes)) if shuffle else np.arange(len(prefixes))
     carry = None
     for start in range(0, len(order), _WINDOW_CHUNKS):
-        window = [_load(prefixes[i], normalized) for i in order[start:start + _WINDOW_CHUNKS]]
+        window = [load(prefixes[i]) for i in order[start:start + _WINDOW_CHUNKS]]
         if carry is not None:
             window.insert(0, carry)
-        x, y = (np.concatenate(parts) for parts in zip(*window))
+        arrays = [np.concatenate(parts) for parts in zip(*window)]
+        rows = len(arrays[0])
         if shuffle:
-            permutation = rng.permutation(len(y))
-            x, y = x[permutation], y[permutation]
-        usable = len(y) if start + _WINDOW_CHUNKS >= len(order) else (len(y) // batch_size) * batch_size
+            permutation = rng.permutation(rows)
+            arrays = [a[permutation] for a in arrays]
+        usable = rows if start + _WINDOW_CHUNKS >= len(order) else (rows // batch_size) * batch_size
         for i in range(0, usable, batch_size):
-            batch = x[i:i + batch_size]
-            yield (fill(batch) if fill else batch), y[i:i + batch_size]
-        carry = (x[usable:], y[usable:]) if usable < len(y) else None
+            yield tuple(a[i:i + batch_size] for a in arrays)
+        carry = tuple(a[usable:] for a in arrays) if usable < rows else None
+
+
+def _batches(prefixes, batch_size, shuffle, rng, fill, normalized):
+    """(x, y float32) batches of one kind of features (see `_windows`)."""
+    for x, y in _windows(prefixes, batch_size, shuffle, rng, lambda p: _load(p, normalized)):
+        yield (fill(x) if fill else x), y
 
 
 def chunk_dataset(prefixes, num_features, batch_size, shuffle=False, seed=0, fill_missing=None,
@@ -162,6 +169,63 @@ def datasets(spool: Spool, seed=0, fill_missing=None, normalized=False):
     f = spool.num_features
     return (lambda b: chunk_dataset(spool.train_chunks, f, b, True, seed, fill_missing, normalized, spool.train_rows),
             lambda b: chunk_dataset(spool.eval_chunks, f, b, False, seed, fill_missing, normalized, spool.eval_rows))
+
+
+# What each variant's model takes (see train.py): the graph's normalized
+# float32 features, the raw float64 features, or the raw ones with missing
+# values filled (the recipe's per-batch layers have no notion of missing).
+INPUTS = {"tft": "normalized", "constant": "raw", "learned": "raw", "batch": "filled"}
+
+
+def _inputs(normalized, raw, fill, keys):
+    found = {"normalized": normalized, "raw": raw}
+    if "filled" in keys:
+        found["filled"] = np.where(np.isnan(raw), fill, raw)
+    return {k: found[k] for k in keys}
+
+
+def _input_signature(num_features, keys):
+    dtypes = {"normalized": tf.float32, "raw": tf.float64, "filled": tf.float64}
+    return {k: tf.TensorSpec([None, num_features], dtypes[k]) for k in keys}
+
+
+def variant_datasets(spool: Spool, variants, seed=0, fill_missing=None):
+    """(train, eval, batch-size-1 sample) factories, batch size ->
+    tf.data.Dataset of ({input: [b, F]}, {variant: y}) for a model that
+    trains `variants` side by side (train.joint_model): every variant sees
+    the same rows in the same order, each through its own input (INPUTS),
+    read from one pass over the chunks."""
+    keys = sorted({INPUTS[v] for v in variants})
+    fill = np.asarray(fill_missing if fill_missing is not None else np.zeros(spool.num_features), np.float64)
+    labels = lambda x, y: (x, {v: y for v in variants})  # noqa: E731
+
+    def load(prefix):
+        labelled = np.load(prefix + ".normalized.npy")
+        raw = np.load(prefix + ".raw.npy") if keys != ["normalized"] else labelled[:, :0]
+        return labelled[:, :-1], raw, labelled[:, -1]
+
+    def factory(prefixes, shuffle, rows):
+        epochs = iter(range(1 << 30))  # every iteration (Keras epoch) reshuffles with a new seed
+
+        def make(b):
+            def generate():
+                rng = np.random.default_rng([seed, next(epochs)])
+                for normalized, raw, y in _windows(list(prefixes), b, shuffle, rng, load):
+                    yield _inputs(normalized, raw, fill, keys), y
+
+            signature = (_input_signature(spool.num_features, keys), tf.TensorSpec([None], tf.float32))
+            dataset = tf.data.Dataset.from_generator(generate, output_signature=signature)
+            dataset = dataset.apply(tf.data.experimental.assert_cardinality(-(-rows // b)))
+            return dataset.map(labels).prefetch(2)
+
+        return make
+
+    def sample(b):
+        inputs = _inputs(spool.sample_normalized, spool.sample_raw, fill, keys)
+        return tf.data.Dataset.from_tensor_slices((inputs, spool.sample_y)).batch(b).map(labels)
+
+    return (factory(spool.train_chunks, True, spool.train_rows), factory(spool.eval_chunks, False, spool.eval_rows),
+            sample)
 
 
 def sample_dataset(x, y, fill_missing=None):

@@ -22,10 +22,13 @@ the sample's scale that the scaled square overflows is a UserError rather
 than a silently skipped value. A feature with no present value reports count
 0 and null mean/var/std/min/max.
 
-Inputs are what tf.Transform gives a preprocessing_fn, from normpipe's
-readers or from TFX: dense [batch] or [batch, 1] tensors of any numeric type
-(int64 exact up to 2**53, float32 widened exactly), or `tf.SparseTensor` for
-a VarLen feature (a row without a value is missing).
+Inputs are what tf.Transform gives a preprocessing_fn. normpipe's readers
+give one float64 [batch, F] matrix (`MATRIX_INPUT`, see ingest.py): the
+size of the traced graph, and tf.Transform's work on it, then does not grow
+with the number of features. From TFX come one input per feature: dense
+[batch] or [batch, 1] tensors of any numeric type (int64 exact up to 2**53,
+float32 widened exactly), or `tf.SparseTensor` for a VarLen feature (a row
+without a value is missing).
 
 The analyzer results stay in the saved transform graph as one named float64
 [8, F] tensor (`STATISTICS_NODE`) beside a JSON description of the graph
@@ -47,6 +50,7 @@ import tensorflow_transform as tft
 import tensorflow_transform.beam as tft_beam
 
 from normpipe.components import exact_float, graph_constants
+from normpipe.components.column_names import MATRIX_INPUT
 from normpipe.components.errors import UserError
 
 STATS_KEY = "__statistics__"
@@ -147,7 +151,15 @@ def as_column(value, name="feature") -> tf.Tensor:
 
 
 def stack_features(inputs: dict, features) -> tf.Tensor:
-    """The features as one float64 [batch, F] matrix, in `features` order."""
+    """The features as one float64 [batch, F] matrix, in `features` order:
+    the `MATRIX_INPUT` itself when the inputs hold it, else one column per
+    feature input."""
+    if MATRIX_INPUT in inputs:
+        x = inputs[MATRIX_INPUT]
+        if x.dtype != tf.float64 or x.shape.rank != 2 or x.shape[1] != len(features):
+            raise ValueError(f"{MATRIX_INPUT} must be float64 [batch, {len(features)}]. "
+                             f"Received: {x.dtype.name} {x.shape}")
+        return x
     return tf.stack([as_column(inputs[name], name) for name in features], axis=1)
 
 
@@ -163,12 +175,20 @@ def with_graph_constants(outputs: dict, stats: dict, config: dict) -> dict:
     keeps the two named tensors in the saved graph without making them
     outputs. Grappler folds them away when serving.
     """
+    return dict(zip(outputs, depend_on_graph_constants(list(outputs.values()), stats, config)))
+
+
+def depend_on_graph_constants(tensors, stats: dict, config: dict):
+    """`tensors`, made to depend on the named statistics and config, like
+    `with_graph_constants`; applied to the few tensors every output is
+    computed from (the normalized matrices, the label), it keeps the graph
+    the same size whatever the number of outputs."""
     constants = [
         tf.identity(statistics_matrix(stats), name=STATISTICS_NODE),
         tf.constant(json.dumps(config, sort_keys=True), name=CONFIG_NODE),
     ]
     with tf.control_dependencies(constants):
-        return {name: tf.identity(value) for name, value in outputs.items()}
+        return [tf.identity(t) for t in tensors]
 
 
 def graph_config(features, exponents=None, **extra) -> dict:

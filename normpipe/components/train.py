@@ -118,6 +118,14 @@ def normalization_layer(variant, method, stats):
     return None
 
 
+def loss_and_metric(task):
+    """(loss, a new metric object): MSE and MAE for regression, binary
+    cross-entropy and accuracy for classification."""
+    if task == "classification":
+        return "binary_crossentropy", keras.metrics.BinaryAccuracy(name="accuracy")
+    return "mse", keras.metrics.MeanAbsoluteError(name="mae")
+
+
 def build_model(variant, num_features, task, options, method="zscore", stats=None) -> keras.Model:
     keras.utils.set_random_seed(options.seed)
     raw = variant != "tft"
@@ -125,15 +133,57 @@ def build_model(variant, num_features, task, options, method="zscore", stats=Non
     h = normalization_layer(variant, method, stats)(inputs) if raw else inputs
     for units in options.hidden:
         h = keras.layers.Dense(units, activation="relu")(h)
-    if task == "classification":
-        outputs = keras.layers.Dense(1, activation="sigmoid", name="prediction")(h)
-        loss, metric = "binary_crossentropy", keras.metrics.BinaryAccuracy(name="accuracy")
-    else:
-        outputs = keras.layers.Dense(1, name="prediction")(h)
-        loss, metric = "mse", keras.metrics.MeanAbsoluteError(name="mae")
+    activation = "sigmoid" if task == "classification" else None
+    outputs = keras.layers.Dense(1, activation=activation, name="prediction")(h)
     model = keras.Model(inputs, outputs, name=f"normpipe_{variant}")
+    loss, metric = loss_and_metric(task)
     model.compile(optimizer=keras.optimizers.Adam(options.learning_rate), loss=loss, metrics=[metric])
     return model
+
+
+def joint_model(models: dict, inputs_of: dict, task, options) -> keras.Model:
+    """The variants' models side by side in one Keras model, to train and
+    evaluate them in one pass over the data.
+
+    `models`: {variant: build_model(...)}; `inputs_of`: {variant: input
+    name} (variants that take the same features share an input). The joint
+    loss is the sum of the variants' losses, and no weight is shared, so
+    each model's gradient is that of its own loss, and Adam, which adapts
+    each weight on its own, takes the steps it would take training that
+    model alone on the same batches; one training step, with its fixed
+    cost, serves every variant.
+    """
+    first = {}
+    for variant, model in models.items():
+        first.setdefault(inputs_of[variant], model.inputs[0])
+    inputs = {name: keras.Input(tensor.shape[1:], dtype=tensor.dtype, name=name) for name, tensor in first.items()}
+    outputs = {variant: model(inputs[inputs_of[variant]]) for variant, model in models.items()}
+    joint = keras.Model(inputs, outputs, name="normpipe_variants")
+    loss = {variant: loss_and_metric(task)[0] for variant in models}
+    metrics = {variant: [loss_and_metric(task)[1]] for variant in models}
+    joint.compile(optimizer=keras.optimizers.Adam(options.learning_rate), loss=loss, metrics=metrics,
+                  steps_per_execution=16)
+    return joint
+
+
+def fit_and_evaluate_variants(joint, variants, task, train_data, eval_data, sample_data, options, batch_size,
+                              verbose=2) -> dict:
+    """Fits `joint` (see joint_model) on train_data(batch_size); returns
+    {variant: results} as fit_and_evaluate gives them, from one evaluation
+    pass at batch size 1 on sample_data(1) and one at
+    options.eval_batch_size on eval_data."""
+    joint.fit(train_data(batch_size), epochs=options.epochs, shuffle=False, verbose=verbose)
+    results = {v: {} for v in variants}
+    for batch, data in ((1, sample_data(1)), (options.eval_batch_size, eval_data(options.eval_batch_size))):
+        values = joint.evaluate(data, verbose=0, return_dict=True)
+        for variant in variants:
+            # Keras names a figure "<output>_<name>", or "<name>" when there is one output
+            prefix = f"{variant}_" if len(variants) > 1 else ""
+            metric = loss_and_metric(task)[1].name
+            results[variant][f"batch_{batch}"] = {"loss": _finite_or_none(values[f"{prefix}loss"]),
+                                                  metric: _finite_or_none(values[f"{prefix}{metric}"])}
+            results[variant]["metric"] = metric
+    return results
 
 
 def fit_and_evaluate(model, train_data, eval_data, options, verbose=2, sample_data=None, batch_size=None):

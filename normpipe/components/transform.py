@@ -30,6 +30,7 @@ import tensorflow as tf
 import tensorflow_transform.beam as tft_beam
 
 from normpipe.components import exact_float, statistics
+from normpipe.components.column_names import MATRIX_INPUT
 from normpipe.components.kernels import OUTPUT_LIMIT, scale_clip_float32
 
 METHODS = ("zscore", "minmax")
@@ -147,16 +148,18 @@ def make_preprocessing_fn(options: TransformOptions):
     def preprocessing_fn(inputs):
         x = statistics.stack_features(inputs, options.features)
         stats = statistics.analyze_features(x, options.centers, options.exponents)
-        outputs = {}
-        for method in options.methods:
-            normalized = normalize(x, stats, method, options.exponents)
+        computed = [normalize(x, stats, method, options.exponents) for method in options.methods]
+        if options.label:
+            computed.append(tf.cast(statistics.as_column(inputs[options.label], options.label), tf.float32))
+        # every output is computed from these, so they keep the statistics in the graph
+        computed = statistics.depend_on_graph_constants(computed, stats, graph_config(options))
+        outputs = {options.label: computed.pop()} if options.label else {}
+        for method, normalized in zip(options.methods, computed):
             if options.matrix_outputs:
                 outputs[matrix_key(method)] = normalized
             # One Unpack rather than a slice per feature: fewer ops per request.
             outputs.update(zip(options.output_names(method), tf.unstack(normalized, axis=1)))
-        if options.label:
-            outputs[options.label] = tf.cast(statistics.as_column(inputs[options.label], options.label), tf.float32)
-        return statistics.with_graph_constants(outputs, stats, graph_config(options))
+        return outputs
 
     return preprocessing_fn
 
@@ -199,7 +202,8 @@ class AnalyzeAndTransform(beam.PTransform):
     """Record batches -> transform_fn in `transform_dir` and, optionally,
     gzip TFRecords of transformed tf.train.Examples under `examples_prefix`.
 
-    `sample` (a canonical record batch of a few raw rows) is transformed by
+    `sample` (a few raw rows, as ingest.to_feature_matrix gives them to
+    tf.Transform) is transformed by
     the same Beam run and written to `sample_path` (SAMPLE_FILE) with its
     raw feature values: what the pipeline computed for those rows, which
     `normpipe verify` compares the served graph with.
@@ -215,10 +219,8 @@ class AnalyzeAndTransform(beam.PTransform):
         self._sample, self._sample_path = sample, sample_path
 
     def _transform_sample(self, pipeline, transform_fn):
-        names = list(self._sample.schema.names)
-        columns = [self._sample.column(names.index(n)).flatten().to_numpy(zero_copy_only=False)
-                   for n in self._options.features]
-        rows = np.stack(columns, axis=1)
+        matrix = self._sample.column(self._sample.schema.names.index(MATRIX_INPUT))
+        rows = matrix.flatten().to_numpy(zero_copy_only=False).reshape(self._sample.num_rows, -1)
         sample = pipeline | "SampleRows" >> beam.Create([self._sample])
         (transformed, _) = ((sample, self._tensor_config), transform_fn) | "TransformSample" >> (
             tft_beam.TransformDataset(output_record_batches=True))
@@ -258,8 +260,9 @@ def write_metadata(transform_dir: str, options: TransformOptions, numeric, renam
     are the raw columns a tf.train.Example carries as int64_list (integer
     columns, as TFX's CsvExampleGen writes them), the others float_list.
 
-    The graph's raw inputs (all float64, shape [batch]) are recorded in
-    normpipe_transform.json; the raw data as tf.train.Examples is described
+    The graph's raw inputs are recorded in normpipe_transform.json: the
+    features as one float64 [batch, F] matrix (`MATRIX_INPUT`, its spec
+    listing the columns in order) and the label as float64 [batch]; the raw data as tf.train.Examples is described
     by tf.Transform's raw metadata (`metadata/`, what
     `TFTransformOutput.raw_feature_spec()` reads): VarLen int64 or float
     features, a missing value being an absent one. The matrix outputs are
@@ -282,11 +285,15 @@ def write_metadata(transform_dir: str, options: TransformOptions, numeric, renam
     del schema.feature[:]
     schema.feature.extend(kept)
     metadata_io.write_metadata(DatasetMetadata(schema), metadata_dir)
+    specs = {MATRIX_INPUT: {**FLOAT64_SPEC, "shape": [None, len(options.features)],
+                            "columns": list(options.features)}}
+    if options.label:
+        specs[options.label] = FLOAT64_SPEC
     document = {
         **graph_config(options),
-        "raw_inputs": list(numeric),
+        "raw_inputs": list(specs),
         "raw_dtype": "float64",
-        "raw_specs": {name: FLOAT64_SPEC for name in numeric},
+        "raw_specs": specs,
         "example_types": example_types,
         "renamed": dict(renamed or {}),
     }
@@ -326,10 +333,18 @@ def read_metadata(transform_dir: str, graph=None) -> dict:
             "raw_specs": specs, "raw_dtype": None, "renamed": {}}
 
 
+def graph_inputs(metadata: dict) -> list:
+    """The graph inputs that the features feed: the feature matrix, or
+    (a TFX graph) the features' own inputs."""
+    specs, features = metadata["raw_specs"], set(metadata["features"])
+    return [n for n in metadata["raw_inputs"] if n in features or "columns" in specs[n]]
+
+
 def adapt_inputs(columns: dict, raw_specs: dict, names) -> dict:
     """float64 [batch] tensors (NaN = missing) -> the graph's own raw inputs.
 
-    For each of `names`: a float64 [batch] input as it is; a dense one
+    For each of `names`: a matrix input (a spec with "columns") stacks
+    those columns; a float64 [batch] input is taken as it is; a dense one
     ([batch] or [batch, 1], int or float, as TFX gives fixed-length features)
     cast to its type, a missing integer as 0; a sparse one (a VarLen feature)
     holds the present values only. A name absent from `columns` (a label or
@@ -340,6 +355,10 @@ def adapt_inputs(columns: dict, raw_specs: dict, names) -> dict:
     for name in names:
         spec = raw_specs[name]
         dtype = tf.as_dtype(spec["dtype"])
+        if "columns" in spec:
+            missing = tf.fill([batch], tf.constant(np.nan, tf.float64))
+            adapted[name] = tf.stack([columns.get(c, missing) for c in spec["columns"]], axis=1)
+            continue
         if dtype == tf.string:
             value = tf.fill([batch], "")
         else:
@@ -364,11 +383,12 @@ class TransformGraph:
     def __init__(self, transform_dir: str):
         self._graph = statistics.load_transform_graph(transform_dir)
         self.metadata = read_metadata(transform_dir, self._graph)
+        specs = self.metadata["raw_specs"].values()
+        self._read = set(self.metadata["raw_specs"]) | {c for spec in specs for c in spec.get("columns", ())}
 
     def __call__(self, columns: dict) -> dict:
         """columns: {raw name: float64 [n]} -> {output name: float32 [n]}."""
-        tensors = {n: tf.constant(np.asarray(v, np.float64)) for n, v in columns.items()
-                   if n in self.metadata["raw_specs"]}
+        tensors = {n: tf.constant(np.asarray(v, np.float64)) for n, v in columns.items() if n in self._read}
         inputs = adapt_inputs(tensors, self.metadata["raw_specs"], self.metadata["raw_inputs"])
         outputs = self._graph.transform_fn(inputs)
         return {k: v.numpy() for k, v in outputs.items() if not is_internal(k)}

@@ -93,21 +93,35 @@ def check_signatures(server, sample):
 
 
 def check_warmup(server, version_dir, expected=None):
-    """Replays every warmup request; `expected`: how many the export wrote
-    (one per verify-sample row), so a file cut at a record boundary fails."""
+    """Runs every warmup request; `expected`: how many the export wrote
+    (one per verify-sample row), so a file cut at a record boundary fails.
+
+    Requests to one signature with the same inputs run as one batch (their
+    rows are independent), so a wide model's hundred one-row requests cost
+    one session call, not a hundred; any other request runs alone.
+    """
     from tensorflow_serving.apis import prediction_log_pb2  # pylint: disable=import-outside-toplevel
 
     path = paths.join(version_dir, "assets.extra", WARMUP_FILE)
     if not paths.exists(path):
         return False, "no assets.extra/tf_serving_warmup_requests"
-    count = 0
+    groups, count = {}, 0
     for record in tf.data.TFRecordDataset(path):
-        log = prediction_log_pb2.PredictionLog.FromString(record.numpy())
-        request = log.predict_log.request
+        request = prediction_log_pb2.PredictionLog.FromString(record.numpy()).predict_log.request
         inputs = {k: tf.make_ndarray(v) for k, v in request.inputs.items()}
-        if not _finite(server.run(request.model_spec.signature_name or "serving_default", inputs)):
-            return False, f"request {count} gave a non-finite output"
+        batchable = all(v.ndim == 1 for v in inputs.values())
+        key = (request.model_spec.signature_name or "serving_default", tuple(sorted(inputs)) if batchable else count)
+        groups.setdefault(key, []).append((count, inputs))
         count += 1
+    for (signature, _), requests in groups.items():
+        names = requests[0][1].keys()
+        batch = {n: np.concatenate([inputs[n] for _, inputs in requests]) for n in names}
+        if _finite(server.run(signature, batch)):
+            continue
+        for number, inputs in requests:  # name the first request that fails
+            if not _finite(server.run(signature, inputs)):
+                return False, f"request {number} gave a non-finite output"
+        return False, f"requests {requests[0][0]}..{requests[-1][0]} gave a non-finite output as one batch"
     if expected is not None and count != expected:
         return False, f"{count} requests replayed, but the export wrote {expected} (file truncated?)"
     return count > 0, f"{count} requests replayed, all outputs finite"

@@ -11,13 +11,20 @@ from normpipe.io import paths
 from normpipe.pipeline.progress import RowRate, progress
 
 
-def make_batches_fn(spec, graph, methods, rate=None):
-    """Yields (raw, NaN for missing; reference per method), file order;
-    counts the rows read on `rate` (a RowRate), over every pass."""
+def make_batches_fn(spec, graph, methods, rate=None, max_rows=None):
+    """Yields (raw, NaN for missing; reference per method), file order, up
+    to `max_rows` rows (None: all); counts the rows read on `rate` (a
+    RowRate), over every pass."""
     names = {m: compare.output_names(spec.features, m) for m in methods}
 
     def batches():
+        left = max_rows
         for columns in ingest.iter_columns(spec):
+            if left is not None:
+                if left <= 0:
+                    return
+                columns = {n: v[:left] for n, v in columns.items()}
+                left -= len(next(iter(columns.values())))
             outputs = graph(columns)
             raw = np.stack([columns[n] for n in spec.features], axis=1)
             if rate is not None:
@@ -36,10 +43,11 @@ def run_compare(spec, output_dir, method, batch_sizes, seed):
     full = compare.full_statistics(stats, spec.features)
     options = CompareOptions(tuple(batch_sizes), seed)
     rate = RowRate("compare")
-    records, probes = compare.run_comparison(make_batches_fn(spec, graph, methods, rate), methods, list(spec.features),
-                                             full, options)
+    batches_fn = make_batches_fn(spec, graph, methods, rate, options.max_rows)
+    records, probes = compare.run_comparison(batches_fn, methods, list(spec.features), full, options)
     document = {
         "num_examples": stats["num_examples"],
+        "rows_compared": min(stats["num_examples"], options.max_rows or stats["num_examples"]),
         "features": list(spec.features),
         "methods": methods,
         "orders": list(compare.ORDERS),

@@ -104,11 +104,11 @@ def signature_summary(version_dir) -> dict:
     return summary
 
 
-def sample_rows(spec, limit=export.MAX_WARMUP):
+def sample_rows(spec):
     import numpy as np  # pylint: disable=import-outside-toplevel
 
     columns = next(ingest.iter_columns(spec))
-    return np.stack([columns[n] for n in spec.features], axis=1)[:limit]
+    return np.stack([columns[n] for n in spec.features], axis=1)[:export.sample_limit(len(spec.features))]
 
 
 def run_all(config: RunConfig, argv, beam_args=()) -> dict:

@@ -134,6 +134,7 @@ def run_stats(config: StatsConfig, beam_args=()) -> dict:
                 p
                 | "ReadInput" >> ingest.ReadRecordBatches(spec, bad_values_path=bad_values_path)
                 | "ReportProgress" >> beam.ParDo(ReportRows("statistics")).with_output_types(pa.RecordBatch)
+                | "ToFeatureMatrix" >> ingest.ToFeatureMatrix(spec)
                 | "ComputeStatistics" >> statistics.AnalyzeStatistics(
                     spec.features, ingest.tensor_adapter_config(spec), transform_dir, spec.centers, spec.exponents
                 )

@@ -74,7 +74,6 @@ def _model_input_fn(variant, model, graph, names, features):
     def predict(rows):
         if variant == "tft":
             columns = {n: rows[:, j] for j, n in enumerate(features)}
-            columns.update({n: np.full(len(rows), np.nan) for n in graph.metadata["raw_inputs"] if n not in columns})
             outputs = graph(columns)
             x = np.stack([outputs[n] for n in names], axis=1)
         else:
@@ -98,33 +97,26 @@ def _save_keras(model, path):
         shutil.rmtree(scratch, ignore_errors=True)
 
 
-def _variant_data(variant, rows, options, fill):
-    """(train, eval, batch-size-1 sample) dataset factories of one variant."""
-    if variant == "tft":
-        train_data, eval_data = spool.datasets(rows, options.seed, normalized=True)
-        return train_data, eval_data, spool.sample_dataset(rows.sample_normalized, rows.sample_y)
-    fill_missing = fill if variant == "batch" else None
-    train_data, eval_data = spool.datasets(rows, options.seed, fill_missing)
-    return train_data, eval_data, spool.sample_dataset(rows.sample_raw, rows.sample_y, fill_missing)
-
-
 def train_variants(spec, stats, rows, config: TrainConfig, method):
-    """Trains and evaluates each variant; returns ({variant: metrics}, {variant: model}, batch size)."""
+    """Trains and evaluates each variant, side by side in one model (see
+    train.joint_model); returns ({variant: metrics}, {variant: model}, batch size)."""
     options = config.options
     batch_size = options.batch_size_for(rows.train_rows)
     variants = train.VARIANTS if config.all_variants else (config.normalization,)
-    metrics, models = {}, {}
+    models = {v: train.build_model(v, len(spec.features), rows.task, options, method, stats) for v in variants}
+    joint = train.joint_model(models, spool.INPUTS, rows.task, options)
+    data = spool.variant_datasets(rows, variants, options.seed, stats["mean"])
+    progress(f"train: {', '.join(variants)} side by side ({options.epochs} epochs, batch size {batch_size})")
+    started = time.time()
+    results = train.fit_and_evaluate_variants(joint, variants, rows.task, data[0], data[1], data[2], options, batch_size)
+    seconds = round(time.time() - started, 2)
+    metrics = {}
     for variant in variants:
-        model = train.build_model(variant, len(spec.features), rows.task, options, method, stats)
-        data = _variant_data(variant, rows, options, stats["mean"])
-        progress(f"train: variant {variant} ({options.epochs} epochs, batch size {batch_size})")
-        started = time.time()
-        result = train.fit_and_evaluate(model, data[0], data[1], options, sample_data=data[2], batch_size=batch_size)
+        result = results[variant]
         result["batch_1"]["rows"] = int(len(rows.sample_y))
         result[f"batch_{options.eval_batch_size}"]["rows"] = int(rows.eval_rows)
         metrics[variant] = {**result, "train_rows": int(rows.train_rows), "eval_rows": int(rows.eval_rows),
-                            "seconds": round(time.time() - started, 2)}
-        models[variant] = model
+                            "seconds": seconds}
     return metrics, models, batch_size
 
 

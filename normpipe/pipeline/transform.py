@@ -55,7 +55,8 @@ def run_transform(config: TransformConfig, beam_args=()):
         examples_dir = os.path.join(tmp, "transformed")
         prefix = os.path.join(examples_dir, "part") if config.materialize else None
         bad_values_path = os.path.join(tmp, "bad_values.json")
-        sample = ingest.first_rows(spec, export.MAX_WARMUP)
+        sample = ingest.first_rows(spec, export.sample_limit(len(spec.features)))
+        sample = None if sample is None else ingest.to_feature_matrix(sample, spec)
         with beam.Pipeline(runner=beam_options.runner_for(beam_opts), options=beam_opts) as p, tft_beam.Context(
             temp_dir=os.path.join(tmp, "tft")
         ):
@@ -63,6 +64,7 @@ def run_transform(config: TransformConfig, beam_args=()):
                 p
                 | "ReadInput" >> ingest.ReadRecordBatches(spec, bad_values_path=bad_values_path)
                 | "ReportProgress" >> beam.ParDo(ReportRows("transform")).with_output_types(pa.RecordBatch)
+                | "ToFeatureMatrix" >> ingest.ToFeatureMatrix(spec)
                 | "Transform" >> transform.AnalyzeAndTransform(
                     options, ingest.tensor_adapter_config(spec), transform_dir, prefix,
                     sample=sample, sample_path=os.path.join(transform_dir, transform.SAMPLE_FILE),

@@ -51,7 +51,7 @@ def test_row_groups_are_read_once_each_into_canonical_batches(tmp_path):
     planned = list(parquet_reader.plan_row_groups(path))
     assert [first for _, _, first in planned] == list(range(0, N, 128))
     batches = list(ingest.iter_record_batches(spec))
-    assert all(b.schema == ingest.tensor_adapter_config(spec).arrow_schema for b in batches)
+    assert all(b.schema == ingest.canonical_schema(spec) for b in batches)
     expected = _expected(table)
     for i, name in enumerate(spec.features):
         values = np.concatenate([b.column(i).flatten().to_numpy(zero_copy_only=False) for b in batches])

@@ -10,7 +10,7 @@ import pytest
 import tensorflow_transform.beam as tft_beam
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from normpipe.components import graph_constants, ingest, statistics
+from normpipe.components import column_names, graph_constants, ingest, statistics
 from normpipe.components.errors import UserError
 from tests.conftest import TAXI_CSV, assert_stats_close, exact_stats, numpy_stats, read_csv_float64, write_csv
 
@@ -22,6 +22,7 @@ def analyze(tmp_path, spec, split_size=64 << 20, bad_values_path=None, beam_flag
         _ = (
             p
             | ingest.ReadRecordBatches(spec, split_size=split_size, bad_values_path=bad_values_path)
+            | ingest.ToFeatureMatrix(spec)
             | statistics.AnalyzeStatistics(
                 spec.features, ingest.tensor_adapter_config(spec), transform_dir, spec.centers, spec.exponents
             )
@@ -108,7 +109,7 @@ def test_statistics_are_named_graph_constants_not_outputs(tmp_path, mixed_data):
         assert matrix[mean_row, column] == pytest.approx(present.mean(), rel=1e-12)
     import tensorflow as tf
 
-    outputs = transform_fn({n: tf.constant([1.0, 2.0], tf.float64) for n in spec.numeric})
+    outputs = transform_fn({column_names.MATRIX_INPUT: tf.constant(np.array([[1.0, 2.0]] * len(spec.features)).T)})
     assert all(v.dtype != tf.float64 and v.shape.rank == 1 for v in outputs.values())
 
 

@@ -56,3 +56,41 @@ def test_holdout_mask_in_tensorflow_equals_eval_mask():
     y = rng.normal(size=5000).astype(np.float32)
     x[:10] = np.float32(-0.0)
     np.testing.assert_array_equal(dataset.holdout_mask(tf.constant(x), tf.constant(y)).numpy(), train.eval_mask(x, y))
+
+
+def test_variants_trained_side_by_side_equal_variants_trained_alone():
+    import tensorflow as tf
+
+    rng = np.random.default_rng(4)
+    n = 640
+    raw = np.stack([1.4e9 + rng.uniform(0, 1e8, n), rng.normal(10, 3, n)], axis=1)
+    y = (raw[:, 1] - 10 + rng.normal(0, 0.1, n)).astype(np.float32)
+    stats = {"mean": raw.mean(0), "std": raw.std(0), "min": raw.min(0), "max": raw.max(0)}
+    normalized = ((raw - stats["mean"]) / stats["std"]).astype(np.float32)
+    options = train.TrainOptions(epochs=2, eval_batch_size=128)
+    inputs = {"tft": normalized, "constant": raw, "batch": raw}
+    names = {"tft": "normalized", "constant": "raw", "batch": "raw"}
+    alone = {}
+    for variant in inputs:
+        model = train.build_model(variant, 2, "regression", options, "zscore", stats)
+        model.fit(tf.data.Dataset.from_tensor_slices((inputs[variant], y)).batch(64), epochs=2, shuffle=False,
+                  verbose=0)
+        alone[variant] = model
+    models = {v: train.build_model(v, 2, "regression", options, "zscore", stats) for v in inputs}
+    joint = train.joint_model(models, names, "regression", options)
+    features = {"normalized": normalized, "raw": raw}
+
+    def data(b, rows=slice(None)):
+        return tf.data.Dataset.from_tensor_slices(
+            ({k: v[rows] for k, v in features.items()}, {v: y[rows] for v in inputs})).batch(b)
+
+    results = train.fit_and_evaluate_variants(joint, list(inputs), "regression", lambda b: data(b), data,
+                                              lambda b: data(b, slice(0, 50)), options, 64, verbose=0)
+    for variant, model in alone.items():
+        for a, b in zip(model.get_weights(), models[variant].get_weights()):
+            np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+        x = inputs[variant]
+        expected_large = float(np.mean(np.abs(model.predict(x, batch_size=128, verbose=0).reshape(-1) - y)))
+        assert results[variant]["batch_128"]["mae"] == pytest.approx(expected_large, rel=1e-4)
+        expected_one = float(np.mean(np.abs(model.predict(x[:50], batch_size=1, verbose=0).reshape(-1) - y[:50])))
+        assert results[variant]["batch_1"]["mae"] == pytest.approx(expected_one, rel=1e-4)

@@ -19,7 +19,7 @@ def run_transform(tmp_path, spec, method="both"):
     transform_dir = str(tmp_path / "transform")
     prefix = str(tmp_path / "transformed" / "part")
     with beam.Pipeline(runner="DirectRunner") as p, tft_beam.Context(temp_dir=str(tmp_path / "tft")):
-        _ = p | ingest.ReadRecordBatches(spec) | transform.AnalyzeAndTransform(
+        _ = p | ingest.ReadRecordBatches(spec) | ingest.ToFeatureMatrix(spec) | transform.AnalyzeAndTransform(
             options, ingest.tensor_adapter_config(spec), transform_dir, prefix
         )
     transform.write_metadata(transform_dir, options, spec.numeric, spec.renamed)

@@ -69,3 +69,25 @@ def test_export_cli_versions_and_name_check(tmp_path, small_csv):
     bad = run_cli(["export", "--output-dir", str(tmp_path), "--model-name", "../escape"])
     assert bad.returncode == 2 and "normpipe: error: --model-name" in bad.stderr
     assert not (tmp_path / "escape").exists()
+
+
+def test_comparison_reads_at_most_max_rows(tmp_path):
+    from normpipe.components import compare_report, ingest
+    from normpipe.pipeline.compare import make_batches_fn
+
+    values = np.arange(1000, dtype=np.float64)
+    spec = ingest.inspect_input(str(write_csv(tmp_path / "d.csv", {"a": values, "b": -values})))
+
+    def graph(columns):  # the reference: the raw values themselves
+        return {f"{n}_z": columns[n].astype(np.float32) for n in columns}
+
+    for limit, expected in ((None, 1000), (1000, 1000), (300, 300), (1, 1)):
+        chunks = list(make_batches_fn(spec, graph, ["zscore"], max_rows=limit)())
+        raw = np.concatenate([c[0] for c in chunks])
+        np.testing.assert_array_equal(raw, np.stack([values, -values], axis=1)[:expected])
+        np.testing.assert_array_equal(np.concatenate([c[1] for c in chunks]), raw.astype(np.float32))
+    document = {"num_examples": 1000, "rows_compared": 300, "features": ["a"], "methods": ["zscore"],
+                "batch_sizes": [1], "records": [
+                    {"feature": "a", "method": "zscore", "order": o, "batch_size": 1, "mean_abs_error": 1.0,
+                     "nonfinite_fraction": 0.0} for o in ("file", "shuffled")]}
+    assert "compared on the first 300 rows" in compare_report.render_markdown(document)

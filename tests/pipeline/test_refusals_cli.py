@@ -71,3 +71,12 @@ def test_bad_arguments_are_refused_before_any_work(tmp_path, csv_path, args, exp
 def test_export_refuses_a_hidden_model_name(tmp_path):
     result = run_cli(["export", "--output-dir", str(tmp_path), "--model-name", ".hidden"])
     assert_user_error(result, "not start with '.'")
+
+
+@pytest.mark.parametrize("command", ["stats", "run"])
+def test_column_named_like_the_graph_input_is_refused(tmp_path, command):
+    path = write_csv(tmp_path / "d.csv", {"a": np.arange(5.0), "normpipe_feature_matrix": np.arange(5.0)})
+    out = tmp_path / "out"
+    result = run_cli([command, "--input", str(path), "--output-dir", str(out)])
+    assert_user_error(result, "'normpipe_feature_matrix': the name is the transform graph's own input")
+    assert_nothing_written(out)
