@@ -22,7 +22,7 @@ setup(
         "tensorflow-serving-api>=2.17,<2.22",
     ],
     extras_require={
-        "test": ["pytest>=8", "hypothesis>=6.100", "pandas>=2"],
+        "test": ["pytest>=8", "hypothesis>=6.100", "pandas>=2", "gcp-storage-emulator>=2024"],
     },
     entry_points={"console_scripts": ["normpipe=normpipe.pipeline.cli:main"]},
 )

@@ -30,9 +30,9 @@ where `normpipe.read_statistics(transform_graph_dir)` reads them.
 """
 
 import dataclasses
-import os
 
 from normpipe.components import export, train, transform
+from normpipe.io import paths
 
 _TRAIN_KEYS = {"epochs", "batch_size", "learning_rate", "hidden", "shuffle_buffer"}
 _KEYS = {"features", "label", "method", "exponents", "centers"} | _TRAIN_KEYS
@@ -117,7 +117,7 @@ def run_fn(fn_args):
     model.evaluate(data(fn_args.eval_files, options.eval_batch_size, False), steps=getattr(fn_args, "eval_steps", None)
                    or None, verbose=2)
     export.write_servable(fn_args.serving_model_dir, fn_args.transform_output, model, "tft", names, task=task)
-    return os.path.abspath(fn_args.serving_model_dir)
+    return paths.absolute(fn_args.serving_model_dir)
 
 
 @dataclasses.dataclass

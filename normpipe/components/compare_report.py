@@ -4,8 +4,7 @@ All three are written to temporary names and renamed into place.
 """
 
 import json
-import os
-import tempfile
+import io
 
 import matplotlib
 
@@ -13,6 +12,7 @@ matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt  # pylint: disable=wrong-import-position
 
 from normpipe.components import atomic  # pylint: disable=wrong-import-position
+from normpipe.io import paths  # pylint: disable=wrong-import-position
 
 
 def _fmt(value):
@@ -157,17 +157,12 @@ def render_plot(document, path):
     if axes[0][-1].get_legend_handles_labels()[0]:
         axes[0][-1].legend(fontsize=7, loc="upper right", ncol=2)
     fig.tight_layout()
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".comparison.", suffix=".png", dir=directory)
-    os.close(fd)
-    atomic.make_public_file(tmp)
+    buffer = io.BytesIO()
     try:
-        fig.savefig(tmp, dpi=110)
-        os.replace(tmp, path)
+        fig.savefig(buffer, format="png", dpi=110)
     finally:
         plt.close(fig)
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    atomic.write_bytes_atomic(path, buffer.getvalue())
 
 
 def write_outputs(document, output_dir):
@@ -178,6 +173,6 @@ def write_outputs(document, output_dir):
     """
     text = json.dumps(document, indent=2, allow_nan=False) + "\n"
     table = render_markdown(document)
-    render_plot(document, os.path.join(output_dir, "comparison.png"))
-    atomic.write_text_atomic(os.path.join(output_dir, "comparison.json"), text)
-    atomic.write_text_atomic(os.path.join(output_dir, "comparison.md"), table)
+    render_plot(document, paths.join(output_dir, "comparison.png"))
+    atomic.write_text_atomic(paths.join(output_dir, "comparison.json"), text)
+    atomic.write_text_atomic(paths.join(output_dir, "comparison.md"), table)

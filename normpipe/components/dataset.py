@@ -15,6 +15,9 @@ from typing import Optional, Sequence, Union
 import numpy as np
 import tensorflow as tf
 
+from normpipe.components import atomic
+from normpipe.io import paths
+
 EVAL_BUCKETS = 5
 _MIX = np.uint64(0x9E3779B97F4A7C15)
 _PARSE_CHUNK = 4096
@@ -39,6 +42,11 @@ def _files(file_pattern) -> list:
     files = sorted({f for p in patterns for f in tf.io.gfile.glob(p)})
     if not files:
         raise ValueError(f"file_pattern matches no file. Received: {file_pattern!r}")
+    # On an object store a `transformed/` whose publishing copy did not finish is marked (atomic.py).
+    partial = sorted({d for d in map(paths.dirname, files) if not paths.is_local(d) and not atomic.is_complete(d)})
+    if partial:
+        raise ValueError(f"file_pattern matches files of an incomplete copy ({', '.join(partial)}). "
+                         f"Received: {file_pattern!r}")
     return files
 
 

@@ -28,13 +28,13 @@ import json
 import os
 import re
 import shutil
-import tempfile
 
 import numpy as np
 import tensorflow as tf
 
 from normpipe.components import atomic, transform
 from normpipe.components.errors import UserError
+from normpipe.io import paths
 
 _NAME = re.compile(r"^[A-Za-z0-9._-]+$")
 PREDICTION = "prediction"
@@ -65,9 +65,9 @@ def check_model_name(name: str) -> str:
 
 
 def existing_versions(model_dir: str):
-    if not os.path.isdir(model_dir):
+    if not paths.isdir(model_dir):
         return []
-    return sorted(int(n) for n in os.listdir(model_dir) if n.isdigit())
+    return sorted(int(n) for n in paths.listdir(model_dir) if n.isdigit())
 
 
 class ServingModule:
@@ -253,13 +253,13 @@ def write_models_config(serving_root: str, base_path=None) -> str:
     Serving's container); default: serving_root's absolute local path.
     """
     entries = []
-    for name in sorted(os.listdir(serving_root)):
-        path = os.path.join(serving_root, name)
-        if os.path.isdir(path) and _NAME.match(name) and not name.startswith(".") and existing_versions(path):
+    for name in paths.listdir(serving_root):
+        path = paths.join(serving_root, name)
+        if paths.isdir(path) and _NAME.match(name) and not name.startswith(".") and existing_versions(path):
             entries.append(
                 "  config {\n"
                 f'    name: "{name}"\n'
-                f'    base_path: "{base_path.rstrip("/") + "/" + name if base_path else os.path.abspath(path)}"\n'
+                f'    base_path: "{base_path.rstrip("/") + "/" + name if base_path else paths.absolute(path)}"\n'
                 '    model_platform: "tensorflow"\n'
                 "  }\n"
             )
@@ -270,14 +270,25 @@ def write_models_config(serving_root: str, base_path=None) -> str:
 
 
 def publish_version(staging: str, model_dir: str, version=None) -> str:
-    """Renames a finished SavedModel into model_dir/<version>, atomically."""
+    """Renames a finished SavedModel into model_dir/<version>, atomically.
+
+    On a URI (object store) it is copied there with `saved_model.pb` last and
+    marked complete at the end (atomic.publish_directory); a version number
+    is taken by checking that it is free, since a store has no exclusive
+    rename.
+    """
     # mkdtemp made the staging directory 0700; TF Serving may run as another user.
     atomic.make_public_dir(staging)
     while True:
         number = version if version is not None else max(existing_versions(model_dir), default=0) + 1
-        final = os.path.join(model_dir, str(number))
+        final = paths.join(model_dir, str(number))
         try:
-            os.rename(staging, final)  # fails if another export took the number
+            if paths.is_local(final):
+                os.rename(staging, final)  # fails if another export took the number
+            elif paths.exists(final):
+                raise FileExistsError(final)
+            else:
+                atomic.publish_directory(staging, final, last=("saved_model.pb",))
             return final
         except OSError:
             if version is not None:
@@ -388,11 +399,11 @@ def write_servable(path: str, transform_dir: str, model=None, variant="tft", mod
     """
     module = ServingModule(transform_dir, model, variant, model_inputs, task)
     module.write(path)
-    extra = os.path.join(path, "assets.extra")
-    os.makedirs(extra, exist_ok=True)
+    extra = paths.join(path, "assets.extra")
+    paths.makedirs(extra)
     # What a client sends: the signature's input names, the tf.Example type of
     # each, and the raw column each came from where its own name was not valid.
-    with open(os.path.join(extra, FEATURES_FILE), "w", encoding="utf-8") as f:
+    with paths.open(paths.join(extra, FEATURES_FILE), "w") as f:
         json.dump({"inputs": module.features, "example_types": example_types(module.metadata, module.features),
                    "renamed": module.metadata.get("renamed", {}),
                    "outputs": [PREDICTION] if model is not None else module.outputs}, f, indent=2)
@@ -407,7 +418,7 @@ def write_servable(path: str, transform_dir: str, model=None, variant="tft", mod
     write_warmup(os.path.join(extra, WARMUP_FILE), model_name, module.features, sample_rows)
     sample_rows = sample_rows[:sample_limit(len(module.features))]
     outputs = None if predict_fn is None else predict_fn(sample_rows)
-    with open(os.path.join(extra, VERIFY_SAMPLE), "w", encoding="utf-8") as f:
+    with paths.open(paths.join(extra, VERIFY_SAMPLE), "w") as f:
         json.dump(_verify_sample(module, sample_rows, outputs, pipeline_values), f)
 
 
@@ -421,11 +432,12 @@ def export_model(transform_dir, serving_root, model_name, version=None, model=No
     check_model_name(model_name)
     if version is not None and (not isinstance(version, int) or version < 1):
         raise UserError(f"--model-version must be a positive integer. Received: {version!r}")
-    model_dir = os.path.join(serving_root, model_name)
-    os.makedirs(model_dir, exist_ok=True)
-    if version is not None and os.path.exists(os.path.join(model_dir, str(version))):
-        raise UserError(f"{os.path.join(model_dir, str(version))} already exists; choose another --model-version")
-    staging = tempfile.mkdtemp(prefix=".export-", dir=model_dir)
+    model_dir = paths.join(serving_root, model_name)
+    paths.makedirs(model_dir)
+    if version is not None and paths.exists(paths.join(model_dir, str(version))):
+        raise UserError(f"{paths.join(model_dir, str(version))} already exists; choose another --model-version")
+    # local scratch: beside the model directory when local (the rename publishes it), else the system's
+    staging = paths.local_temp_dir(".export-", model_dir)
     try:
         write_servable(staging, transform_dir, model, variant, model_inputs, sample_rows, predict_fn, model_name, task)
         final = publish_version(staging, model_dir, version)

@@ -98,6 +98,8 @@ def expand_input(path: str) -> Tuple[str, ...]:
 
         pattern = path.rstrip("/") + "/*" if path.endswith("/") else path
         files = [m.path for r in FileSystems.match([pattern]) for m in r.metadata_list]
+        if not files:
+            raise UserError(f"{path}: no such file, or no file matches")
     elif os.path.isdir(path):
         files = [os.path.join(path, n) for n in os.listdir(path) if not n.startswith((".", "_"))]
         files = [f for f in files if os.path.isfile(f)]

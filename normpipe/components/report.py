@@ -9,9 +9,9 @@ stylesheets, fonts or images are fetched: the file opens offline.
 import base64
 import html
 import json
-import os
 
 from normpipe.components import atomic
+from normpipe.io import paths
 
 _STYLE = """
 body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1100px;color:#222;padding:0 1em}
@@ -75,9 +75,8 @@ def comparison_section(comparison, png_path) -> str:
                 cells.append(cell)
             rows.append([_e(name)] + cells)
         parts.append(f"<h3>{_e(method)}</h3>" + _table(["feature"] + [f"b={b}" for b in sizes], rows))
-    if png_path and os.path.exists(png_path):
-        with open(png_path, "rb") as f:
-            data = base64.b64encode(f.read()).decode("ascii")
+    if png_path and paths.exists(png_path):
+        data = base64.b64encode(paths.read_bytes(png_path)).decode("ascii")
         parts.append(f'<img alt="error vs batch size" src="data:image/png;base64,{data}">')
     return "".join(parts)
 

@@ -19,12 +19,13 @@ import urllib.parse
 import urllib.request
 
 from normpipe.components.errors import UserError
+from normpipe.io import paths
 
 
 def read_rows(path: str, columns=None):
     """CSV rows as {column: float} (NaN for missing); `columns` must all exist."""
     try:
-        with open(path, newline="", encoding="utf-8-sig") as f:
+        with paths.open_text_input(path) as f:
             reader = csv.DictReader(f)
             header = reader.fieldnames or []
             wanted = list(columns) if columns else list(header)

@@ -297,7 +297,7 @@ def write_metadata(transform_dir: str, options: TransformOptions, numeric, renam
         "example_types": example_types,
         "renamed": dict(renamed or {}),
     }
-    with open(os.path.join(transform_dir, METADATA_FILE), "w", encoding="utf-8") as f:
+    with tf.io.gfile.GFile(os.path.join(transform_dir, METADATA_FILE), "w") as f:
         json.dump(document, f, indent=2)
 
 
@@ -322,8 +322,8 @@ def read_metadata(transform_dir: str, graph=None) -> dict:
     SavedModel, when the caller has it).
     """
     path = os.path.join(transform_dir, METADATA_FILE)
-    if os.path.isfile(path):
-        with open(path, encoding="utf-8") as f:
+    if tf.io.gfile.exists(path):
+        with tf.io.gfile.GFile(path) as f:
             document = json.load(f)
         document.setdefault("raw_specs", {name: FLOAT64_SPEC for name in document["raw_inputs"]})
         return document

@@ -22,13 +22,13 @@ whatever process calls it (the CLI is a fresh one). Checks:
 """
 
 import json
-import os
 
 import numpy as np
 import tensorflow as tf
 
 from normpipe.components.errors import UserError
-from normpipe.components import export
+from normpipe.io import paths
+from normpipe.components import atomic, export
 from normpipe.components.export import VERIFY_SAMPLE, WARMUP_FILE, existing_versions
 
 SIGNATURES = ("serving_default", "serving_examples", "transform_features")
@@ -37,13 +37,19 @@ PREDICTION_TOLERANCE = 1e-5
 
 
 def resolve_version_dir(model_dir: str) -> str:
-    """A version directory, or the newest version of a model directory."""
-    if os.path.isfile(os.path.join(model_dir, "saved_model.pb")):
+    """A version directory, or the newest complete version of a model directory.
+
+    On a URI a version whose publishing copy was interrupted holds
+    atomic.INCOMPLETE: it is refused when named, skipped when looking for
+    the newest.
+    """
+    atomic.check_complete(model_dir, "export")
+    if paths.isfile(paths.join(model_dir, "saved_model.pb")):
         return model_dir
-    versions = existing_versions(model_dir)
+    versions = [v for v in existing_versions(model_dir) if atomic.is_complete(paths.join(model_dir, str(v)))]
     if not versions:
         raise UserError(f"{model_dir}: no SavedModel and no numbered version directory")
-    return os.path.join(model_dir, str(versions[-1]))
+    return paths.join(model_dir, str(versions[-1]))
 
 
 class ServingSession:
@@ -96,8 +102,8 @@ def check_warmup(server, version_dir, expected=None):
     """
     from tensorflow_serving.apis import prediction_log_pb2  # pylint: disable=import-outside-toplevel
 
-    path = os.path.join(version_dir, "assets.extra", WARMUP_FILE)
-    if not os.path.exists(path):
+    path = paths.join(version_dir, "assets.extra", WARMUP_FILE)
+    if not paths.exists(path):
         return False, "no assets.extra/tf_serving_warmup_requests"
     groups, count = {}, 0
     for record in tf.data.TFRecordDataset(path):
@@ -202,9 +208,7 @@ def _first_line(exc: BaseException) -> str:
 
 def load_sample(version_dir: str):
     """(sample, rows) from assets.extra/normpipe_verify_sample.json."""
-    sample_path = os.path.join(version_dir, "assets.extra", VERIFY_SAMPLE)
-    with open(sample_path, encoding="utf-8") as f:
-        sample = json.load(f)
+    sample = json.loads(paths.read_text(paths.join(version_dir, "assets.extra", VERIFY_SAMPLE)))
     rows = np.array([[np.nan if v is None else v for v in row] for row in sample["rows"]], np.float64)
     if rows.ndim != 2 or rows.shape[1] != len(sample["features"]):
         raise ValueError(f"rows of shape {rows.shape} for {len(sample['features'])} features")
@@ -218,7 +222,7 @@ def verify(model_dir: str, report=print) -> bool:
     whose verify sample cannot be read fails with a `load` or `sample` line.
     """
     version_dir = resolve_version_dir(model_dir)
-    if not os.path.exists(os.path.join(version_dir, "assets.extra", VERIFY_SAMPLE)):
+    if not paths.exists(paths.join(version_dir, "assets.extra", VERIFY_SAMPLE)):
         raise UserError(f"{version_dir}: no assets.extra/{VERIFY_SAMPLE}; was it exported by normpipe?")
     report(f"verify {version_dir}")
     try:

@@ -8,13 +8,12 @@ import contextlib
 import io
 import os
 import shlex
-import shutil
 import sys
-import tempfile
 
 from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions
 
 from normpipe.components.errors import UserError
+from normpipe.io import paths
 
 
 # The engine DirectRunner picks for a batch pipeline like normpipe's. Naming
@@ -136,20 +135,31 @@ def is_local_runner(options: PipelineOptions) -> bool:
 
 
 class TempDir:
-    """A scratch directory under the output directory, removed on exit.
+    """A scratch directory for one pipeline, removed on exit.
 
-    tf.Transform writes its intermediate SavedModels here; it sits under the
-    output directory so that remote workers can reach it when the output is
-    on shared storage.
+    tf.Transform writes its intermediate SavedModels and its outputs here;
+    they are then published into the output directory
+    (atomic.publish_directory). Where it is:
+
+    - a local output directory: under it, so that workers on other machines
+      sharing that storage reach it, and publishing is a rename;
+    - a URI output and workers on this machine (`options` name a local
+      runner): local scratch, published by copy. tf.Transform publishes its
+      own output by renaming directories, which TensorFlow's object-store
+      filesystems carry out object by object and its `ram://` not at all;
+    - a URI output and remote workers (or no `options`): under the output
+      URI, where the workers reach it.
     """
 
-    def __init__(self, output_dir: str, prefix: str = ".tmp-"):
-        os.makedirs(output_dir, exist_ok=True)
-        self.path = tempfile.mkdtemp(prefix=prefix, dir=output_dir)
+    def __init__(self, output_dir: str, prefix: str = ".tmp-", options: PipelineOptions = None):
+        if paths.is_local(output_dir) or options is None or not is_local_runner(options):
+            self.path = paths.make_temp_dir(output_dir, prefix)
+        else:
+            self.path = paths.local_temp_dir("normpipe-", output_dir)
 
     def __enter__(self):
         return self.path
 
     def __exit__(self, *exc):
-        shutil.rmtree(self.path, ignore_errors=True)
+        paths.rmtree(self.path)
         return False

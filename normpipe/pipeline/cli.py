@@ -155,18 +155,17 @@ def _run(args, beam_args, argv=()) -> int:
         outputs.check_writable(args.output_dir)
     if args.command not in outputs.OUTPUTS:
         return _run_command(args, beam_args, argv)
-    lock = None if "://" in args.output_dir else outputs.RunLock(args.output_dir, args.command).acquire()
+    lock = outputs.RunLock(args.output_dir, args.command).acquire()
     code, started = 1, False
     try:
-        unfinished = lock is not None and lock.unfinished
+        unfinished = lock.unfinished
         outputs.check_output_dir(args.command, args.output_dir, args.overwrite or unfinished)
         started = True
         code = _run_command(args, beam_args, argv)
         if code == 0:
             outputs.remove_stale(args.command, args.output_dir, _produced(args))
     finally:
-        if lock is not None:
-            lock.release(code == 0, started)
+        lock.release(code == 0, started)
     return code
 
 
@@ -249,14 +248,18 @@ def _run_command(args, beam_args, argv=()) -> int:
         from normpipe.components.errors import UserError  # pylint: disable=import-outside-toplevel
         from normpipe.pipeline.progress import progress  # pylint: disable=import-outside-toplevel
 
-        transform_dir = args.transform_dir or os.path.join(args.output_dir, "transform")
-        if not os.path.isdir(os.path.join(transform_dir, "transform_fn")):
+        from normpipe.components import atomic  # pylint: disable=import-outside-toplevel
+        from normpipe.io import paths  # pylint: disable=import-outside-toplevel
+
+        transform_dir = args.transform_dir or paths.join(args.output_dir, "transform")
+        if not paths.isdir(paths.join(transform_dir, "transform_fn")):
             raise UserError(f"{transform_dir}: no transform output (transform_fn/); run `normpipe transform` first")
-        serving = os.path.join(args.output_dir, "serving")
+        atomic.check_complete(transform_dir, "transform output")
+        serving = paths.join(args.output_dir, "serving")
         path = export.export_normalization_model(transform_dir, serving, args.model_name, args.model_version,
                                                  base_path=args.serving_base_path)
         progress(f"exported {path} (signatures: serving_default, serving_examples, transform_features)")
-        progress(f"serve: tensorflow_model_server --rest_api_port=8501 --model_config_file={os.path.abspath(serving)}/models.config")
+        progress(f"serve: tensorflow_model_server --rest_api_port=8501 --model_config_file={paths.absolute(serving)}/models.config")
         return 0
     raise AssertionError(args.command)
 
@@ -269,10 +272,12 @@ def _absolute_paths(args) -> None:
     """Local paths made absolute, so that workers in another directory (or on
     another machine sharing the storage) read and write the same files; a
     URI (`gs://...`) is kept as it is."""
+    from normpipe.io import paths  # pylint: disable=import-outside-toplevel
+
     for name in ("input", "output_dir", "model_dir", "transform_dir"):
         value = getattr(args, name, None)
-        if value and "://" not in value:
-            setattr(args, name, os.path.abspath(os.path.expanduser(value)))
+        if value:
+            setattr(args, name, paths.absolute(value))
 
 
 def _checked_beam_args(command: str, beam_args) -> list:

@@ -1,13 +1,13 @@
 """`normpipe compare`: per-batch vs full-dataset normalization report."""
 
 import json
-import os
 import time
 
 import numpy as np
 
-from normpipe.components import compare, compare_report, ingest, transform
+from normpipe.components import atomic, compare, compare_report, ingest, transform
 from normpipe.components.compare import CompareOptions
+from normpipe.io import paths
 from normpipe.pipeline.progress import RowRate, progress
 
 
@@ -36,9 +36,9 @@ def make_batches_fn(spec, graph, methods, rate=None, max_rows=None):
 
 def run_compare(spec, output_dir, method, batch_sizes, seed):
     start = time.time()
-    with open(os.path.join(output_dir, "statistics.json"), encoding="utf-8") as f:
-        stats = json.load(f)
-    graph = transform.TransformGraph(os.path.join(output_dir, "transform"))
+    stats = json.loads(paths.read_text(paths.join(output_dir, "statistics.json")))
+    atomic.check_complete(paths.join(output_dir, "transform"), "transform output")
+    graph = transform.TransformGraph(paths.join(output_dir, "transform"))
     methods = list(graph.metadata["methods"]) if method == "both" else [method]
     full = compare.full_statistics(stats, spec.features)
     options = CompareOptions(tuple(batch_sizes), seed)

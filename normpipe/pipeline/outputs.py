@@ -13,16 +13,21 @@ pid and host) while it runs, and a second command is refused. A lock whose
 process is gone was left by a killed run; its outputs are unfinished, so the
 next command replaces them without --overwrite and removes the dead run's
 scratch. A run that fails leaves `.normpipe-unfinished` for the same reason.
+
+On a URI (object store) the lock is taken by checking that no lock exists
+and then writing one: a store has no exclusive create, so two commands
+started within the same moment could both proceed. Everything else is the
+same, through `normpipe.io.paths`.
 """
 
 import errno
 import json
 import os
-import shutil
 import socket
 import time
 
 from normpipe.components.errors import UserError
+from normpipe.io import paths
 
 OUTPUTS = {
     "stats": ("statistics.json",),
@@ -76,9 +81,9 @@ _STORAGE_TEXTS = tuple(os.strerror(e) for e in _STORAGE_ERRNOS)
 
 def check_output_dir(command: str, output_dir: str, overwrite: bool) -> None:
     """Refuses to mix with an earlier run's outputs unless `overwrite`."""
-    if overwrite or not os.path.isdir(output_dir):
+    if overwrite or not paths.isdir(output_dir):
         return
-    existing = [name for name in OUTPUTS.get(command, ()) if os.path.exists(os.path.join(output_dir, name))]
+    existing = [name for name in OUTPUTS.get(command, ()) if paths.exists(paths.join(output_dir, name))]
     if existing:
         raise UserError(
             f"{output_dir} already holds outputs of an earlier run ({', '.join(existing)}); pass --overwrite "
@@ -90,9 +95,9 @@ def remove_stale(command: str, output_dir: str, produced) -> None:
     """After a successful run: drops this command's outputs that an earlier
     run left and this one did not write."""
     for name in OUTPUTS.get(command, ()):
-        path = os.path.join(output_dir, name)
-        if name not in produced and os.path.exists(path):
-            shutil.rmtree(path) if os.path.isdir(path) else os.unlink(path)
+        path = paths.join(output_dir, name)
+        if name not in produced and paths.exists(path):
+            paths.rmtree(path)
 
 
 LOCK = ".normpipe.lock"
@@ -111,20 +116,19 @@ def _process_alive(pid: int) -> bool:
 
 def _read_lock(path: str) -> dict:
     try:
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
-    except (OSError, ValueError):
+        return json.loads(paths.read_text(path))
+    except Exception:  # pylint: disable=broad-except  -- unreadable (OSError, tf's NotFoundError, bad JSON): no holder
         return {}
 
 
 def _remove_scratch(output_dir: str) -> None:
     """A dead run's scratch: `.tmp-*` directories and atomic writes' temporaries."""
-    for name in os.listdir(output_dir):
-        path = os.path.join(output_dir, name)
-        if name.startswith(".tmp-") and os.path.isdir(path):
-            shutil.rmtree(path, ignore_errors=True)
+    for name in paths.listdir(output_dir):
+        path = paths.join(output_dir, name)
+        if name.startswith(".tmp-") and paths.isdir(path):
+            paths.rmtree(path)
         elif name.startswith(".") and name.endswith((".tmp", ".old")) and name not in (LOCK, UNFINISHED):
-            shutil.rmtree(path, ignore_errors=True) if os.path.isdir(path) else os.unlink(path)
+            paths.rmtree(path)
 
 
 class RunLock:
@@ -137,28 +141,23 @@ class RunLock:
     def __init__(self, output_dir: str, command: str):
         self.output_dir = output_dir
         self.command = command
-        self.path = os.path.join(output_dir, LOCK)
+        self.path = paths.join(output_dir, LOCK)
         self.unfinished = False
         self._created_dir = False
 
     def acquire(self) -> "RunLock":
-        self._created_dir = not os.path.isdir(self.output_dir)
-        os.makedirs(self.output_dir, exist_ok=True)
+        self._created_dir = not paths.isdir(self.output_dir)
+        paths.makedirs(self.output_dir)
         record = json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "command": self.command,
                              "started": time.time()})
         for _ in range(3):
-            try:
-                fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-            except FileExistsError:
-                self._take_over_stale()
-                continue
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                f.write(record)
-            break
+            if _create_exclusive(self.path, record):
+                break
+            self._take_over_stale()
         else:
             raise UserError(f"{self.path}: cannot take the lock; remove it if no normpipe command is running")
-        unfinished = os.path.join(self.output_dir, UNFINISHED)
-        if os.path.exists(unfinished):
+        unfinished = paths.join(self.output_dir, UNFINISHED)
+        if paths.exists(unfinished):
             self.unfinished = True
         if self.unfinished:
             _remove_scratch(self.output_dir)
@@ -173,36 +172,44 @@ class RunLock:
                 f"on {host}); wait for it to finish or choose another --output-dir (if that process is gone, "
                 f"delete {self.path})"
             )
-        if not holder and time.time() - _mtime(self.path) < 5:
+        if not holder and time.time() - paths.mtime(self.path) < 5:
             # being written by a command that has just started
             raise UserError(f"{self.output_dir} is in use by another normpipe command that is starting")
         # Left by a killed command: its outputs are unfinished.
         self.unfinished = True
-        try:
-            os.unlink(self.path)
-        except FileNotFoundError:
-            pass
+        paths.remove(self.path)
 
     def release(self, succeeded: bool, started: bool = True) -> None:
         """Drops the lock. A command that `started` writing and did not
         succeed leaves the unfinished marker; one refused before it started
         leaves the directory as it found it."""
-        unfinished = os.path.join(self.output_dir, UNFINISHED)
-        if succeeded and os.path.exists(unfinished):
-            os.unlink(unfinished)
+        unfinished = paths.join(self.output_dir, UNFINISHED)
+        if succeeded and paths.exists(unfinished):
+            paths.remove(unfinished)
         elif started and not succeeded and not self._created_dir_is_empty():
-            with open(unfinished, "w", encoding="utf-8") as f:
+            with paths.open(unfinished, "w") as f:
                 f.write(f"{self.command} did not finish; the next command may replace its outputs\n")
-        os.unlink(self.path)
-        if self._created_dir and not os.listdir(self.output_dir):
-            os.rmdir(self.output_dir)
+        paths.remove(self.path)
+        if self._created_dir and not paths.listdir(self.output_dir):
+            paths.rmtree(self.output_dir)
 
     def _created_dir_is_empty(self) -> bool:
-        return self._created_dir and os.listdir(self.output_dir) == [LOCK]
+        return self._created_dir and paths.listdir(self.output_dir) == [LOCK]
 
 
-def _mtime(path: str) -> float:
+def _create_exclusive(path: str, text: str) -> bool:
+    """Writes a new file `path`; False if it exists. Exclusive locally
+    (O_EXCL); on a URI a check, then a write (see the module docstring)."""
+    if not paths.is_local(path):
+        if paths.exists(path):
+            return False
+        with paths.open(path, "w") as f:
+            f.write(text)
+        return True
     try:
-        return os.path.getmtime(path)
-    except OSError:
-        return 0.0
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    except FileExistsError:
+        return False
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(text)
+    return True

@@ -10,7 +10,6 @@ Each stage reuses the previous one's outputs. Layout under <output-dir>:
 
 import dataclasses
 import hashlib
-import os
 import subprocess
 import sys
 import time
@@ -18,6 +17,7 @@ from typing import Optional, Tuple
 
 from normpipe.components import atomic, export, ingest, report
 from normpipe.components.train import TrainOptions
+from normpipe.io import paths
 from normpipe.pipeline.compare import run_compare
 from normpipe.pipeline.progress import progress
 from normpipe.pipeline.train import TrainConfig, check_config, format_metrics, train_and_export
@@ -49,7 +49,7 @@ def fingerprint(files) -> dict:
     """sha256 over the input files' bytes, with their sizes."""
     digest, total = hashlib.sha256(), 0
     for path in files:
-        with open(path, "rb") as f:
+        with paths.open_input(path) as f:
             for block in iter(lambda: f.read(1 << 20), b""):
                 digest.update(block)
                 total += len(block)
@@ -132,14 +132,14 @@ def run_all(config: RunConfig, argv, beam_args=()) -> dict:
     if config.label:
         metrics, version_dir = stages.run("train+export", train_and_export, spec, stats, train_config)
     else:
-        version_dir = stages.run("export", export.export_normalization_model, os.path.join(out, "transform"),
-                                 os.path.join(out, "serving"), config.model_name, config.model_version, None,
+        version_dir = stages.run("export", export.export_normalization_model, paths.join(out, "transform"),
+                                 paths.join(out, "serving"), config.model_name, config.model_version, None,
                                  config.serving_base_path)
     verified, verify_lines = stages.run("verify", verify_in_fresh_process, version_dir)
     first = {n: float(v) for n, v in zip(spec.features, rows[0])}
     curl = report.curl_command(config.model_name, first)
-    report.write_report(os.path.join(out, "report.html"), stats=stats, comparison=comparison,
-                        png_path=os.path.join(out, "comparison.png"), metrics=metrics,
+    report.write_report(paths.join(out, "report.html"), stats=stats, comparison=comparison,
+                        png_path=paths.join(out, "comparison.png"), metrics=metrics,
                         signatures=signature_summary(version_dir), verify_lines=verify_lines, curl=curl,
                         version_dir=version_dir)
     document = {
@@ -148,7 +148,7 @@ def run_all(config: RunConfig, argv, beam_args=()) -> dict:
         "label": config.label, "method": config.method, "normalization": config.normalization if config.label else None,
         "export": version_dir, "verified": verified, "curl": curl,
     }
-    atomic.write_json_atomic(os.path.join(out, "run.json"), document)
+    atomic.write_json_atomic(paths.join(out, "run.json"), document)
     return {"run": document, "comparison": comparison, "verify_lines": verify_lines, "metrics": metrics}
 
 
@@ -161,9 +161,9 @@ def summary(result, output_dir, model_name) -> str:
         errors = [e for e in errors if e is not None]
         return f"{sum(errors) / len(errors):.3g}" if errors else "n/a (all NaN)"
     skew = next((l for l in result["verify_lines"] if " transform_skew:" in l), "transform_skew: not run")
-    serving = os.path.abspath(os.path.join(output_dir, "serving"))
+    serving = paths.absolute(paths.join(output_dir, "serving"))
     lines = [
-        f"report:  {os.path.abspath(os.path.join(output_dir, 'report.html'))}",
+        f"report:  {paths.absolute(paths.join(output_dir, 'report.html'))}",
         f"per-batch {comparison['methods'][0]} error (mean |per-batch - full|, shuffled): "
         f"batch 1: {error_at(1) if 1 in comparison['batch_sizes'] else 'n/a'}, "
         f"batch 32: {error_at(32) if 32 in comparison['batch_sizes'] else 'n/a'}",

@@ -125,7 +125,7 @@ def run_stats(config: StatsConfig, beam_args=()) -> dict:
     spec = inspect(config)
     options = beam_options.make_options(beam_args)
     start = time.time()
-    with beam_options.TempDir(config.output_dir) as tmp:
+    with beam_options.TempDir(config.output_dir, options=options) as tmp:
         transform_dir = os.path.join(tmp, "transform")
         bad_values_path = os.path.join(tmp, "bad_values.json")
         runner = beam_options.runner_for(options)

@@ -13,7 +13,6 @@ Layout under <output-dir> (besides the transform stage's):
 import dataclasses
 import os
 import shutil
-import tempfile
 import time
 from typing import Optional, Tuple
 
@@ -22,6 +21,7 @@ import tensorflow as tf
 
 from normpipe.components import atomic, compare, export, spool, train, transform
 from normpipe.components.errors import UserError
+from normpipe.io import paths
 from normpipe.pipeline.progress import progress, rows_per_s
 from normpipe.pipeline.transform import TransformConfig, run_transform
 
@@ -86,17 +86,15 @@ def _model_input_fn(variant, model, graph, names, features):
 
 
 def _save_keras(model, path):
-    directory = os.path.dirname(path)
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".model.", suffix=".keras", dir=directory)
-    os.close(fd)
-    atomic.make_public_file(tmp)
+    """Saves the model in local scratch, then publishes the file atomically
+    (atomic.write_bytes_atomic: local rename, or a URI's object copy)."""
+    scratch = paths.local_temp_dir(".model-", paths.dirname(path))
     try:
+        tmp = os.path.join(scratch, "model.keras")
         model.save(tmp)
-        os.replace(tmp, path)
+        atomic.copy_file_atomic(tmp, path)
     finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
 def train_variants(spec, stats, rows, config: TrainConfig, method):
@@ -123,14 +121,22 @@ def train_variants(spec, stats, rows, config: TrainConfig, method):
 
 
 def _spool_dir(out):
-    """Scratch space for the spooled splits: hidden, under a local output directory."""
-    return tempfile.mkdtemp(prefix=".tmp-train-", dir=out if "://" not in out else None)
+    """Scratch space for the spooled splits: hidden, under a local output
+    directory; in the system's temp directory for an output on a URI."""
+    return paths.local_temp_dir(".tmp-train-", out)
+
+
+def _transform_graph(out):
+    """The transform stage's graph, refused if its publishing copy did not finish."""
+    directory = paths.join(out, "transform")
+    atomic.check_complete(directory, "transform output")
+    return transform.TransformGraph(directory)
 
 
 def train_and_export(spec, stats_document, config: TrainConfig):
     """Trains the variants on the transform stage's outputs; exports the chosen one."""
     out = config.output_dir
-    graph = transform.TransformGraph(os.path.join(out, "transform"))
+    graph = _transform_graph(out)
     method = "zscore" if "zscore" in graph.metadata["methods"] else "minmax"
     names = compare.output_names(spec.features, method)
     stats = compare.full_statistics(stats_document, spec.features)
@@ -155,12 +161,12 @@ def train_and_export(spec, stats_document, config: TrainConfig):
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     chosen = models[config.normalization]
-    _save_keras(chosen, os.path.join(out, "model", "model.keras"))
-    atomic.write_json_atomic(os.path.join(out, "model", "metrics.json"), document)
+    _save_keras(chosen, paths.join(out, "model", "model.keras"))
+    atomic.write_json_atomic(paths.join(out, "model", "metrics.json"), document)
     # The verify sample: the rows whose normalized values the transform
     # stage's Beam run recorded (transform.SAMPLE_FILE).
     version_dir = export.export_model(
-        os.path.join(out, "transform"), os.path.join(out, "serving"), config.model_name, config.model_version,
+        paths.join(out, "transform"), paths.join(out, "serving"), config.model_name, config.model_version,
         model=chosen, variant=config.normalization, model_inputs=names, task=rows.task,
         base_path=config.serving_base_path,
         predict_fn=_model_input_fn(config.normalization, chosen, graph, names, spec.features),

@@ -11,7 +11,6 @@ Layout under <output-dir>:
 
 import dataclasses
 import os
-import shutil
 import time
 
 import apache_beam as beam
@@ -39,9 +38,7 @@ class TransformConfig(StatsConfig):
 
 def _replace_dir(src: str, dst: str) -> None:
     """Moves a finished directory into place, replacing an older one whole."""
-    with atomic.atomic_directory(dst) as tmp:
-        os.rmdir(tmp)
-        shutil.move(src, tmp)
+    atomic.publish_directory(src, dst)
 
 
 def run_transform(config: TransformConfig, beam_args=()):
@@ -52,14 +49,14 @@ def run_transform(config: TransformConfig, beam_args=()):
                                     spec.original_name)
     options = transform.TransformOptions(spec.features, config.method, spec.label, spec.centers, spec.exponents)
     start = time.time()
-    with beam_options.TempDir(config.output_dir) as tmp:
+    beam_opts = beam_options.make_options(beam_args)
+    with beam_options.TempDir(config.output_dir, options=beam_opts) as tmp:
         transform_dir = os.path.join(tmp, "transform")
         examples_dir = os.path.join(tmp, "transformed")
         prefix = os.path.join(examples_dir, "part") if config.materialize else None
         bad_values_path = os.path.join(tmp, "bad_values.json")
         sample = ingest.first_rows(spec, export.sample_limit(len(spec.features)))
         sample = None if sample is None else ingest.to_feature_matrix(sample, spec)
-        beam_opts = beam_options.make_options(beam_args)
         with beam.Pipeline(runner=beam_options.runner_for(beam_opts), options=beam_opts) as p, tft_beam.Context(
             temp_dir=os.path.join(tmp, "tft")
         ):

@@ -1,0 +1,1 @@
+"""Where data and outputs live: paths that may be URIs (`paths`)."""
