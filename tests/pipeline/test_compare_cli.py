@@ -91,3 +91,14 @@ def test_comparison_reads_at_most_max_rows(tmp_path):
                     {"feature": "a", "method": "zscore", "order": o, "batch_size": 1, "mean_abs_error": 1.0,
                      "nonfinite_fraction": 0.0} for o in ("file", "shuffled")]}
     assert "compared on the first 300 rows" in compare_report.render_markdown(document)
+
+
+def test_report_says_how_many_rows_were_compared():
+    from normpipe.components import report
+
+    records = [{"feature": "a", "method": "zscore", "order": o, "batch_size": 1, "mean_abs_error": 1.0,
+                "nonfinite_fraction": 0.0} for o in ("file", "shuffled")]
+    document = {"num_examples": 1000, "rows_compared": 300, "features": ["a"], "methods": ["zscore"],
+                "batch_sizes": [1], "records": records}
+    assert "Compared on the first 300 of 1,000 rows." in report.comparison_section(document, None)
+    assert "Compared on" not in report.comparison_section({**document, "rows_compared": 1000}, None)
