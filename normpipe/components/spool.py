@@ -100,13 +100,6 @@ def spool_splits(spec, graph, names, directory, sample_rows=SAMPLE_ROWS) -> Spoo
     return spool
 
 
-def _load(prefix, normalized):
-    """(x, y) of one chunk: x the normalized float32 or the raw float64 features."""
-    labelled = np.load(prefix + ".normalized.npy")
-    x = labelled[:, :-1] if normalized else np.load(prefix + ".raw.npy")
-    return x, labelled[:, -1]
-
-
 def _windows(prefixes, batch_size, shuffle, rng, load):
     """Batches of the arrays `load(prefix)` gives for each chunk (a tuple,
     rows first); with `shuffle`, chunks in random order and rows permuted
@@ -126,49 +119,6 @@ def _windows(prefixes, batch_size, shuffle, rng, load):
         for i in range(0, usable, batch_size):
             yield tuple(a[i:i + batch_size] for a in arrays)
         carry = tuple(a[usable:] for a in arrays) if usable < rows else None
-
-
-def _batches(prefixes, batch_size, shuffle, rng, fill, normalized):
-    """(x, y float32) batches of one kind of features (see `_windows`)."""
-    for x, y in _windows(prefixes, batch_size, shuffle, rng, lambda p: _load(p, normalized)):
-        yield (fill(x) if fill else x), y
-
-
-def chunk_dataset(prefixes, num_features, batch_size, shuffle=False, seed=0, fill_missing=None,
-                  normalized=False, rows=None) -> tf.data.Dataset:
-    """tf.data over spooled chunks: (x [b, F], y float32 [b]), x the raw
-    float64 features, or with `normalized` the graph's float32 outputs.
-    Every batch but the last holds `batch_size` rows; given the total `rows`,
-    the dataset declares its number of batches (Keras then knows an epoch's
-    length, and tf.data checks it).
-
-    Every iteration (every Keras epoch) reshuffles with a new seed.
-    `fill_missing`: float64 [F] values that replace NaN (the recipe's
-    per-batch layers have no notion of a missing value).
-    """
-    fill = None
-    if fill_missing is not None:
-        values = np.asarray(fill_missing, np.float64)
-        fill = lambda x: np.where(np.isnan(x), values, x)  # noqa: E731
-    epochs = iter(range(1 << 30))
-
-    def generate():
-        rng = np.random.default_rng([seed, next(epochs)])
-        yield from _batches(list(prefixes), batch_size, shuffle, rng, fill, normalized)
-
-    dtype = tf.float32 if normalized else tf.float64
-    signature = (tf.TensorSpec([None, num_features], dtype), tf.TensorSpec([None], tf.float32))
-    dataset = tf.data.Dataset.from_generator(generate, output_signature=signature)
-    if rows is not None:
-        dataset = dataset.apply(tf.data.experimental.assert_cardinality(-(-rows // batch_size)))
-    return dataset.prefetch(2)
-
-
-def datasets(spool: Spool, seed=0, fill_missing=None, normalized=False):
-    """(train, eval) factories: batch size -> tf.data.Dataset over the spool."""
-    f = spool.num_features
-    return (lambda b: chunk_dataset(spool.train_chunks, f, b, True, seed, fill_missing, normalized, spool.train_rows),
-            lambda b: chunk_dataset(spool.eval_chunks, f, b, False, seed, fill_missing, normalized, spool.eval_rows))
 
 
 # What each variant's model takes (see train.py): the graph's normalized
@@ -191,10 +141,19 @@ def _input_signature(num_features, keys):
 
 def variant_datasets(spool: Spool, variants, seed=0, fill_missing=None):
     """(train, eval, batch-size-1 sample) factories, batch size ->
-    tf.data.Dataset of ({input: [b, F]}, {variant: y}) for a model that
-    trains `variants` side by side (train.joint_model): every variant sees
-    the same rows in the same order, each through its own input (INPUTS),
-    read from one pass over the chunks."""
+    tf.data.Dataset of ({input: [b, F]}, {variant: y float32}) for a model
+    that trains `variants` side by side (train.joint_model): every variant
+    sees the same rows in the same order, each through its own input
+    (INPUTS: the normalized float32 features, the raw float64 ones, or the
+    raw ones with NaN replaced by `fill_missing`), read from one pass over
+    the chunks.
+
+    Every batch but the last holds the batch size's rows, and the train and
+    eval datasets declare their number of batches (Keras then knows an
+    epoch's length, and tf.data checks it). The train dataset reshuffles
+    with a new seed on every iteration (every Keras epoch); eval and the
+    sample keep input order.
+    """
     keys = sorted({INPUTS[v] for v in variants})
     fill = np.asarray(fill_missing if fill_missing is not None else np.zeros(spool.num_features), np.float64)
     labels = lambda x, y: (x, {v: y for v in variants})  # noqa: E731
@@ -226,13 +185,6 @@ def variant_datasets(spool: Spool, variants, seed=0, fill_missing=None):
 
     return (factory(spool.train_chunks, True, spool.train_rows), factory(spool.eval_chunks, False, spool.eval_rows),
             sample)
-
-
-def sample_dataset(x, y, fill_missing=None):
-    """batch size -> tf.data.Dataset over the fixed evaluation sample."""
-    if fill_missing is not None:
-        x = np.where(np.isnan(x), np.asarray(fill_missing, np.float64), x)
-    return lambda b: tf.data.Dataset.from_tensor_slices((x, y)).batch(b)
 
 
 def baseline(spool: Spool, large_batch_key: str) -> dict:

@@ -85,21 +85,6 @@ def eval_mask(normalized: np.ndarray, label: np.ndarray) -> np.ndarray:
     return (h % np.uint64(EVAL_BUCKETS)) == 0
 
 
-def array_datasets(train, evaluation, options):
-    """(train, eval) factories over in-memory (x, y) arrays.
-
-    tf.data, not numpy: Keras casts numpy float64 inputs to float32, which
-    would round a timestamp to 128 s in training but not in serving.
-    """
-    (x, y), (xe, ye) = train, evaluation
-
-    def train_data(batch_size):
-        data = tf.data.Dataset.from_tensor_slices((x, y)).shuffle(max(len(x), 1), seed=options.seed)
-        return data.batch(batch_size)
-
-    return train_data, lambda batch_size: tf.data.Dataset.from_tensor_slices((xe, ye)).batch(batch_size)
-
-
 def infer_task(y: np.ndarray) -> str:
     return "classification" if np.isin(y, (0.0, 1.0)).all() else "regression"
 
@@ -169,9 +154,9 @@ def joint_model(models: dict, inputs_of: dict, task, options) -> keras.Model:
 def fit_and_evaluate_variants(joint, variants, task, train_data, eval_data, sample_data, options, batch_size,
                               verbose=2) -> dict:
     """Fits `joint` (see joint_model) on train_data(batch_size); returns
-    {variant: results} as fit_and_evaluate gives them, from one evaluation
-    pass at batch size 1 on sample_data(1) and one at
-    options.eval_batch_size on eval_data."""
+    {variant: {"metric": name, "batch_1": {"loss", name}, "batch_<eval
+    batch size>": {...}}}, from one evaluation pass at batch size 1 on
+    sample_data(1) and one at options.eval_batch_size on eval_data."""
     joint.fit(train_data(batch_size), epochs=options.epochs, shuffle=False, verbose=verbose)
     results = {v: {} for v in variants}
     for batch, data in ((1, sample_data(1)), (options.eval_batch_size, eval_data(options.eval_batch_size))):
@@ -183,21 +168,6 @@ def fit_and_evaluate_variants(joint, variants, task, train_data, eval_data, samp
             results[variant][f"batch_{batch}"] = {"loss": _finite_or_none(values[f"{prefix}loss"]),
                                                   metric: _finite_or_none(values[f"{prefix}{metric}"])}
             results[variant]["metric"] = metric
-    return results
-
-
-def fit_and_evaluate(model, train_data, eval_data, options, verbose=2, sample_data=None, batch_size=None):
-    """Fits on train_data(batch_size); returns the metric at batch size 1 on
-    sample_data(1) (default: eval_data(1)) and at options.eval_batch_size on
-    eval_data(batch_size)."""
-    model.fit(train_data(batch_size or options.batch_size_for(0)), epochs=options.epochs, shuffle=False,
-              verbose=verbose)
-    results = {}
-    for batch, data in ((1, (sample_data or eval_data)(1)), (options.eval_batch_size, eval_data(options.eval_batch_size))):
-        values = model.evaluate(data, verbose=0, return_dict=True)
-        metric = [k for k in values if k != "loss"][0]
-        results[f"batch_{batch}"] = {"loss": _finite_or_none(values["loss"]), metric: _finite_or_none(values[metric])}
-    results["metric"] = metric
     return results
 
 

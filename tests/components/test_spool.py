@@ -47,8 +47,9 @@ def spooled(tmp_path_factory):
     return rows, expected, mean
 
 
-def _collect(dataset):
-    xs, ys = zip(*[(x.numpy(), y.numpy()) for x, y in dataset])
+def _collect(dataset, key, variant):
+    """(x of input `key`, y of output `variant`) over a variant_datasets dataset."""
+    xs, ys = zip(*[(x[key].numpy(), y[variant].numpy()) for x, y in dataset])
     return np.concatenate(xs), np.concatenate(ys)
 
 
@@ -66,10 +67,10 @@ def test_split_counts_match_eval_mask_and_labels_missing_are_dropped(spooled):
 
 def test_train_stream_holds_every_train_row_once_in_float64_and_reshuffles(spooled):
     rows, expected, _ = spooled
-    train_data, _ = spool.datasets(rows, seed=1)
+    train_data, _, _ = spool.variant_datasets(rows, ["constant"], seed=1)
     dataset = train_data(64)  # iterated once per epoch, as Keras' fit does
-    first_x, first_y = _collect(dataset)
-    second_x, _ = _collect(dataset)
+    first_x, first_y = _collect(dataset, "raw", "constant")
+    second_x, _ = _collect(dataset, "raw", "constant")
     assert first_x.dtype == np.float64
     x, y, _ = expected["train"]
     np.testing.assert_array_equal(_sorted_rows(first_x, first_y), _sorted_rows(x, y))  # NaN sorts last, equal
@@ -80,20 +81,20 @@ def test_train_stream_holds_every_train_row_once_in_float64_and_reshuffles(spool
 
 def test_eval_stream_is_in_input_order_and_normalized_stream_holds_the_graph_values(spooled):
     rows, expected, _ = spooled
-    _, eval_data = spool.datasets(rows)
-    x, y = _collect(eval_data(1000))
+    _, eval_data, _ = spool.variant_datasets(rows, ["constant"])
+    x, y = _collect(eval_data(1000), "raw", "constant")
     np.testing.assert_array_equal(x, expected["eval"][0])
     np.testing.assert_array_equal(y, expected["eval"][1])
-    _, eval_normalized = spool.datasets(rows, normalized=True)
-    xn, _ = _collect(eval_normalized(7))
+    _, eval_normalized, _ = spool.variant_datasets(rows, ["tft"])
+    xn, _ = _collect(eval_normalized(7), "normalized", "tft")
     assert xn.dtype == np.float32
     np.testing.assert_array_equal(xn, expected["eval"][2])
 
 
 def test_batch_variant_stream_fills_missing_values_with_the_mean(spooled):
     rows, expected, mean = spooled
-    _, eval_data = spool.datasets(rows, fill_missing=mean)
-    x, _ = _collect(eval_data(256))
+    _, eval_data, _ = spool.variant_datasets(rows, ["batch"], fill_missing=mean)
+    x, _ = _collect(eval_data(256), "filled", "batch")
     reference = np.where(np.isnan(expected["eval"][0]), mean, expected["eval"][0])
     assert not np.isnan(x).any()
     np.testing.assert_array_equal(x, reference)
@@ -104,7 +105,7 @@ def test_sample_is_the_first_eval_rows_with_a_fixed_size(spooled):
     assert len(rows.sample_y) == 100 < rows.eval_rows
     np.testing.assert_array_equal(rows.sample_raw, expected["eval"][0][:100])
     np.testing.assert_array_equal(rows.sample_normalized, expected["eval"][2][:100])
-    x, y = _collect(spool.sample_dataset(rows.sample_raw, rows.sample_y)(1))
+    x, y = _collect(spool.variant_datasets(rows, ["constant"])[2](1), "raw", "constant")
     assert len(y) == 100
 
 

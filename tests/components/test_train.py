@@ -25,6 +25,8 @@ def test_infer_task():
 
 @pytest.mark.parametrize("variant", train.VARIANTS)
 def test_each_variant_trains_and_reports_both_batch_sizes(variant):
+    import tensorflow as tf
+
     rng = np.random.default_rng(1)
     n = 600
     raw = np.stack([1.4e9 + rng.uniform(0, 1e8, n), rng.normal(10, 3, n)], axis=1)
@@ -33,8 +35,14 @@ def test_each_variant_trains_and_reports_both_batch_sizes(variant):
     options = train.TrainOptions(normalization=variant, epochs=3, eval_batch_size=256)
     model = train.build_model(variant, 2, "regression", options, "zscore", stats)
     x = ((raw - stats["mean"]) / stats["std"]).astype(np.float32) if variant == "tft" else raw
-    data = train.array_datasets((x[:500], y[:500]), (x[500:], y[500:]), options)
-    results = train.fit_and_evaluate(model, *data, options, verbose=0)
+    joint = train.joint_model({variant: model}, {variant: "x"}, "regression", options)
+
+    def data(rows):
+        return lambda b: tf.data.Dataset.from_tensor_slices(({"x": x[rows]}, {variant: y[rows]})).batch(b)
+
+    results = train.fit_and_evaluate_variants(joint, [variant], "regression", data(slice(0, 500)),
+                                              data(slice(500, None)), data(slice(500, None)), options, 32,
+                                              verbose=0)[variant]
     assert results["metric"] == "mae"
     large = results["batch_256"]["mae"]
     assert large is not None and np.isfinite(large)
