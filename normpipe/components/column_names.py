@@ -96,7 +96,5 @@ def check_output_names(features: Sequence[str], label: Optional[str], suffixes: 
                 f"{original(outputs[name])!r} ({outputs[name]} + {name[len(outputs[name]):]!r}); rename the column "
                 "or leave one of them out with --features"
             )
-        if name == MATRIX_INPUT:
-            raise UserError(f"{role} {original(name)!r}: the name is the transform graph's own input; rename the column")
         if name.startswith("__") and name.endswith("__"):
             raise UserError(f"{role} {original(name)!r}: names of the form __x__ are the graph's internal outputs")

@@ -28,7 +28,6 @@ from tfx_bsl.tfxio import tensor_adapter
 
 from normpipe.components import csv_reader, parquet_reader, tfrecord_reader
 from normpipe.components.column_names import MATRIX_INPUT
-from normpipe.components.errors import UserError
 from normpipe.components.input_spec import (
     TFRECORD_SUFFIXES,
     InputSpec,
@@ -98,27 +97,32 @@ beam.coders.registry.register_coder(pa.RecordBatch, RecordBatchCoder)
 
 def canonical_schema(spec: InputSpec) -> pa.Schema:
     """The readers' record batches: list<double> per numeric column."""
-    return pa.schema([pa.field(name, pa.list_(pa.float64())) for name in spec.numeric])
+    return _double_lists(spec.numeric)
+
+
+def _matrix_schema(spec: InputSpec) -> pa.Schema:
+    """The `to_feature_matrix` batches: the features' list column, then the label's."""
+    return _double_lists([MATRIX_INPUT] + ([spec.label] if spec.label else []))
+
+
+def _double_lists(names) -> pa.Schema:
+    return pa.schema([pa.field(name, pa.list_(pa.float64())) for name in names])
 
 
 def tensor_adapter_config(spec: InputSpec) -> tensor_adapter.TensorAdapterConfig:
     """What tf.Transform reads from `to_feature_matrix` batches: one float64
     [batch, F] dense tensor `MATRIX_INPUT` and, with a label, one float64
     [batch] tensor under the label's name."""
-    if MATRIX_INPUT in spec.numeric:
-        raise UserError(f"column {MATRIX_INPUT!r}: the name is the transform graph's own input; rename the column")
-    fields = [pa.field(MATRIX_INPUT, pa.list_(pa.float64()))]
     matrix = schema_pb2.TensorRepresentation()
     matrix.dense_tensor.column_name = MATRIX_INPUT
     matrix.dense_tensor.shape.dim.add().size = len(spec.features)
     reps = {MATRIX_INPUT: matrix}
     if spec.label:
-        fields.append(pa.field(spec.label, pa.list_(pa.float64())))
         label = schema_pb2.TensorRepresentation()
         label.dense_tensor.column_name = spec.label
         label.dense_tensor.shape.SetInParent()
         reps[spec.label] = label
-    return tensor_adapter.TensorAdapterConfig(pa.schema(fields), reps)
+    return tensor_adapter.TensorAdapterConfig(_matrix_schema(spec), reps)
 
 
 def to_feature_matrix(batch: pa.RecordBatch, spec: InputSpec) -> pa.RecordBatch:
@@ -136,7 +140,7 @@ def to_feature_matrix(batch: pa.RecordBatch, spec: InputSpec) -> pa.RecordBatch:
     arrays = [pa.ListArray.from_arrays(offsets, pa.array(values.reshape(-1)))]
     if spec.label:
         arrays.append(batch.column(position[spec.label]))
-    return pa.RecordBatch.from_arrays(arrays, schema=tensor_adapter_config(spec).arrow_schema)
+    return pa.RecordBatch.from_arrays(arrays, schema=_matrix_schema(spec))
 
 
 class ToFeatureMatrix(beam.PTransform):

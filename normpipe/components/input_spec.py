@@ -71,6 +71,9 @@ class InputSpec:
             raise ValueError(f"bad_values must be 'error' or 'missing'. Received: {self.bad_values!r}")
         if self.original_columns and len(self.original_columns) != len(self.columns):
             raise ValueError(f"original_columns must match columns. Received: {self.original_columns!r}")
+        if column_names.MATRIX_INPUT in self.numeric:
+            raise UserError(f"column {self.original_name(column_names.MATRIX_INPUT)!r}: the name is the transform "
+                            "graph's own input; rename the column")
 
     @property
     def numeric(self) -> Tuple[str, ...]:
