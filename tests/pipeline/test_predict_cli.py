@@ -75,6 +75,16 @@ def predict(server_url, rows, *extra):
     return run_cli(["predict", "--server", server_url, "--model", "m", "--input", str(rows), *extra], timeout=120)
 
 
+def ask(server, rows, *extra):
+    """`normpipe predict` against a ScriptedServer, closed afterwards: (result, seconds)."""
+    start = time.monotonic()
+    try:
+        result = predict(server.url, rows, *extra)
+    finally:
+        server.close()
+    return result, time.monotonic() - start
+
+
 @pytest.mark.parametrize(
     "answer, expected",
     [
@@ -89,21 +99,13 @@ def predict(server_url, rows, *extra):
     ids=["malformed_json", "not_http", "short_body", "null", "not_utf8", "predictions_string", "too_few_predictions"],
 )
 def test_malformed_answers_are_one_line(rows, answer, expected):
-    server = ScriptedServer(answer)
-    try:
-        result = predict(server.url, rows, "--timeout", "10")
-    finally:
-        server.close()
+    result, _ = ask(ScriptedServer(answer), rows, "--timeout", "10")
     assert_user_error(result, expected)
     assert result.stdout == ""
 
 
 def test_valid_answer_prints_one_prediction_per_row(rows):
-    server = ScriptedServer(http_response(b'{"predictions": [0.5, NaN]}'))
-    try:
-        result = predict(server.url, rows)
-    finally:
-        server.close()
+    result, _ = ask(ScriptedServer(http_response(b'{"predictions": [0.5, NaN]}')), rows)
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == ["0.5", "NaN"]
 
@@ -113,24 +115,14 @@ def test_trickling_server_hits_the_timeout_as_a_total_deadline(rows):
     body = b'{"predictions": [1.0, 2.0]}' + b" " * 100
     head = http_response(b"", length=len(body))
     server = ScriptedServer([(head, 0)] + [(body[i:i + 1], 0.5) for i in range(len(body))])
-    start = time.monotonic()
-    try:
-        result = predict(server.url, rows, "--timeout", "2")
-    finally:
-        server.close()
-    elapsed = time.monotonic() - start
+    result, elapsed = ask(server, rows, "--timeout", "2")
     assert_user_error(result, "no complete answer within --timeout 2")
     assert elapsed < 6, elapsed
 
 
 def test_hanging_metadata_call_is_reported_within_the_timeout(rows):
     server = ScriptedServer(http_response(b'{"predictions": [1.0, 2.0]}'), metadata=None)
-    start = time.monotonic()
-    try:
-        result = predict(server.url, rows, "--timeout", "2")
-    finally:
-        server.close()
-    elapsed = time.monotonic() - start
+    result, elapsed = ask(server, rows, "--timeout", "2")
     assert_user_error(result, "/v1/models/m/metadata: no complete answer within --timeout 2")
     assert elapsed < 6, elapsed
 
