@@ -94,44 +94,81 @@ class ServingModule:
         self.model = model
         self._variant = variant
         self._model_inputs = list(model_inputs or [])
+        # Graphs that emit each method's features as one matrix (normpipe's
+        # own) are asked for those matrices only, and the request is given
+        # to them as one matrix where the graph takes one: the serving
+        # functions then hold a few ops, not several per feature, and the
+        # per-feature outputs are one split of the matrix. Graphs without
+        # matrices (TFX's, which materialize every output) are asked for
+        # their per-feature outputs.
+        matrices = self.metadata.get("matrices") or {}
+        self._matrices = [matrices[m] for m in self.metadata["methods"]] if all(
+            m in matrices for m in self.metadata["methods"]) else None
         # A tft model whose input is one method's features in order reads that
-        # method's matrix output (absent from transform graphs written before
-        # it existed).
+        # method's matrix output.
         self._matrix = None
-        if model is not None and variant == "tft":
-            for method, key in self.metadata.get("matrices", {}).items():
+        if model is not None and variant == "tft" and self._matrices:
+            for method, key in zip(self.metadata["methods"], self._matrices):
                 if self._model_inputs == list(self.metadata["outputs"][method]):
                     self._matrix = key
         self._loader = saved_transform_io_v2.SavedModelLoader(os.path.join(transform_dir, "transform_fn"))
         self._inputs = transform.graph_inputs(self.metadata)
-        self._loader.finalize(self._inputs, self.outputs + ([self._matrix] if self._matrix else []))
+        spec = self.metadata["raw_specs"].get(self._inputs[0], {}) if len(self._inputs) == 1 else {}
+        self._takes_matrix = spec.get("columns") == self.features
+        self._loader.finalize(self._inputs, self._matrices or self.outputs)
         # The loaded graph owns the variables the pruned function reads;
         # tracking it puts them in the export (as TransformFeaturesLayer does).
         self.transform = self._loader._imported  # pylint: disable=protected-access
 
-    def _transform(self, inputs: dict) -> dict:
-        """The pruned transform graph's outputs for the request's features
-        (float64 [batch], given to the graph in its own input types)."""
-        raw = transform.adapt_inputs(inputs, self.metadata["raw_specs"], self._inputs)
+    def _columns(self, x) -> dict:
+        return dict(zip(self.features, tf.unstack(x, num=len(self.features), axis=1)))
+
+    def _transform(self, x) -> dict:
+        """The pruned transform graph's outputs for float64 [batch, F] raw
+        features, given to the graph in its own input types."""
+        if self._takes_matrix:
+            raw = {self._inputs[0]: x}
+        else:
+            raw = transform.adapt_inputs(self._columns(x), self.metadata["raw_specs"], self._inputs)
         return self._loader.apply_transform_model(raw)
 
-    def normalize(self, inputs: dict) -> dict:
-        """Raw float64 features -> the graph's normalized float32 features."""
-        outputs = self._transform(inputs)
-        return {name: outputs[name] for name in self.outputs}
+    def _normalize(self, x) -> dict:
+        """float64 [batch, F] raw features -> {output: float32 [batch]}."""
+        outputs = self._transform(x)
+        if not self._matrices:
+            return {name: outputs[name] for name in self.outputs}
+        split = {}
+        for method, key in zip(self.metadata["methods"], self._matrices):
+            names = self.metadata["outputs"][method]
+            split.update(zip(names, tf.unstack(outputs[key], num=len(names), axis=1)))
+        return split
 
-    def predict(self, inputs: dict) -> dict:
+    def _predict(self, x) -> dict:
         if self.model is None:
-            return self.normalize(inputs)
+            return self._normalize(x)
         if self._matrix:
-            x = self._transform(inputs)[self._matrix]
+            x = self._transform(x)[self._matrix]
         elif self._variant == "tft":
-            normalized = self.normalize(inputs)
+            normalized = self._normalize(x)
             x = tf.stack([normalized[n] for n in self._model_inputs], axis=1)
-        else:
-            x = tf.stack([inputs[n] for n in self.features], axis=1)
         prediction = self.model(x, training=False)
         return {PREDICTION: tf.reshape(tf.cast(prediction, tf.float32), [-1])}
+
+    def _stack(self, inputs: dict):
+        return tf.stack([inputs[n] for n in self.features], axis=1)
+
+    def normalize(self, inputs: dict) -> dict:
+        """Raw float64 features ({feature: [batch]}) -> the graph's
+        normalized float32 features."""
+        return self._normalize(self._stack(inputs))
+
+    def predict(self, inputs: dict) -> dict:
+        return self._predict(self._stack(inputs))
+
+    def predict_examples(self, examples) -> dict:
+        """Serialized tf.train.Examples -> what `predict` gives for them."""
+        kinds = example_types(self.metadata, self.features)
+        return self._predict(parse_example_matrix(examples, self.features, kinds))
 
     def write(self, path: str) -> None:
         """Writes the SavedModel with Keras' ExportArchive.
@@ -144,8 +181,7 @@ class ServingModule:
 
         specs = {name: tf.TensorSpec([None], tf.float64, name=name) for name in self.features}
 
-        def serve_examples(examples):
-            return self.predict(parse_examples(examples, self.features, example_types(self.metadata, self.features)))
+        serve_examples = self.predict_examples
 
         archive = keras.export.ExportArchive()
         archive.track(self.transform)
@@ -184,12 +220,8 @@ def set_method_names(path: str, methods: dict) -> None:
     method name is metadata of the SignatureDef, read by TF Serving and
     ignored by TensorFlow's loaders, so it is set in saved_model.pb itself.
     """
-    from tensorflow.core.protobuf import saved_model_pb2  # pylint: disable=import-outside-toplevel
-
     pb_path = os.path.join(path, "saved_model.pb")
-    saved_model = saved_model_pb2.SavedModel()
-    with tf.io.gfile.GFile(pb_path, "rb") as f:
-        saved_model.ParseFromString(f.read())
+    saved_model = read_saved_model(path)
     changed = False
     for meta_graph in saved_model.meta_graphs:
         for name, method in methods.items():
@@ -202,8 +234,38 @@ def set_method_names(path: str, methods: dict) -> None:
         tf.io.gfile.rename(pb_path + ".tmp", pb_path, overwrite=True)
 
 
+def read_saved_model(path: str):
+    """The SavedModel proto of the export at `path` (a version directory)."""
+    from tensorflow.core.protobuf import saved_model_pb2  # pylint: disable=import-outside-toplevel
+
+    saved_model = saved_model_pb2.SavedModel()
+    saved_model.ParseFromString(paths.read_bytes(paths.join(path, "saved_model.pb")))
+    return saved_model
+
+
+def signature_summary(path: str) -> dict:
+    """{signature: {"inputs": {name: "float64 [None]"}, "outputs": {...}}} of
+    the `serve` graph, read from saved_model.pb: loading the model would
+    trace every signature again, which takes seconds for a wide one."""
+    def describe(tensors):
+        return {name: f"{tf.as_dtype(info.dtype).name} {[d.size if d.size >= 0 else None for d in info.tensor_shape.dim]}"
+                for name, info in sorted(tensors.items())}
+
+    meta_graph = next(m for m in read_saved_model(path).meta_graphs if "serve" in m.meta_info_def.tags)
+    return {name: {"inputs": describe(definition.inputs), "outputs": describe(definition.outputs)}
+            for name, definition in sorted(meta_graph.signature_def.items())
+            if not name.startswith("__")}  # __saved_model_init_op runs at load; it is not served
+
+
 def parse_examples(examples, features, kinds) -> dict:
-    """Serialized tf.train.Examples -> {feature: float64 [batch]}, absent = NaN.
+    """Serialized tf.train.Examples -> {feature: float64 [batch]}, absent = NaN
+    (see `parse_example_matrix`)."""
+    matrix = parse_example_matrix(examples, features, kinds)
+    return dict(zip(features, tf.unstack(matrix, num=len(features), axis=1)))
+
+
+def parse_example_matrix(examples, features, kinds):
+    """Serialized tf.train.Examples -> float64 [batch, len(features)], absent = NaN.
 
     `kinds` ({feature: "int64" | "float"}, see `example_types`) says which
     list each feature is parsed from; int64 is exact up to 2**53. A feature
@@ -221,7 +283,7 @@ def parse_examples(examples, features, kinds) -> dict:
     if grouped != list(features):
         where = {n: j for j, n in enumerate(grouped)}
         matrix = tf.gather(matrix, [where[n] for n in features], axis=1)
-    return dict(zip(features, tf.unstack(matrix, num=len(features), axis=1)))
+    return matrix
 
 
 def _dense_columns(sparse, names, batch):

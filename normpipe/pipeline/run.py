@@ -92,18 +92,6 @@ def verify_in_fresh_process(version_dir):
     return result.returncode == 0, lines
 
 
-def signature_summary(version_dir) -> dict:
-    import tensorflow as tf  # pylint: disable=import-outside-toplevel
-
-    loaded = tf.saved_model.load(version_dir)
-    summary = {}
-    for name, fn in loaded.signatures.items():
-        inputs = {k: f"{v.dtype.name} {v.shape.as_list()}" for k, v in fn.structured_input_signature[1].items()}
-        outputs = {k: f"{v.dtype.name} {v.shape.as_list()}" for k, v in fn.structured_outputs.items()}
-        summary[name] = {"inputs": inputs, "outputs": outputs}
-    return summary
-
-
 def sample_rows(spec):
     import numpy as np  # pylint: disable=import-outside-toplevel
 
@@ -140,7 +128,7 @@ def run_all(config: RunConfig, argv, beam_args=()) -> dict:
     curl = report.curl_command(config.model_name, first)
     report.write_report(paths.join(out, "report.html"), stats=stats, comparison=comparison,
                         png_path=paths.join(out, "comparison.png"), metrics=metrics,
-                        signatures=signature_summary(version_dir), verify_lines=verify_lines, curl=curl,
+                        signatures=export.signature_summary(version_dir), verify_lines=verify_lines, curl=curl,
                         version_dir=version_dir)
     document = {
         "command_line": ["normpipe"] + list(argv), "stages": list(stages.timings), "timings_s": stages.timings,

@@ -93,6 +93,20 @@ def test_saved_model_cli_lists_the_signatures(exported):
     assert "DT_DOUBLE" in result.stdout and "examples" in result.stdout
 
 
+def test_signature_summary_is_what_the_loaded_model_reports(exported):
+    loaded = tf.saved_model.load(exported["version"])
+    expected = {}
+    for name, fn in loaded.signatures.items():
+        expected[name] = {
+            "inputs": {k: f"{v.dtype.name} {v.shape.as_list()}" for k, v in fn.structured_input_signature[1].items()},
+            "outputs": {k: f"{v.dtype.name} {v.shape.as_list()}" for k, v in fn.structured_outputs.items()},
+        }
+    summary = export.signature_summary(exported["version"])
+    assert summary == expected
+    assert summary["serving_default"]["inputs"]["ts"] == "float64 [None]"
+    assert summary["serving_examples"]["inputs"] == {"examples": "string [None]"}
+
+
 def test_models_config_parses_as_model_server_config(exported):
     from tensorflow_serving.config import model_server_config_pb2
 
