@@ -21,6 +21,7 @@ so memory stays flat whatever the dataset size; it is exact to ~2.3%.
 """
 
 import dataclasses
+import math
 from typing import Optional, Tuple
 
 import keras
@@ -46,6 +47,10 @@ class CompareOptions:
       with the data.
       With max_rows <= shuffle_buffer the shuffled order is a uniform
       permutation of the rows compared.
+    probe_draws: batches drawn per batch size for the probe row, fewer
+      where probe_draws x batch size x features would exceed probe_cells
+      (at least min_probe_draws): the probe's work grows with the number
+      of features, not of rows, and its records say how many were drawn.
     """
 
     batch_sizes: Tuple[int, ...] = (1, 2, 8, 32, 128, 1024, 8192)
@@ -53,6 +58,8 @@ class CompareOptions:
     chunk_rows: int = 65536
     shuffle_buffer: int = 262144
     probe_draws: int = 100
+    probe_cells: int = 2**27
+    min_probe_draws: int = 10
     max_rows: Optional[int] = 131072
 
     def __post_init__(self):
@@ -98,34 +105,39 @@ class ErrorAccumulator:
             self.spread_sum += relative.sum(axis=1)
             self.spread_sq += np.square(relative).sum(axis=1)
 
-    def p99(self, j):
-        counts = self.hist[j]
-        total = counts.sum()
-        if total == 0:
-            return None
-        index = int(np.searchsorted(np.cumsum(counts), 0.99 * total))
-        return 0.0 if index == 0 else float(10 ** (_LOW + index / _PER_DECADE))
+    def p99(self):
+        """Per feature: the 99th percentile of the error from the histogram
+        (None for a feature without a finite value)."""
+        totals = self.hist.sum(axis=1)
+        first = np.argmax(np.cumsum(self.hist, axis=1) >= 0.99 * totals[:, None], axis=1)
+        return [None if not total else 0.0 if index == 0 else 10 ** (_LOW + index / _PER_DECADE)
+                for index, total in zip(first.tolist(), totals.tolist())]
 
-    def record(self, j):
-        """One JSON record; a figure that is not finite (a feature with no
-        value, or one whose batch statistics overflow float64) is None."""
-        finite = self.values[j] - self.nonfinite[j]
-        with np.errstate(over="ignore", invalid="ignore"):
-            mean_sq = self.spread_sq[:, j] / max(self.batches, 1)
-            mean = self.spread_sum[:, j] / max(self.batches, 1)
+    def records(self):
+        """One JSON record per feature; a figure that is not finite (a
+        feature with no value, or one whose batch statistics overflow
+        float64) is None. Computed for all features at once: a wide
+        dataset has thousands per accumulator."""
+        finite = self.values - self.nonfinite
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            mean_sq = self.spread_sq / max(self.batches, 1)
+            mean = self.spread_sum / max(self.batches, 1)
             spread = np.sqrt(np.maximum(mean_sq - mean**2, 0.0))
-        return {
-            "num_values": int(self.values[j]),
-            "mean_abs_error": _finite_or_none(self.sum[j] / finite) if finite else None,
-            "p99_abs_error": self.p99(j),
-            "max_abs_error": _finite_or_none(self.max[j]) if finite else None,
-            "nonfinite_fraction": float(self.nonfinite[j] / self.values[j]) if self.values[j] else 0.0,
-            "num_batches": int(self.batches),
-            "batch_mean_spread": _finite_or_none(spread[0]),
-            "batch_std_spread": _finite_or_none(spread[1]),
-            "batch_min_spread": _finite_or_none(spread[2]),
-            "batch_max_spread": _finite_or_none(spread[3]),
-        }
+            mean_abs = np.where(finite > 0, self.sum / np.maximum(finite, 1), np.nan)
+            nonfinite_fraction = np.where(self.values > 0, self.nonfinite / np.maximum(self.values, 1), 0.0)
+        max_abs = np.where(finite > 0, self.max, np.nan)
+        columns = zip(self.values.tolist(), _or_none(mean_abs), self.p99(), _or_none(max_abs),
+                      nonfinite_fraction.tolist(), *(_or_none(row) for row in spread))
+        return [{
+            "num_values": int(values), "mean_abs_error": mean_abs_error, "p99_abs_error": p99,
+            "max_abs_error": max_abs_error, "nonfinite_fraction": float(fraction), "num_batches": int(self.batches),
+            "batch_mean_spread": s_mean, "batch_std_spread": s_std, "batch_min_spread": s_min, "batch_max_spread": s_max,
+        } for values, mean_abs_error, p99, max_abs_error, fraction, s_mean, s_std, s_min, s_max in columns]
+
+
+def _or_none(values):
+    """float64 values -> Python floats, None where not finite."""
+    return [v if math.isfinite(v) else None for v in np.asarray(values, np.float64).tolist()]
 
 
 def _finite_or_none(value):
@@ -244,22 +256,26 @@ def probe_row(raw, refs, methods, features, options, row=0):
         for b in options.batch_sizes:
             if b - 1 > len(others):
                 continue
+            draws = min(options.probe_draws,
+                        max(options.min_probe_draws, options.probe_cells // (b * max(len(features), 1))))
             # One draw at a time: only the probe's output row is kept.
             values = np.stack([
                 keras.ops.convert_to_numpy(
                     layer(tf.constant(raw[np.concatenate([[row], rng.choice(others, b - 1, replace=False)])]))
                 )[0]
-                for _ in range(options.probe_draws)
+                for _ in range(draws)
             ])
+            finite = np.isfinite(values)
+            counts = finite.sum(axis=0)
+            lows = _or_none(np.where(finite, values, np.inf).min(axis=0))
+            highs = _or_none(np.where(finite, values, -np.inf).max(axis=0))
+            raws, fulls = _or_none(raw[row]), _or_none(refs[m_index][row])
             for j, name in enumerate(features):
-                finite = values[:, j][np.isfinite(values[:, j])]
                 results.append({
                     "feature": name, "method": method, "batch_size": b, "row": row,
-                    "raw_value": _finite_or_none(raw[row, j]),
-                    "full_dataset_value": _finite_or_none(refs[m_index][row, j]),
-                    "min": float(finite.min()) if finite.size else None,
-                    "max": float(finite.max()) if finite.size else None,
-                    "nonfinite_draws": int(values.shape[0] - finite.size), "draws": int(values.shape[0]),
+                    "raw_value": raws[j], "full_dataset_value": fulls[j],
+                    "min": lows[j] if counts[j] else None, "max": highs[j] if counts[j] else None,
+                    "nonfinite_draws": int(values.shape[0] - counts[j]), "draws": int(values.shape[0]),
                 })
     return results
 
@@ -274,8 +290,8 @@ def run_comparison(batches_fn, methods, features, full, options):
     for order in ORDERS:
         accumulators = compare_order(batches_fn, order, methods, features, full, options, first)
         for (method, b), acc in accumulators.items():
-            for j, name in enumerate(features):
-                records.append({"feature": name, "method": method, "order": order, "batch_size": b, **acc.record(j)})
+            for name, record in zip(features, acc.records()):
+                records.append({"feature": name, "method": method, "order": order, "batch_size": b, **record})
     # The probe: the first row with the fewest missing values.
     row = int(np.argmin(np.isnan(first[0]).sum(axis=1)))
     probes = probe_row(impute(first[0], full), first[1:], methods, features, options, row=row)

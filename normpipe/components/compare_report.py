@@ -165,13 +165,28 @@ def render_plot(document, path):
     atomic.write_bytes_atomic(path, buffer.getvalue())
 
 
+def json_text(document) -> str:
+    """The document as JSON, indented at the top level with one record per
+    line: as readable as indent=2 for a reader, and written by json's C
+    encoder, where indent=2 over every record takes the pure-Python one
+    (seconds for a wide dataset's hundred thousand records)."""
+    items = []
+    for key, value in document.items():
+        if isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
+            body = ",\n".join("    " + json.dumps(v, allow_nan=False) for v in value)
+            items.append(f"  {json.dumps(key)}: [\n{body}\n  ]")
+        else:
+            items.append(f"  {json.dumps(key)}: {json.dumps(value, allow_nan=False)}")
+    return "{\n" + ",\n".join(items) + "\n}\n"
+
+
 def write_outputs(document, output_dir):
     """comparison.json, comparison.md and comparison.png under output_dir.
 
     The JSON text and the table are built before anything is written, so a
     document that cannot be written leaves none of the three.
     """
-    text = json.dumps(document, indent=2, allow_nan=False) + "\n"
+    text = json_text(document)
     table = render_markdown(document)
     render_plot(document, paths.join(output_dir, "comparison.png"))
     atomic.write_text_atomic(paths.join(output_dir, "comparison.json"), text)

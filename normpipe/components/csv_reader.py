@@ -32,6 +32,16 @@ from normpipe.components.errors import UserError
 # speed of 16 MB blocks (benchmarks/: 20M rows, 1 and 2 workers).
 DEFAULT_BLOCK_SIZE = 4 << 20
 MAX_BLOCK_SIZE = 256 << 20
+# Converting and checking a block costs a few Arrow calls per column, so wide
+# rows get larger blocks: 16 kB per column (4 MB up to 256 columns; 5,000
+# columns x 1,000 rows in one block rather than 15 of 67 rows each), at most
+# a quarter of MAX_BLOCK_SIZE, leaving room to grow for a long row.
+BLOCK_BYTES_PER_COLUMN = 16 << 10
+
+
+def block_size_for(num_columns: int) -> int:
+    """The block size for rows of `num_columns` columns."""
+    return min(max(DEFAULT_BLOCK_SIZE, num_columns * BLOCK_BYTES_PER_COLUMN), MAX_BLOCK_SIZE // 4)
 DEFAULT_SPLIT_SIZE = 64 << 20
 BAD_VALUES_TAG = "bad_values"
 BAD_VALUES = ("error", "missing")

@@ -158,7 +158,8 @@ class ToFeatureMatrix(beam.PTransform):
 def csv_range_reader(spec: InputSpec) -> csv_reader.ReadCsvRange:
     """The CSV DoFn for `spec`; messages name columns as the header does."""
     labels = dict(zip(spec.columns, spec.original_columns))
-    return csv_reader.ReadCsvRange(spec.columns, spec.numeric, spec.block_size, spec.bad_values, labels)
+    block_size = spec.block_size or csv_reader.block_size_for(len(spec.columns))
+    return csv_reader.ReadCsvRange(spec.columns, spec.numeric, block_size, spec.bad_values, labels)
 
 
 def parquet_row_group_reader(spec: InputSpec) -> parquet_reader.ReadParquetRowGroup:

@@ -54,7 +54,7 @@ class InputSpec:
     features: Tuple[str, ...]
     strings: Tuple[str, ...] = ()
     label: Optional[str] = None
-    block_size: int = csv_reader.DEFAULT_BLOCK_SIZE
+    block_size: Optional[int] = None  # CSV block size; None: csv_reader.block_size_for the columns
     int64_columns: Tuple[str, ...] = ()  # tf.train.Example features held as int64_list
     centers: Tuple[float, ...] = ()
     exponents: Tuple[int, ...] = ()

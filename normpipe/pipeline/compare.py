@@ -11,6 +11,50 @@ from normpipe.io import paths
 from normpipe.pipeline.progress import RowRate, progress
 
 
+# Rows compared are kept in memory between passes up to this many raw cells
+# (about 12 bytes each with one method: float64 raw, float32 reference);
+# beyond it every pass reads the input and runs the transform graph again.
+REPLAY_CELLS = 16 * 2**20
+
+
+def replayable(batches_fn, max_cells=REPLAY_CELLS):
+    """batches_fn whose chunks, once read, are replayed to later passes
+    rather than read and transformed again (the comparison makes one pass
+    per order), as long as they hold at most `max_cells` raw values."""
+    cache, state = [], {"source": None, "done": False, "cells": 0, "overflow": False}
+
+    def batches():
+        if state["overflow"]:
+            yield from batches_fn()
+            return
+        position = 0
+        while True:
+            if position < len(cache):
+                position += 1
+                yield cache[position - 1]
+                continue
+            if state["done"]:
+                return
+            if state["source"] is None:
+                state["source"] = iter(batches_fn())
+            chunk = next(state["source"], None)
+            if chunk is None:
+                state["done"] = True
+                return
+            state["cells"] += chunk[0].size
+            if state["cells"] > max_cells:  # too large to keep: this pass reads on, later ones read again
+                state["overflow"] = True
+                cache.clear()
+                yield chunk
+                yield from state["source"]
+                return
+            cache.append(chunk)
+            position += 1
+            yield chunk
+
+    return batches
+
+
 def make_batches_fn(spec, graph, methods, rate=None, max_rows=None):
     """Yields (raw, NaN for missing; reference per method), file order, up
     to `max_rows` rows (None: all); counts the rows read on `rate` (a
@@ -43,7 +87,7 @@ def run_compare(spec, output_dir, method, batch_sizes, seed):
     full = compare.full_statistics(stats, spec.features)
     options = CompareOptions(tuple(batch_sizes), seed)
     rate = RowRate("compare")
-    batches_fn = make_batches_fn(spec, graph, methods, rate, options.max_rows)
+    batches_fn = replayable(make_batches_fn(spec, graph, methods, rate, options.max_rows))
     records, probes = compare.run_comparison(batches_fn, methods, list(spec.features), full, options)
     document = {
         "num_examples": stats["num_examples"],

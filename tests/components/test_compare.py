@@ -150,3 +150,19 @@ def test_all_missing_and_huge_columns_give_json_records():
     # the finite column's figures survive: batch of 64 >= 40 rows is the full dataset
     whole = [r for r in parsed["records"] if r["feature"] == "a" and r["batch_size"] == 64 and r["order"] == "file"]
     assert whole[0]["mean_abs_error"] < 1e-6
+
+
+def test_probe_draws_are_capped_by_cells(raw):
+    # 3 features: 100 draws of 1 row are 300 values, of 8 rows 2,400; a cap
+    # of 240 values allows 80 and 10 draws; one of 48 allows 2 at batch size
+    # 8, raised to the minimum, 3
+    refs = [numpy_full(raw, "zscore").astype(np.float32)]
+    options = compare.CompareOptions((1, 8), probe_cells=240, min_probe_draws=3)
+    probes = compare.probe_row(raw, refs, ["zscore"], ["a", "b", "c"], options)
+    assert {(p["batch_size"], p["draws"]) for p in probes} == {(1, 80), (8, 10)}
+    options = compare.CompareOptions((8,), probe_cells=48, min_probe_draws=3)
+    probes = compare.probe_row(raw, refs, ["zscore"], ["a", "b", "c"], options)
+    assert {p["draws"] for p in probes} == {3}
+    for p in probes:  # the range of what was drawn, around the full-dataset value
+        assert p["nonfinite_draws"] == 0 and p["min"] < p["max"]
+    assert compare.CompareOptions().probe_draws == 100

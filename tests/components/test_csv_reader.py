@@ -177,3 +177,21 @@ def test_truncated_or_corrupt_gzip_csv_names_the_file(tmp_path, cut):
     path = tmp_path / "d.csv.gz"
     path.write_bytes(cut(gzip.compress(b"a,b\n" + b"".join(b"%d,%d\n" % (i, i) for i in range(50000)))))
     assert error_of(path, ["a", "b"], ["a", "b"]).startswith(f"{path}: cannot read: ")
+
+
+def test_wide_rows_get_larger_blocks_and_read_the_same(tmp_path):
+    assert csv_reader.block_size_for(8) == csv_reader.DEFAULT_BLOCK_SIZE
+    assert csv_reader.block_size_for(3000) == 3000 * csv_reader.BLOCK_BYTES_PER_COLUMN
+    assert csv_reader.block_size_for(10**6) == csv_reader.MAX_BLOCK_SIZE // 4
+    from normpipe.components import ingest
+
+    values = np.random.default_rng(4).normal(size=(300, 600))
+    path = tmp_path / "wide.csv"
+    with open(path, "w") as f:
+        f.write(",".join(f"c{j}" for j in range(600)) + "\n")
+        np.savetxt(f, values, delimiter=",", fmt="%.17g")
+    spec = ingest.inspect_input(str(path))
+    chunks = list(ingest.iter_columns(spec))
+    assert len(chunks) == 1  # 600 columns: a 9.8 MB block holds the 3 MB file
+    got = np.stack([chunks[0][f"c{j}"] for j in range(600)], axis=1)
+    np.testing.assert_array_equal(got, values)

@@ -102,3 +102,50 @@ def test_report_says_how_many_rows_were_compared():
                 "batch_sizes": [1], "records": records}
     assert "Compared on the first 300 of 1,000 rows." in report.comparison_section(document, None)
     assert "Compared on" not in report.comparison_section({**document, "rows_compared": 1000}, None)
+
+
+def _counting_source(chunks):
+    calls = []
+
+    def batches():
+        calls.append(1)
+        yield from chunks
+
+    return batches, calls
+
+
+def test_rows_are_read_once_for_every_pass_when_they_fit():
+    from normpipe.pipeline.compare import replayable
+
+    chunks = [(np.full((3, 2), float(i)), np.full((3, 2), i, np.float32)) for i in range(4)]
+    source, calls = _counting_source(chunks)
+    batches = replayable(source, max_cells=24)
+    assert next(iter(batches())) is chunks[0]  # the comparison's first look, abandoned
+    for _ in range(2):  # one pass per order
+        assert list(batches()) == chunks
+    assert len(calls) == 1
+
+
+def test_rows_beyond_the_replay_limit_are_read_again_for_each_pass():
+    from normpipe.pipeline.compare import replayable
+
+    chunks = [(np.full((3, 2), float(i)), np.full((3, 2), i, np.float32)) for i in range(4)]
+    source, calls = _counting_source(chunks)
+    batches = replayable(source, max_cells=13)  # two chunks fit, the third does not
+    assert next(iter(batches())) is chunks[0]
+    for _ in range(2):
+        assert list(batches()) == chunks
+    assert len(calls) == 2  # the first pass went on reading; the second read again
+
+
+def test_comparison_json_is_one_record_per_line_and_parses_back():
+    from normpipe.components.compare_report import json_text
+
+    records = [{"feature": "a", "batch_size": b, "mean_abs_error": None if b == 2 else 0.5 * b} for b in (1, 2, 8)]
+    document = {"num_examples": 3, "features": ["a"], "records": records, "probe": [], "seed": 0}
+    text = json_text(document)
+    assert json.loads(text) == document
+    lines = text.splitlines()
+    assert [json.loads(line.rstrip(",")) for line in lines if line.startswith("    {")] == records
+    with pytest.raises(ValueError):
+        json_text({"records": [{"x": float("nan")}]})
