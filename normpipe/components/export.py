@@ -87,10 +87,6 @@ class ServingModule:
         self.metadata = transform.read_metadata(transform_dir)
         self.features = list(self.metadata["features"])
         self.outputs = [o for m in self.metadata["methods"] for o in self.metadata["outputs"][m]]
-        # tf.Transform's own loader (what TransformFeaturesLayer uses), pruned
-        # to the features a request carries and the outputs served: the
-        # label input is supplied by the loader, and the statistics output,
-        # a [batch, 6, F] tile, is not computed per request.
         self.model = model
         self._variant = variant
         self._model_inputs = list(model_inputs or [])
@@ -111,6 +107,10 @@ class ServingModule:
             for method, key in zip(self.metadata["methods"], self._matrices):
                 if self._model_inputs == list(self.metadata["outputs"][method]):
                     self._matrix = key
+        # tf.Transform's own loader (what TransformFeaturesLayer uses), pruned
+        # to the features a request carries and the outputs served: the
+        # label input is supplied by the loader, and the statistics output,
+        # a [batch, 6, F] tile, is not computed per request.
         self._loader = saved_transform_io_v2.SavedModelLoader(os.path.join(transform_dir, "transform_fn"))
         self._inputs = transform.graph_inputs(self.metadata)
         spec = self.metadata["raw_specs"].get(self._inputs[0], {}) if len(self._inputs) == 1 else {}
