@@ -26,7 +26,6 @@ taking the next. <serving-root>/models.config is a `model_config_list` for
 
 import json
 import os
-import re
 import shutil
 
 import numpy as np
@@ -34,41 +33,12 @@ import tensorflow as tf
 
 from normpipe.components import atomic, transform
 from normpipe.components.errors import UserError
+# The layout of a version directory and the names requests use, kept in
+# serving_layout (which `normpipe verify` imports without tf.Transform).
+from normpipe.components.serving_layout import (  # pylint: disable=unused-import
+    _NAME, CLASSIFY, CLASSIFY_METHOD, FEATURES_FILE, MAX_WARMUP, PREDICTION, REGRESS, REGRESS_METHOD, SAMPLE_CELLS,
+    VERIFY_SAMPLE, WARMUP_FILE, check_model_name, existing_versions, sample_limit)
 from normpipe.io import paths
-
-_NAME = re.compile(r"^[A-Za-z0-9._-]+$")
-PREDICTION = "prediction"
-VERIFY_SAMPLE = "normpipe_verify_sample.json"
-FEATURES_FILE = "normpipe_features.json"
-WARMUP_FILE = "tf_serving_warmup_requests"
-MAX_WARMUP = 1000
-# Sample and warmup rows are capped by cells: 1000 rows up to 100 features,
-# fewer for wide data, where each row is a request with one input per feature.
-SAMPLE_CELLS = 100_000
-
-
-def sample_limit(width: int) -> int:
-    """How many raw rows of `width` features the warmup requests and the
-    verify sample hold: MAX_WARMUP, or fewer so that rows x width stays
-    within SAMPLE_CELLS (at least one row)."""
-    return max(1, min(MAX_WARMUP, SAMPLE_CELLS // max(width, 1)))
-REGRESS, REGRESS_METHOD = "regress", "tensorflow/serving/regress"
-CLASSIFY, CLASSIFY_METHOD = "classify", "tensorflow/serving/classify"
-
-
-def check_model_name(name: str) -> str:
-    """Model names become directory names: [A-Za-z0-9._-], not starting with
-    '.' (a hidden directory, which models.config and TF Serving skip)."""
-    if not _NAME.match(name or "") or name.startswith("."):
-        raise UserError(f"--model-name must match [A-Za-z0-9._-]+ and not start with '.'. Received: {name!r}")
-    return name
-
-
-def existing_versions(model_dir: str):
-    if not paths.isdir(model_dir):
-        return []
-    return sorted(int(n) for n in paths.listdir(model_dir) if n.isdigit())
-
 
 class ServingModule:
     """The tf.Transform graph, and optionally a Keras model, with signatures.
@@ -187,11 +157,17 @@ class ServingModule:
         archive.track(self.transform)
         if self.model is not None:
             archive.track(self.model)
-        archive.add_endpoint("serving_default", self.predict, input_signature=[specs])
+        normalize = archive.add_endpoint("transform_features", self.normalize, input_signature=[specs])
+        if self.model is None:
+            # Without a model serving_default is the normalization: one traced
+            # function serves both (a wide one takes seconds to trace).
+            normalize.get_concrete_function()
+            archive.add_endpoint("serving_default", normalize)
+        else:
+            archive.add_endpoint("serving_default", self.predict, input_signature=[specs])
         archive.add_endpoint(
             "serving_examples", serve_examples, input_signature=[tf.TensorSpec([None], tf.string, name="examples")]
         )
-        archive.add_endpoint("transform_features", self.normalize, input_signature=[specs])
         examples_spec = [tf.TensorSpec([None], tf.string, name="inputs")]
         if self.task == "regression":
             def regress(inputs):

@@ -28,8 +28,9 @@ import tensorflow as tf
 
 from normpipe.components.errors import UserError
 from normpipe.io import paths
-from normpipe.components import atomic, export
-from normpipe.components.export import VERIFY_SAMPLE, WARMUP_FILE, existing_versions
+from normpipe.components import atomic
+from normpipe.components import serving_layout as layout
+from normpipe.components.serving_layout import VERIFY_SAMPLE, WARMUP_FILE, existing_versions
 
 SIGNATURES = ("serving_default", "serving_examples", "transform_features")
 TRANSFORM_TOLERANCE = 1e-6
@@ -82,8 +83,8 @@ def check_signatures(server, sample):
     examples = server.signatures["serving_examples"].inputs.get("examples")
     if wrong or examples is None or examples.dtype != tf.string.as_datatype_enum:
         return False, f"unexpected inputs: {', '.join(wrong) or 'examples'}"
-    method = {"regression": (export.REGRESS, export.REGRESS_METHOD),
-              "classification": (export.CLASSIFY, export.CLASSIFY_METHOD)}.get(sample.get("task"))
+    method = {"regression": (layout.REGRESS, layout.REGRESS_METHOD),
+              "classification": (layout.CLASSIFY, layout.CLASSIFY_METHOD)}.get(sample.get("task"))
     if method:
         found = server.signatures.get(method[0])
         if found is None or found.method_name != method[1] or "inputs" not in found.inputs:
@@ -185,14 +186,14 @@ def check_examples(server, sample, rows):
     detail = f"max relative |examples - features| = {worst:.3g}"
     task = sample.get("task")
     if task:
-        expected = np.asarray(from_features[export.PREDICTION]).reshape(-1)
+        expected = np.asarray(from_features[layout.PREDICTION]).reshape(-1)
         if task == "regression":
-            served = np.asarray(server.run(export.REGRESS, {"inputs": serialized})["outputs"]).reshape(-1)
+            served = np.asarray(server.run(layout.REGRESS, {"inputs": serialized})["outputs"]).reshape(-1)
         else:
-            served = np.asarray(server.run(export.CLASSIFY, {"inputs": serialized})["scores"])[:, 1]
+            served = np.asarray(server.run(layout.CLASSIFY, {"inputs": serialized})["scores"])[:, 1]
         gap = _relative(served, expected)
         worst = max(worst, gap)
-        detail += f"; {export.REGRESS if task == 'regression' else export.CLASSIFY} vs serving_default {gap:.3g}"
+        detail += f"; {layout.REGRESS if task == 'regression' else layout.CLASSIFY} vs serving_default {gap:.3g}"
     return worst <= PREDICTION_TOLERANCE, detail
 
 

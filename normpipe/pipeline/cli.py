@@ -339,7 +339,7 @@ def check_args(args) -> None:
 
         check_server_url(args.server)
     if getattr(args, "model_name", None) is not None:
-        from normpipe.components.export import check_model_name  # pylint: disable=import-outside-toplevel
+        from normpipe.components.serving_layout import check_model_name  # pylint: disable=import-outside-toplevel
 
         check_model_name(args.model_name)
 

@@ -2,6 +2,8 @@
 
 import os
 import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -62,3 +64,12 @@ def test_damaged_export_fails_with_fail_lines(version_dir, tmp_path, damage):
     assert result.returncode == 1, result.stdout + result.stderr[-3000:]
     assert "Traceback" not in result.stderr
     assert any(line.startswith("FAIL ") for line in result.stdout.splitlines()), result.stdout
+
+
+def test_verify_imports_tensorflow_alone():
+    # TF Serving loads an export without tf.Transform or Beam; so does verify,
+    # and it starts sooner for it
+    code = ("import sys; import normpipe.components.verify; "
+            "print(sorted(m for m in ('tensorflow_transform', 'apache_beam', 'tensorflow') if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.split("\n")[-2] == "['tensorflow']"
