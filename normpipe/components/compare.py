@@ -140,11 +140,6 @@ def _or_none(values):
     return [v if math.isfinite(v) else None for v in np.asarray(values, np.float64).tolist()]
 
 
-def _finite_or_none(value):
-    value = float(value)
-    return value if np.isfinite(value) else None
-
-
 def apply_per_batch(layer, x, b):
     """Applies `layer` to each run of b rows of x [k*b, F] in one call.
 
