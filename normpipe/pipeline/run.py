@@ -140,6 +140,18 @@ def run_all(config: RunConfig, argv, beam_args=()) -> dict:
     return {"run": document, "comparison": comparison, "verify_lines": verify_lines, "metrics": metrics}
 
 
+# A request for a wide model holds every feature: beyond this many characters
+# the terminal gets a pointer to the command instead of the command.
+MAX_TERMINAL_CURL = 2000
+
+
+def _terminal_curl(curl: str, num_features: int, output_dir: str) -> str:
+    if len(curl) <= MAX_TERMINAL_CURL:
+        return curl
+    return (f"a request with all {num_features:,} features ({len(curl):,} characters): the \"curl\" command in "
+            f"{paths.absolute(paths.join(output_dir, 'run.json'))}, also in report.html")
+
+
 def summary(result, output_dir, model_name) -> str:
     """The short terminal summary: where the report is and the numbers that matter."""
     comparison = result["comparison"]
@@ -160,6 +172,6 @@ def summary(result, output_dir, model_name) -> str:
         *([format_metrics(result["metrics"])] if result.get("metrics") else []),
         f"serve:   tensorflow_model_server --rest_api_port=8501 --model_config_file={serving}/models.config",
         f"   or:   docker run -p 8501:8501 -v {serving}/{model_name}:/models/{model_name} -e MODEL_NAME={model_name} tensorflow/serving",
-        f"try:     {result['run']['curl']}",
+        f"try:     {_terminal_curl(result['run']['curl'], len(comparison['features']), output_dir)}",
     ]
     return "\n".join(lines)

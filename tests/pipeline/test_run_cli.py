@@ -196,3 +196,23 @@ def test_demo_label_shows_the_per_batch_collapse(tmp_path):
     collapsed = variants["batch"]["batch_1"]["mae"]
     assert collapsed > 2 * variants["batch"]["batch_4096"]["mae"] and collapsed > 2 * full
     assert f"per-batch variant at batch size 1: mae {collapsed:.4g}" in result.stdout
+
+
+def test_summary_points_to_the_request_of_a_wide_model(tmp_path):
+    from normpipe.components import report
+    from normpipe.pipeline import run
+
+    def summary_for(width):
+        features = [f"c{j}" for j in range(width)]
+        curl = report.curl_command("m", {n: 0.5 for n in features})
+        comparison = {"features": features, "methods": ["zscore"], "batch_sizes": [1, 32], "records": []}
+        result = {"comparison": comparison, "verify_lines": [], "metrics": None,
+                  "run": {"verified": True, "curl": curl}}
+        return run.summary(result, str(tmp_path), "m"), curl
+
+    text, curl = summary_for(5)
+    assert f"try:     {curl}" in text.splitlines()
+    text, curl = summary_for(5000)
+    line = next(l for l in text.splitlines() if l.startswith("try:"))
+    assert len(curl) > run.MAX_TERMINAL_CURL and len(line) < 300
+    assert "all 5,000 features" in line and str(tmp_path / "run.json") in line
