@@ -35,10 +35,11 @@ from normpipe.components import atomic, transform
 from normpipe.components.errors import UserError
 # The layout of a version directory and the names requests use, kept in
 # serving_layout (which `normpipe verify` imports without tf.Transform).
-from normpipe.components.serving_layout import (  # pylint: disable=unused-import
-    _NAME, CLASSIFY, CLASSIFY_METHOD, FEATURES_FILE, MAX_WARMUP, PREDICTION, REGRESS, REGRESS_METHOD, SAMPLE_CELLS,
-    VERIFY_SAMPLE, WARMUP_FILE, check_model_name, existing_versions, sample_limit)
+from normpipe.components.serving_layout import (
+    CLASSIFY, CLASSIFY_METHOD, FEATURES_FILE, PREDICTION, REGRESS, REGRESS_METHOD, VERIFY_SAMPLE, WARMUP_FILE,
+    check_model_name, existing_versions, is_model_name, sample_limit)
 from normpipe.io import paths
+
 
 class ServingModule:
     """The tf.Transform graph, and optionally a Keras model, with signatures.
@@ -151,8 +152,6 @@ class ServingModule:
 
         specs = {name: tf.TensorSpec([None], tf.float64, name=name) for name in self.features}
 
-        serve_examples = self.predict_examples
-
         archive = keras.export.ExportArchive()
         archive.track(self.transform)
         if self.model is not None:
@@ -166,17 +165,17 @@ class ServingModule:
         else:
             archive.add_endpoint("serving_default", self.predict, input_signature=[specs])
         archive.add_endpoint(
-            "serving_examples", serve_examples, input_signature=[tf.TensorSpec([None], tf.string, name="examples")]
+            "serving_examples", self.predict_examples, input_signature=[tf.TensorSpec([None], tf.string, name="examples")]
         )
         examples_spec = [tf.TensorSpec([None], tf.string, name="inputs")]
         if self.task == "regression":
             def regress(inputs):
-                return {"outputs": serve_examples(inputs)[PREDICTION]}
+                return {"outputs": self.predict_examples(inputs)[PREDICTION]}
 
             archive.add_endpoint(REGRESS, regress, input_signature=examples_spec)
         elif self.task == "classification":
             def classify(inputs):
-                p = serve_examples(inputs)[PREDICTION]
+                p = self.predict_examples(inputs)[PREDICTION]
                 scores = tf.stack([1.0 - p, p], axis=1)
                 classes = tf.tile(tf.constant([["0", "1"]]), tf.stack([tf.shape(p)[0], 1]))
                 return {"classes": classes, "scores": scores}
@@ -293,7 +292,7 @@ def write_models_config(serving_root: str, base_path=None) -> str:
     entries = []
     for name in paths.listdir(serving_root):
         path = paths.join(serving_root, name)
-        if paths.isdir(path) and _NAME.match(name) and not name.startswith(".") and existing_versions(path):
+        if paths.isdir(path) and is_model_name(name) and existing_versions(path):
             entries.append(
                 "  config {\n"
                 f'    name: "{name}"\n'

@@ -31,10 +31,15 @@ REGRESS, REGRESS_METHOD = "regress", "tensorflow/serving/regress"
 CLASSIFY, CLASSIFY_METHOD = "classify", "tensorflow/serving/classify"
 
 
-def check_model_name(name: str) -> str:
+def is_model_name(name: str) -> bool:
     """Model names become directory names: [A-Za-z0-9._-], not starting with
     '.' (a hidden directory, which models.config and TF Serving skip)."""
-    if not _NAME.match(name or "") or name.startswith("."):
+    return bool(_NAME.match(name or "")) and not name.startswith(".")
+
+
+def check_model_name(name: str) -> str:
+    """`name` if it is a valid model name (`is_model_name`), else a UserError."""
+    if not is_model_name(name):
         raise UserError(f"--model-name must match [A-Za-z0-9._-]+ and not start with '.'. Received: {name!r}")
     return name
 

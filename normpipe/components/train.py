@@ -27,7 +27,6 @@ from typing import Optional, Tuple
 
 import keras
 import numpy as np
-import tensorflow as tf
 
 from normpipe.components import layers
 from normpipe.components.dataset import _MIX, EVAL_BUCKETS

@@ -15,7 +15,7 @@ import sys
 import time
 from typing import Optional, Tuple
 
-from normpipe.components import atomic, export, ingest, report
+from normpipe.components import atomic, export, ingest, report, serving_layout
 from normpipe.components.train import TrainOptions
 from normpipe.io import paths
 from normpipe.pipeline.compare import run_compare
@@ -96,7 +96,8 @@ def sample_rows(spec):
     import numpy as np  # pylint: disable=import-outside-toplevel
 
     columns = next(ingest.iter_columns(spec))
-    return np.stack([columns[n] for n in spec.features], axis=1)[:export.sample_limit(len(spec.features))]
+    limit = serving_layout.sample_limit(len(spec.features))
+    return np.stack([columns[n] for n in spec.features], axis=1)[:limit]
 
 
 def run_all(config: RunConfig, argv, beam_args=()) -> dict:
@@ -109,7 +110,7 @@ def run_all(config: RunConfig, argv, beam_args=()) -> dict:
     if config.label:
         check_config(train_config)
     else:
-        export.check_model_name(config.model_name)
+        serving_layout.check_model_name(config.model_name)
     transform_config = TransformConfig(config.input, out, config.format, config.features, config.label,
                                        bad_values=config.bad_values, method=config.method,
                                        materialize=config.materialize)

@@ -19,7 +19,7 @@ from typing import Optional, Tuple
 import numpy as np
 import tensorflow as tf
 
-from normpipe.components import atomic, compare, export, spool, train, transform
+from normpipe.components import atomic, compare, export, serving_layout, spool, train, transform
 from normpipe.components.errors import UserError
 from normpipe.io import paths
 from normpipe.pipeline.progress import progress, rows_per_s
@@ -57,7 +57,7 @@ def check_config(config: TrainConfig) -> None:
             "--normalization batch uses per-batch statistics: a one-row request gives 0 (z-score) or NaN "
             "(min-max). Pass --allow-batch-statistics to export it anyway"
         )
-    export.check_model_name(config.model_name)
+    serving_layout.check_model_name(config.model_name)
 
 
 def run_train(config: TrainConfig, beam_args=()):

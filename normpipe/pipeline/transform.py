@@ -17,7 +17,7 @@ import apache_beam as beam
 import pyarrow as pa
 import tensorflow_transform.beam as tft_beam
 
-from normpipe.components import atomic, column_names, export, ingest, transform
+from normpipe.components import atomic, column_names, ingest, serving_layout, transform
 from normpipe.pipeline import beam_options
 from normpipe.pipeline.progress import progress
 from normpipe.pipeline.stats import ReportRows, StatsConfig, inspect, read_results, statistics_document
@@ -55,7 +55,7 @@ def run_transform(config: TransformConfig, beam_args=()):
         examples_dir = os.path.join(tmp, "transformed")
         prefix = os.path.join(examples_dir, "part") if config.materialize else None
         bad_values_path = os.path.join(tmp, "bad_values.json")
-        sample = ingest.first_rows(spec, export.sample_limit(len(spec.features)))
+        sample = ingest.first_rows(spec, serving_layout.sample_limit(len(spec.features)))
         sample = None if sample is None else ingest.to_feature_matrix(sample, spec)
         with beam.Pipeline(runner=beam_options.runner_for(beam_opts), options=beam_opts) as p, tft_beam.Context(
             temp_dir=os.path.join(tmp, "tft")

@@ -6,7 +6,7 @@ import pytest
 import tensorflow as tf
 import tensorflow_transform.beam as tft_beam
 
-from normpipe.components import compare_report, export, ingest, statistics, transform
+from normpipe.components import compare_report, export, ingest, serving_layout, statistics, transform
 from normpipe.components.column_names import MATRIX_INPUT
 from tests.conftest import write_csv
 
@@ -93,9 +93,9 @@ def test_example_parsing_of_many_features_matches_the_examples():
 
 
 def test_sample_limit_caps_cells():
-    assert export.sample_limit(8) == export.MAX_WARMUP
-    assert export.sample_limit(5000) * 5000 <= export.SAMPLE_CELLS
-    assert export.sample_limit(10**7) == 1
+    assert serving_layout.sample_limit(8) == serving_layout.MAX_WARMUP
+    assert serving_layout.sample_limit(5000) * 5000 <= serving_layout.SAMPLE_CELLS
+    assert serving_layout.sample_limit(10**7) == 1
 
 
 def test_plot_draws_the_features_with_the_largest_errors():
