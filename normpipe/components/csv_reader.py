@@ -37,14 +37,14 @@ MAX_BLOCK_SIZE = 256 << 20
 # columns x 1,000 rows in one block rather than 15 of 67 rows each), at most
 # a quarter of MAX_BLOCK_SIZE, leaving room to grow for a long row.
 BLOCK_BYTES_PER_COLUMN = 16 << 10
+DEFAULT_SPLIT_SIZE = 64 << 20
+BAD_VALUES_TAG = "bad_values"
+BAD_VALUES = ("error", "missing")
 
 
 def block_size_for(num_columns: int) -> int:
     """The block size for rows of `num_columns` columns."""
     return min(max(DEFAULT_BLOCK_SIZE, num_columns * BLOCK_BYTES_PER_COLUMN), MAX_BLOCK_SIZE // 4)
-DEFAULT_SPLIT_SIZE = 64 << 20
-BAD_VALUES_TAG = "bad_values"
-BAD_VALUES = ("error", "missing")
 
 
 def line_start_at_or_after(buf, pos: int) -> int:

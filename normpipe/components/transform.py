@@ -29,7 +29,7 @@ import pyarrow as pa
 import tensorflow as tf
 import tensorflow_transform.beam as tft_beam
 
-from normpipe.components import exact_float, statistics
+from normpipe.components import atomic, exact_float, statistics
 from normpipe.components.column_names import MATRIX_INPUT
 from normpipe.components.kernels import OUTPUT_LIMIT, scale_clip_float32
 
@@ -378,9 +378,14 @@ def adapt_inputs(columns: dict, raw_specs: dict, names) -> dict:
 
 
 class TransformGraph:
-    """The saved transform graph, applied eagerly to float64 numpy columns."""
+    """The saved transform graph, applied eagerly to float64 numpy columns.
+
+    A transform output on a URI whose publishing copy did not finish
+    (atomic.py) is refused.
+    """
 
     def __init__(self, transform_dir: str):
+        atomic.check_complete(transform_dir, "transform output")
         self._graph = statistics.load_transform_graph(transform_dir)
         self.metadata = read_metadata(transform_dir, self._graph)
         specs = self.metadata["raw_specs"].values()

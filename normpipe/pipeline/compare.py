@@ -5,7 +5,7 @@ import time
 
 import numpy as np
 
-from normpipe.components import atomic, compare, compare_report, ingest, transform
+from normpipe.components import compare, compare_report, ingest, transform
 from normpipe.components.compare import CompareOptions
 from normpipe.io import paths
 from normpipe.pipeline.progress import RowRate, progress
@@ -81,7 +81,6 @@ def make_batches_fn(spec, graph, methods, rate=None, max_rows=None):
 def run_compare(spec, output_dir, method, batch_sizes, seed):
     start = time.time()
     stats = json.loads(paths.read_text(paths.join(output_dir, "statistics.json")))
-    atomic.check_complete(paths.join(output_dir, "transform"), "transform output")
     graph = transform.TransformGraph(paths.join(output_dir, "transform"))
     methods = list(graph.metadata["methods"]) if method == "both" else [method]
     full = compare.full_statistics(stats, spec.features)

@@ -126,17 +126,10 @@ def _spool_dir(out):
     return paths.local_temp_dir(".tmp-train-", out)
 
 
-def _transform_graph(out):
-    """The transform stage's graph, refused if its publishing copy did not finish."""
-    directory = paths.join(out, "transform")
-    atomic.check_complete(directory, "transform output")
-    return transform.TransformGraph(directory)
-
-
 def train_and_export(spec, stats_document, config: TrainConfig):
     """Trains the variants on the transform stage's outputs; exports the chosen one."""
     out = config.output_dir
-    graph = _transform_graph(out)
+    graph = transform.TransformGraph(paths.join(out, "transform"))
     method = "zscore" if "zscore" in graph.metadata["methods"] else "minmax"
     names = compare.output_names(spec.features, method)
     stats = compare.full_statistics(stats_document, spec.features)

@@ -36,11 +36,6 @@ class TransformConfig(StatsConfig):
             raise ValueError(f"method must be zscore, minmax or both. Received: {self.method!r}")
 
 
-def _replace_dir(src: str, dst: str) -> None:
-    """Moves a finished directory into place, replacing an older one whole."""
-    atomic.publish_directory(src, dst)
-
-
 def run_transform(config: TransformConfig, beam_args=()):
     """Runs analysis + transform in one Beam pipeline; returns (spec, statistics doc)."""
     spec = inspect(config)
@@ -73,9 +68,9 @@ def run_transform(config: TransformConfig, beam_args=()):
         transform.write_metadata(transform_dir, options, spec.numeric, spec.renamed, spec.int64_columns)
         stats, bad_counts = read_results(config, spec, transform_dir, bad_values_path, start, "transform",
                                          "analyzed and transformed")
-        _replace_dir(transform_dir, os.path.join(config.output_dir, "transform"))
+        atomic.publish_directory(transform_dir, os.path.join(config.output_dir, "transform"))
         if config.materialize:
-            _replace_dir(examples_dir, os.path.join(config.output_dir, "transformed"))
+            atomic.publish_directory(examples_dir, os.path.join(config.output_dir, "transformed"))
     document = statistics_document(spec, stats, bad_counts)
     atomic.write_json_atomic(os.path.join(config.output_dir, "statistics.json"), document)
     progress(f"wrote {config.output_dir}/transform/, statistics.json" + (", transformed/" if config.materialize else ""))
