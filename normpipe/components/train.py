@@ -150,23 +150,60 @@ def joint_model(models: dict, inputs_of: dict, task, options) -> keras.Model:
     return joint
 
 
-def fit_and_evaluate_variants(joint, variants, task, train_data, eval_data, sample_data, options, batch_size,
-                              verbose=2) -> dict:
-    """Fits `joint` (see joint_model) on train_data(batch_size); returns
-    {variant: {"metric": name, "batch_1": {"loss", name}, "batch_<eval
-    batch size>": {...}}}, from one evaluation pass at batch size 1 on
-    sample_data(1) and one at options.eval_batch_size on eval_data."""
-    joint.fit(train_data(batch_size), epochs=options.epochs, shuffle=False, verbose=verbose)
-    results = {v: {} for v in variants}
+# A variant whose network is another's: constant's first Dense layer takes
+# what tft's takes, the float32 values of the tf.Transform graph's own kernels
+# (layers._DatasetLayer) on the same full-dataset statistics, and
+# build_model gives both the same initial weights, so training it beside tft
+# would compute tft's weights a second time (a quarter of the four variants'
+# training). It takes tft's trained weights instead, and is evaluated
+# through its own normalization layer.
+SAME_NETWORK = {"constant": "tft"}
+
+
+def networks_to_train(variants) -> list:
+    """The variants that train a network of their own (see SAME_NETWORK)."""
+    return [v for v in variants if SAME_NETWORK.get(v) not in variants]
+
+
+def _dense_layers(model):
+    return [layer for layer in model.layers if isinstance(layer, keras.layers.Dense)]
+
+
+def share_trained_weights(models: dict):
+    """Gives each variant of SAME_NETWORK its source's trained Dense weights."""
+    for variant, source in SAME_NETWORK.items():
+        if variant in models and source in models:
+            for own, trained in zip(_dense_layers(models[variant]), _dense_layers(models[source]), strict=True):
+                own.set_weights(trained.get_weights())
+
+
+def fit_and_evaluate_variants(models: dict, inputs_of: dict, task, train_data, eval_data, sample_data, options,
+                              batch_size, verbose=2) -> dict:
+    """Trains `models` ({variant: build_model(...)}) side by side (see
+    joint_model; a variant of SAME_NETWORK takes its source's weights) on
+    train_data(batch_size); returns {variant: {"metric": name, "batch_1":
+    {"loss", name}, "batch_<eval batch size>": {...}}}, from one evaluation
+    pass of every variant at batch size 1 on sample_data(1) and one at
+    options.eval_batch_size on eval_data. The datasets give ({input: x},
+    {variant: y}) for every variant."""
+    variants = list(models)
+    trained = networks_to_train(variants)
+    joint = joint_model({v: models[v] for v in trained}, inputs_of, task, options)
+    needed = {inputs_of[v] for v in trained}
+    keep = lambda x, y: ({k: x[k] for k in needed}, {v: y[v] for v in trained})  # noqa: E731
+    joint.fit(train_data(batch_size).map(keep), epochs=options.epochs, shuffle=False, verbose=verbose)
+    if trained != variants:
+        share_trained_weights(models)
+        joint = joint_model(models, inputs_of, task, options)
+    metric = loss_and_metric(task)[1].name
+    results = {v: {"metric": metric} for v in variants}
     for batch, data in ((1, sample_data(1)), (options.eval_batch_size, eval_data(options.eval_batch_size))):
         values = joint.evaluate(data, verbose=0, return_dict=True)
         for variant in variants:
             # Keras names a figure "<output>_<name>", or "<name>" when there is one output
             prefix = f"{variant}_" if len(variants) > 1 else ""
-            metric = loss_and_metric(task)[1].name
             results[variant][f"batch_{batch}"] = {"loss": _finite_or_none(values[f"{prefix}loss"]),
                                                   metric: _finite_or_none(values[f"{prefix}{metric}"])}
-            results[variant]["metric"] = metric
     return results
 
 

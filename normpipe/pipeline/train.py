@@ -104,11 +104,13 @@ def train_variants(spec, stats, rows, config: TrainConfig, method):
     batch_size = options.batch_size_for(rows.train_rows)
     variants = train.VARIANTS if config.all_variants else (config.normalization,)
     models = {v: train.build_model(v, len(spec.features), rows.task, options, method, stats) for v in variants}
-    joint = train.joint_model(models, spool.INPUTS, rows.task, options)
     data = spool.variant_datasets(rows, variants, options.seed, stats["mean"])
-    progress(f"train: {', '.join(variants)} side by side ({options.epochs} epochs, batch size {batch_size})")
+    shared = [f"{v} takes {train.SAME_NETWORK[v]}'s network" for v in variants if v not in train.networks_to_train(variants)]
+    progress(f"train: {', '.join(variants)} side by side ({options.epochs} epochs, batch size {batch_size}"
+             f"{''.join('; ' + s for s in shared)})")
     started = time.time()
-    results = train.fit_and_evaluate_variants(joint, variants, rows.task, data[0], data[1], data[2], options, batch_size)
+    results = train.fit_and_evaluate_variants(models, spool.INPUTS, rows.task, data[0], data[1], data[2], options,
+                                              batch_size)
     seconds = round(time.time() - started, 2)
     metrics = {}
     for variant in variants:

@@ -35,12 +35,11 @@ def test_each_variant_trains_and_reports_both_batch_sizes(variant):
     options = train.TrainOptions(normalization=variant, epochs=3, eval_batch_size=256)
     model = train.build_model(variant, 2, "regression", options, "zscore", stats)
     x = ((raw - stats["mean"]) / stats["std"]).astype(np.float32) if variant == "tft" else raw
-    joint = train.joint_model({variant: model}, {variant: "x"}, "regression", options)
 
     def data(rows):
         return lambda b: tf.data.Dataset.from_tensor_slices(({"x": x[rows]}, {variant: y[rows]})).batch(b)
 
-    results = train.fit_and_evaluate_variants(joint, [variant], "regression", data(slice(0, 500)),
+    results = train.fit_and_evaluate_variants({variant: model}, {variant: "x"}, "regression", data(slice(0, 500)),
                                               data(slice(500, None)), data(slice(500, None)), options, 32,
                                               verbose=0)[variant]
     assert results["metric"] == "mae"
@@ -66,34 +65,43 @@ def test_holdout_mask_in_tensorflow_equals_eval_mask():
     np.testing.assert_array_equal(dataset.holdout_mask(tf.constant(x), tf.constant(y)).numpy(), train.eval_mask(x, y))
 
 
-def test_variants_trained_side_by_side_equal_variants_trained_alone():
+@pytest.mark.parametrize("method", ["zscore", "minmax"])
+def test_variants_trained_side_by_side_equal_variants_trained_alone(method):
+    """Each variant's weights and metrics equal those of its model trained
+    alone: constant's too, though it takes tft's trained network
+    (train.SAME_NETWORK) instead of training one of its own."""
     import tensorflow as tf
 
     rng = np.random.default_rng(4)
     n = 640
     raw = np.stack([1.4e9 + rng.uniform(0, 1e8, n), rng.normal(10, 3, n)], axis=1)
     y = (raw[:, 1] - 10 + rng.normal(0, 0.1, n)).astype(np.float32)
-    stats = {"mean": raw.mean(0), "std": raw.std(0), "min": raw.min(0), "max": raw.max(0)}
-    normalized = ((raw - stats["mean"]) / stats["std"]).astype(np.float32)
+    raw[::7, 0] = np.nan  # imputed with the mean by both normalizations
+    stats = {"mean": np.nanmean(raw, 0), "std": np.nanstd(raw, 0), "min": np.nanmin(raw, 0), "max": np.nanmax(raw, 0)}
+    filled = np.where(np.isnan(raw), stats["mean"], raw)
+    if method == "zscore":
+        normalized = ((filled - stats["mean"]) / stats["std"]).astype(np.float32)
+    else:
+        normalized = ((filled - stats["min"]) / (stats["max"] - stats["min"])).astype(np.float32)
     options = train.TrainOptions(epochs=2, eval_batch_size=128)
     inputs = {"tft": normalized, "constant": raw, "batch": raw}
     names = {"tft": "normalized", "constant": "raw", "batch": "raw"}
     alone = {}
     for variant in inputs:
-        model = train.build_model(variant, 2, "regression", options, "zscore", stats)
+        model = train.build_model(variant, 2, "regression", options, method, stats)
         model.fit(tf.data.Dataset.from_tensor_slices((inputs[variant], y)).batch(64), epochs=2, shuffle=False,
                   verbose=0)
         alone[variant] = model
-    models = {v: train.build_model(v, 2, "regression", options, "zscore", stats) for v in inputs}
-    joint = train.joint_model(models, names, "regression", options)
+    models = {v: train.build_model(v, 2, "regression", options, method, stats) for v in inputs}
     features = {"normalized": normalized, "raw": raw}
 
     def data(b, rows=slice(None)):
         return tf.data.Dataset.from_tensor_slices(
             ({k: v[rows] for k, v in features.items()}, {v: y[rows] for v in inputs})).batch(b)
 
-    results = train.fit_and_evaluate_variants(joint, list(inputs), "regression", lambda b: data(b), data,
+    results = train.fit_and_evaluate_variants(models, names, "regression", lambda b: data(b), data,
                                               lambda b: data(b, slice(0, 50)), options, 64, verbose=0)
+    assert train.networks_to_train(list(inputs)) == ["tft", "batch"]
     for variant, model in alone.items():
         for a, b in zip(model.get_weights(), models[variant].get_weights()):
             np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
