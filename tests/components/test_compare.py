@@ -166,3 +166,21 @@ def test_probe_draws_are_capped_by_cells(raw):
     for p in probes:  # the range of what was drawn, around the full-dataset value
         assert p["nonfinite_draws"] == 0 and p["min"] < p["max"]
     assert compare.CompareOptions().probe_draws == 100
+
+
+@pytest.mark.parametrize("method", ["zscore", "minmax"])
+def test_probe_outputs_are_the_recipe_on_each_batch(raw, method, monkeypatch):
+    """The probe's vectorized layer calls give, for every draw, the first
+    row of the recipe's formula on that batch alone (numpy float64), split
+    over several calls when the draws exceed PROBE_CALL_CELLS."""
+    rng = np.random.default_rng(3)
+    for b in (1, 2, 8):
+        batches = np.stack([rng.choice(len(raw), b, replace=False) for _ in range(7)])
+        expected = np.stack([numpy_per_batch(raw[batch], method, b)[0] for batch in batches])
+        for cells in (1 << 22, 2 * b * raw.shape[1]):  # one call; calls of two draws
+            monkeypatch.setattr(compare, "PROBE_CALL_CELLS", cells)
+            got = compare._probe_outputs(compare.LAYERS[method](), raw, batches)
+            assert got.shape == (7, raw.shape[1])
+            np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-12, equal_nan=True)
+            if method == "minmax" and b == 1:
+                assert np.isnan(got).all()  # 0/0: the recipe's failure, kept
