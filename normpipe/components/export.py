@@ -156,13 +156,12 @@ class ServingModule:
         archive.track(self.transform)
         if self.model is not None:
             archive.track(self.model)
-        normalize = archive.add_endpoint("transform_features", self.normalize, input_signature=[specs])
-        if self.model is None:
-            # Without a model serving_default is the normalization: one traced
-            # function serves both (a wide one takes seconds to trace).
-            normalize.get_concrete_function()
-            archive.add_endpoint("serving_default", normalize)
-        else:
+        archive.add_endpoint("transform_features", self.normalize, input_signature=[specs])
+        # Without a model serving_default is the normalization: write_out
+        # gives the first endpoint that name too, and the one function serves
+        # both signatures (a wide one takes seconds to trace; an endpoint of
+        # its own would trace it again).
+        if self.model is not None:
             archive.add_endpoint("serving_default", self.predict, input_signature=[specs])
         archive.add_endpoint(
             "serving_examples", self.predict_examples, input_signature=[tf.TensorSpec([None], tf.string, name="examples")]
