@@ -31,13 +31,15 @@ import shutil
 import numpy as np
 import tensorflow as tf
 
-from normpipe.components import atomic, transform
+from normpipe.components import transform
 from normpipe.components.errors import UserError
+from normpipe.components.example_parsing import example_types, parse_example_matrix
+from normpipe.components.servable_files import publish_version, set_method_names, write_models_config, write_warmup
 # The layout of a version directory and the names requests use, kept in
 # serving_layout (which `normpipe verify` imports without tf.Transform).
 from normpipe.components.serving_layout import (
     CLASSIFY, CLASSIFY_METHOD, FEATURES_FILE, PREDICTION, REGRESS, REGRESS_METHOD, VERIFY_SAMPLE, WARMUP_FILE,
-    check_model_name, existing_versions, is_model_name, sample_limit)
+    check_model_name, sample_limit)
 from normpipe.io import paths
 
 
@@ -182,190 +184,6 @@ class ServingModule:
             archive.add_endpoint(CLASSIFY, classify, input_signature=examples_spec)
         archive.write_out(path, verbose=False)
         set_method_names(path, {REGRESS: REGRESS_METHOD, CLASSIFY: CLASSIFY_METHOD})
-
-
-def set_method_names(path: str, methods: dict) -> None:
-    """Gives signatures TF Serving's method names ({signature: method}).
-
-    TF Serving's Regress and Classify APIs accept only signatures whose
-    method name is tensorflow/serving/regress or .../classify; TF2's
-    SavedModel writer, which Keras' ExportArchive uses, names every
-    signature tensorflow/serving/predict (tensorflow/tensorflow#38081). The
-    method name is metadata of the SignatureDef, read by TF Serving and
-    ignored by TensorFlow's loaders, so it is set in saved_model.pb itself.
-    """
-    pb_path = os.path.join(path, "saved_model.pb")
-    saved_model = read_saved_model(path)
-    changed = False
-    for meta_graph in saved_model.meta_graphs:
-        for name, method in methods.items():
-            if name in meta_graph.signature_def:
-                meta_graph.signature_def[name].method_name = method
-                changed = True
-    if changed:
-        with tf.io.gfile.GFile(pb_path + ".tmp", "wb") as f:
-            f.write(saved_model.SerializeToString())
-        tf.io.gfile.rename(pb_path + ".tmp", pb_path, overwrite=True)
-
-
-def read_saved_model(path: str):
-    """The SavedModel proto of the export at `path` (a version directory)."""
-    from tensorflow.core.protobuf import saved_model_pb2  # pylint: disable=import-outside-toplevel
-
-    saved_model = saved_model_pb2.SavedModel()
-    saved_model.ParseFromString(paths.read_bytes(paths.join(path, "saved_model.pb")))
-    return saved_model
-
-
-def signature_summary(path: str) -> dict:
-    """{signature: {"inputs": {name: "float64 [None]"}, "outputs": {...}}} of
-    the `serve` graph, read from saved_model.pb: loading the model would
-    trace every signature again, which takes seconds for a wide one."""
-    def describe(tensors):
-        return {name: f"{tf.as_dtype(info.dtype).name} {[d.size if d.size >= 0 else None for d in info.tensor_shape.dim]}"
-                for name, info in sorted(tensors.items())}
-
-    meta_graph = next(m for m in read_saved_model(path).meta_graphs if "serve" in m.meta_info_def.tags)
-    return {name: {"inputs": describe(definition.inputs), "outputs": describe(definition.outputs)}
-            for name, definition in sorted(meta_graph.signature_def.items())
-            if not name.startswith("__")}  # __saved_model_init_op runs at load; it is not served
-
-
-def parse_examples(examples, features, kinds) -> dict:
-    """Serialized tf.train.Examples -> {feature: float64 [batch]}, absent = NaN
-    (see `parse_example_matrix`)."""
-    matrix = parse_example_matrix(examples, features, kinds)
-    return dict(zip(features, tf.unstack(matrix, num=len(features), axis=1)))
-
-
-def parse_example_matrix(examples, features, kinds):
-    """Serialized tf.train.Examples -> float64 [batch, len(features)], absent = NaN.
-
-    `kinds` ({feature: "int64" | "float"}, see `example_types`) says which
-    list each feature is parsed from; int64 is exact up to 2**53. A feature
-    with more than one value in an example is an error. The work after
-    parsing is a fixed number of ops per list type, whatever the number of
-    features, so a wide model's signatures stay small.
-    """
-    dtypes = {n: tf.int64 if kinds[n] == "int64" else tf.float32 for n in features}
-    parsed = tf.io.parse_example(examples, {n: tf.io.VarLenFeature(dtypes[n]) for n in features})
-    batch = tf.shape(examples, out_type=tf.int64)[0]
-    groups = [[n for n in features if dtypes[n] == dtype] for dtype in (tf.float32, tf.int64)]
-    groups = [names for names in groups if names]
-    matrix = tf.concat([_dense_columns([parsed[n] for n in names], names, batch) for names in groups], axis=1)
-    grouped = [n for names in groups for n in names]
-    if grouped != list(features):
-        where = {n: j for j, n in enumerate(grouped)}
-        matrix = tf.gather(matrix, [where[n] for n in features], axis=1)
-    return matrix
-
-
-def _dense_columns(sparse, names, batch):
-    """VarLen [batch, <=1] sparse tensors, one per feature -> float64
-    [batch, len(names)], an absent value as NaN: one SparseConcat of all of
-    them, then each feature's column (its position among the features
-    that have a value in this batch) or an all-NaN one."""
-    widths = tf.stack([s.dense_shape for s in sparse])[:, 1]
-    check = tf.debugging.Assert(
-        tf.reduce_all(widths <= 1),
-        ["an example holds more than one value of feature", tf.gather(tf.constant(names), tf.argmax(widths))],
-    )
-    with tf.control_dependencies([check]):
-        joined = sparse[0] if len(sparse) == 1 else tf.sparse.concat(1, sparse)
-    dense = tf.sparse.to_dense(
-        tf.SparseTensor(joined.indices, tf.cast(joined.values, tf.float64), joined.dense_shape),
-        default_value=tf.constant(np.nan, tf.float64),
-    )
-    # the last column is all NaN: where a feature without values points
-    dense = tf.concat([dense, tf.fill(tf.stack([batch, 1]), tf.constant(np.nan, tf.float64))], 1)
-    position = tf.where(widths > 0, tf.cumsum(widths) - 1, tf.reduce_sum(widths))
-    return tf.gather(dense, position, axis=1)
-
-
-def write_models_config(serving_root: str, base_path=None) -> str:
-    """models.config listing every model directory under serving_root.
-
-    base_path: where the server sees serving_root (e.g. /models in TF
-    Serving's container); default: serving_root's absolute local path.
-    """
-    entries = []
-    for name in paths.listdir(serving_root):
-        path = paths.join(serving_root, name)
-        if paths.isdir(path) and is_model_name(name) and existing_versions(path):
-            entries.append(
-                "  config {\n"
-                f'    name: "{name}"\n'
-                f'    base_path: "{base_path.rstrip("/") + "/" + name if base_path else paths.absolute(path)}"\n'
-                '    model_platform: "tensorflow"\n'
-                "  }\n"
-            )
-    text = "model_config_list {\n" + "".join(entries) + "}\n"
-    config_path = os.path.join(serving_root, "models.config")
-    atomic.write_text_atomic(config_path, text)
-    return config_path
-
-
-def publish_version(staging: str, model_dir: str, version=None) -> str:
-    """Renames a finished SavedModel into model_dir/<version>, atomically.
-
-    On a URI (object store) it is copied there with `saved_model.pb` last and
-    marked complete at the end (atomic.publish_directory); a version number
-    is taken by checking that it is free, since a store has no exclusive
-    rename.
-    """
-    # mkdtemp made the staging directory 0700; TF Serving may run as another user.
-    atomic.make_public_dir(staging)
-    while True:
-        number = version if version is not None else max(existing_versions(model_dir), default=0) + 1
-        final = paths.join(model_dir, str(number))
-        try:
-            if paths.is_local(final):
-                os.rename(staging, final)  # fails if another export took the number
-            elif paths.exists(final):
-                raise FileExistsError(final)
-            else:
-                atomic.publish_directory(staging, final, last=("saved_model.pb",))
-            return final
-        except OSError:
-            if version is not None:
-                raise UserError(f"{final} already exists; choose another --model-version") from None
-
-
-def _double_vector(value) -> "tensor_pb2.TensorProto":
-    """What tf.make_tensor_proto(np.array([value], np.float64)) gives, built
-    directly: a wide model's warmup file holds one per feature and row, and
-    make_tensor_proto's generality costs ~20x more per call."""
-    from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2  # pylint: disable=import-outside-toplevel
-
-    return tensor_pb2.TensorProto(
-        dtype=types_pb2.DT_DOUBLE,
-        tensor_shape=tensor_shape_pb2.TensorShapeProto(dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=1)]),
-        double_val=[float(value)],
-    )
-
-
-def write_warmup(path: str, model_name: str, features, rows: np.ndarray) -> None:
-    """PredictionLog records, one real row per PredictRequest (NaN = missing)."""
-    from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2  # pylint: disable=import-outside-toplevel
-
-    with tf.io.TFRecordWriter(path) as writer:
-        for row in rows[:sample_limit(len(features))]:
-            request = predict_pb2.PredictRequest(
-                model_spec=model_pb2.ModelSpec(name=model_name, signature_name="serving_default")
-            )
-            for name, value in zip(features, row):
-                request.inputs[name].CopyFrom(_double_vector(value))
-            log = prediction_log_pb2.PredictionLog(predict_log=prediction_log_pb2.PredictLog(request=request))
-            writer.write(log.SerializeToString())
-
-
-def example_types(metadata, features) -> dict:
-    """{feature: "int64" | "float"}: the tf.train.Example list each feature
-    is parsed from: the data's own type (integer columns, as TFX's
-    CsvExampleGen writes them, are int64_list), else the graph input's."""
-    recorded = metadata.get("example_types") or {}
-    return {n: recorded.get(n) or ("int64" if tf.as_dtype(metadata["raw_specs"][n]["dtype"]).is_integer else "float")
-            for n in features}
 
 
 def _verify_sample(module, rows, model_outputs, pipeline_transform=None):

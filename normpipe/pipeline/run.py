@@ -15,7 +15,7 @@ import sys
 import time
 from typing import Optional, Tuple
 
-from normpipe.components import atomic, export, ingest, report, serving_layout
+from normpipe.components import atomic, export, ingest, report, servable_files, serving_layout
 from normpipe.components.train import TrainOptions
 from normpipe.io import paths
 from normpipe.pipeline.compare import run_compare
@@ -129,7 +129,7 @@ def run_all(config: RunConfig, argv, beam_args=()) -> dict:
     curl = report.curl_command(config.model_name, first)
     report.write_report(paths.join(out, "report.html"), stats=stats, comparison=comparison,
                         png_path=paths.join(out, "comparison.png"), metrics=metrics,
-                        signatures=export.signature_summary(version_dir), verify_lines=verify_lines, curl=curl,
+                        signatures=servable_files.signature_summary(version_dir), verify_lines=verify_lines, curl=curl,
                         version_dir=version_dir)
     document = {
         "command_line": ["normpipe"] + list(argv), "stages": list(stages.timings), "timings_s": stages.timings,

@@ -6,7 +6,7 @@ import tempfile
 
 import pytest
 
-from normpipe.components import atomic, export
+from normpipe.components import atomic, servable_files
 
 
 @pytest.fixture(params=[0o022, 0o027, 0o077])
@@ -39,7 +39,7 @@ def test_published_export_version_has_the_umask_mode(tmp_path, umask):
     model_dir = tmp_path / "m"
     model_dir.mkdir()
     staging = tempfile.mkdtemp(prefix=".export-", dir=model_dir)
-    final = export.publish_version(staging, str(model_dir))
+    final = servable_files.publish_version(staging, str(model_dir))
     assert os.path.basename(final) == "1"
     assert mode(final) == 0o777 & ~umask
 

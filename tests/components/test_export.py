@@ -10,7 +10,7 @@ import pytest
 import tensorflow as tf
 from google.protobuf import text_format
 
-from normpipe.components import export, ingest
+from normpipe.components import export, ingest, servable_files, serving_layout
 from normpipe.components.errors import UserError
 from tests.components.test_transform import numpy_normalize, run_transform
 from tests.conftest import read_csv_float64, write_csv
@@ -101,7 +101,7 @@ def test_signature_summary_is_what_the_loaded_model_reports(exported):
             "inputs": {k: f"{v.dtype.name} {v.shape.as_list()}" for k, v in fn.structured_input_signature[1].items()},
             "outputs": {k: f"{v.dtype.name} {v.shape.as_list()}" for k, v in fn.structured_outputs.items()},
         }
-    summary = export.signature_summary(exported["version"])
+    summary = servable_files.signature_summary(exported["version"])
     assert summary == expected
     assert summary["serving_default"]["inputs"]["ts"] == "float64 [None]"
     assert summary["serving_examples"]["inputs"] == {"examples": "string [None]"}
@@ -140,5 +140,5 @@ def test_publish_takes_next_free_version(tmp_path):
     for _ in range(3):
         staging = tmp_path / "m" / ".staging"
         os.makedirs(staging)
-        export.publish_version(str(staging), str(model_dir))
-    assert export.existing_versions(str(model_dir)) == [1, 2, 3]
+        servable_files.publish_version(str(staging), str(model_dir))
+    assert serving_layout.existing_versions(str(model_dir)) == [1, 2, 3]

@@ -6,7 +6,7 @@ import pytest
 import tensorflow as tf
 import tensorflow_transform.beam as tft_beam
 
-from normpipe.components import compare_report, export, ingest, serving_layout, statistics, transform
+from normpipe.components import compare_report, example_parsing, ingest, servable_files, serving_layout, statistics, transform
 from normpipe.components.column_names import MATRIX_INPUT
 from tests.conftest import write_csv
 
@@ -53,7 +53,7 @@ def test_statistics_graph_does_not_grow_with_features(tmp_path):
 def _parse_ops(width):
     features = [f"c{j}" for j in range(width)]
     kinds = {n: "int64" if j % 3 == 0 else "float" for j, n in enumerate(features)}
-    traced = tf.function(lambda e: export.parse_examples(e, features, kinds)).get_concrete_function(
+    traced = tf.function(lambda e: example_parsing.parse_examples(e, features, kinds)).get_concrete_function(
         tf.TensorSpec([None], tf.string))
     return len(traced.graph.get_operations())
 
@@ -83,13 +83,13 @@ def test_example_parsing_of_many_features_matches_the_examples():
                 expected[i, j] = float(np.float32(rng.normal() * 100))
                 values[name] = tf.train.Feature(float_list=tf.train.FloatList(value=[expected[i, j]]))
         serialized.append(tf.train.Example(features=tf.train.Features(feature=values)).SerializeToString())
-    parsed = export.parse_examples(tf.constant(serialized), features, kinds)
+    parsed = example_parsing.parse_examples(tf.constant(serialized), features, kinds)
     got = np.stack([parsed[n].numpy() for n in features], axis=1)
     np.testing.assert_array_equal(got, expected)
     two = tf.train.Example(features=tf.train.Features(feature={
         "c5": tf.train.Feature(float_list=tf.train.FloatList(value=[1.0, 2.0]))})).SerializeToString()
     with pytest.raises(tf.errors.InvalidArgumentError, match="more than one value"):
-        export.parse_examples(tf.constant([two]), features, kinds)
+        example_parsing.parse_examples(tf.constant([two]), features, kinds)
 
 
 def test_sample_limit_caps_cells():
@@ -132,6 +132,6 @@ def test_transform_graph_takes_one_matrix_and_the_label(tmp_path):
 @pytest.mark.parametrize("value", [0.0, -1.5, 1.4e9, np.nan, np.inf, 5e-324])
 def test_warmup_tensor_equals_make_tensor_proto(value):
     expected = tf.make_tensor_proto(np.array([value], np.float64))
-    built = export._double_vector(value)
+    built = servable_files._double_vector(value)
     assert built.SerializeToString() == expected.SerializeToString()
     np.testing.assert_array_equal(tf.make_ndarray(built), np.array([value]))

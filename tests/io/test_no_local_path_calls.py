@@ -42,7 +42,7 @@ ALLOWED = {
     ("components/input_spec.py", "_csv_sample"): "getsize after the is_local check",
     ("components/input_spec.py", "_read_sample"): "pa.input_stream after the is_local check",
     ("components/spool.py", "*"): "training spool: private local scratch (pipeline/train.py _spool_dir)",
-    ("components/export.py", "publish_version"): "os.rename in the is_local branch",
+    ("components/servable_files.py", "publish_version"): "os.rename in the is_local branch",
     ("components/export.py", "export_model"): "removes the local staging scratch (paths.local_temp_dir)",
     ("pipeline/train.py", "_save_keras"): "local scratch (paths.local_temp_dir), published with copy_file_atomic",
     ("pipeline/train.py", "train_and_export"): "removes the local spool scratch",
