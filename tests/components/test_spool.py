@@ -140,3 +140,52 @@ def test_auto_batch_size_is_a_power_of_two_near_500_steps(train_rows):
     assert 64 <= size <= 4096 and size & (size - 1) == 0
     if 64 * 500 <= train_rows <= 4096 * 500:
         assert 500 / np.sqrt(2) <= train_rows / size <= 500 * np.sqrt(2)
+
+
+def test_many_chunks_stream_every_row_once_in_full_batches(tmp_path):
+    """Chunks of uneven sizes, more than one window of them and a short last
+    window: each train epoch holds every row once, in full batches but the
+    last, in its own order and in windows that mix chunks; eval keeps input
+    order; every variant's input is the same row."""
+    rng = np.random.default_rng(11)
+    rows = spool.Spool(str(tmp_path), 2)
+    parts = []
+    for size in (300, 17, 450, 1, 260, 333, 90, 512, 64, 7, 200):  # 11 chunk pairs: 3 windows of 4
+        raw = np.stack([1.4e9 + rng.uniform(0, 1e8, size), np.where(rng.random(size) < 0.1, np.nan, rng.normal(size=size))],
+                       axis=1)
+        normalized = rng.normal(size=(size, 2)).astype(np.float32)
+        y = rng.normal(size=size).astype(np.float32)
+        rows.add(raw, normalized, y, sample_rows=10)
+        held = train.eval_mask(normalized, y)
+        parts.append((raw[~held], normalized[~held], y[~held], raw[held], y[held]))
+    train_raw, train_normalized, train_y, eval_raw, eval_y = (np.concatenate(p) for p in zip(*parts))
+    assert len(rows.train_chunks) == 11 and rows.train_rows == len(train_y)
+    fill = np.array([0.0, 5.0])
+    train_data, eval_data, _ = spool.variant_datasets(rows, ["tft", "constant", "batch"], seed=3, fill_missing=fill)
+    dataset = train_data(128)
+    orders = []
+    for _ in range(2):  # two Keras epochs
+        batches = list(dataset)
+        sizes = [len(y["tft"]) for _, y in batches]
+        assert sizes[:-1] == [128] * (len(sizes) - 1) and 0 < sizes[-1] <= 128 and sum(sizes) == len(train_y)
+        assert len(batches) == dataset.cardinality().numpy() == -(-len(train_y) // 128)
+        raw = np.concatenate([x["raw"].numpy() for x, _ in batches])
+        normalized = np.concatenate([x["normalized"].numpy() for x, _ in batches])
+        filled = np.concatenate([x["filled"].numpy() for x, _ in batches])
+        y = np.concatenate([y["constant"].numpy() for _, y in batches])
+        assert raw.dtype == np.float64 and normalized.dtype == np.float32
+        np.testing.assert_array_equal(_sorted_rows(raw, y), _sorted_rows(train_raw, train_y))
+        # the inputs of one row belong together
+        position = {float(v): i for i, v in enumerate(train_raw[:, 0])}
+        index = np.array([position[float(v)] for v in raw[:, 0]])
+        np.testing.assert_array_equal(normalized, train_normalized[index])
+        np.testing.assert_array_equal(y, train_y[index])
+        np.testing.assert_array_equal(filled, np.where(np.isnan(train_raw[index]), fill, train_raw[index]))
+        # the first batch mixes rows of several chunks
+        chunk_of = np.repeat(np.arange(11), [len(p[2]) for p in parts])
+        assert len(set(chunk_of[index[:128]])) > 1
+        orders.append(index)
+    assert not np.array_equal(orders[0], orders[1])
+    x, y = _collect(eval_data(100), "raw", "constant")
+    np.testing.assert_array_equal(x, eval_raw)
+    np.testing.assert_array_equal(y, eval_y)
