@@ -238,8 +238,9 @@ def compare_order(batches_fn, order, methods, features, full, options, first):
     return {key: run.finish() for key, run in runs.items()}
 
 
-# Rows x features of the batches given to one call of _probe_outputs.
-PROBE_CALL_CELLS = 1 << 22
+# Rows x features of the batches given to one call of _probe_outputs: 2 MB
+# of float64 per copy it makes.
+PROBE_CALL_CELLS = 1 << 18
 
 
 def _probe_outputs(layer, raw, batches):
