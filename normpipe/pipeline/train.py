@@ -105,7 +105,8 @@ def train_variants(spec, stats, rows, config: TrainConfig, method):
     variants = train.VARIANTS if config.all_variants else (config.normalization,)
     models = {v: train.build_model(v, len(spec.features), rows.task, options, method, stats) for v in variants}
     data = spool.variant_datasets(rows, variants, options.seed, stats["mean"])
-    shared = [f"{v} takes {train.SAME_NETWORK[v]}'s network" for v in variants if v not in train.networks_to_train(variants)]
+    trained = train.networks_to_train(variants)
+    shared = [f"{v} takes {train.SAME_NETWORK[v]}'s network" for v in variants if v not in trained]
     progress(f"train: {', '.join(variants)} side by side ({options.epochs} epochs, batch size {batch_size}"
              f"{''.join('; ' + s for s in shared)})")
     started = time.time()

@@ -151,8 +151,8 @@ def test_many_chunks_stream_every_row_once_in_full_batches(tmp_path):
     rows = spool.Spool(str(tmp_path), 2)
     parts = []
     for size in (300, 17, 450, 1, 260, 333, 90, 512, 64, 7, 200):  # 11 chunk pairs: 3 windows of 4
-        raw = np.stack([1.4e9 + rng.uniform(0, 1e8, size), np.where(rng.random(size) < 0.1, np.nan, rng.normal(size=size))],
-                       axis=1)
+        missing = rng.random(size) < 0.1
+        raw = np.stack([1.4e9 + rng.uniform(0, 1e8, size), np.where(missing, np.nan, rng.normal(size=size))], axis=1)
         normalized = rng.normal(size=(size, 2)).astype(np.float32)
         y = rng.normal(size=size).astype(np.float32)
         rows.add(raw, normalized, y, sample_rows=10)
