@@ -113,7 +113,8 @@ def metrics_section(metrics) -> str:
                      _num(baseline[large][metric]), ""])
     for variant, m in metrics["variants"].items():
         small, big = m["batch_1"][metric], m[large][metric]
-        rows.append([_e(variant + (" (exported)" if variant == metrics["exported"] else "")),
+        shared = f" ({m['network']}'s trained network)" if m.get("network") else ""
+        rows.append([_e(variant + shared + (" (exported)" if variant == metrics["exported"] else "")),
                      _e(m["metric"]), _num(small), _num(big), _ratio_note(small, big, base_small, metric)])
     sample = metrics.get("eval_sample_rows")
     coverage = (f" Batch size 1 is evaluated on a fixed sample, the first {_num(sample)} evaluation rows in input "

@@ -88,6 +88,10 @@ def test_run_reports_a_baseline_beside_each_variant(labelled_run):
     page = (out / "report.html").read_text()
     assert "baseline" in page and f"{baseline['batch_4096']['mae']:.6g}" in page
     assert f"the first {metrics['eval_sample_rows']:,} evaluation rows" in page
+    # constant's network is tft's (train.SAME_NETWORK), and both say so
+    assert metrics["variants"]["constant"]["network"] == "tft" and "network" not in metrics["variants"]["tft"]
+    assert html.escape("constant (tft's trained network)") in page
+    assert "constant takes tft's network" in result.stderr
     assert "rows analyzed and transformed in" in result.stderr and "rows/s)" in result.stderr
     assert " over 2 orders" in result.stderr
 
