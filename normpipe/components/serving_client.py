@@ -22,8 +22,16 @@ from normpipe.components.errors import UserError
 from normpipe.io import paths
 
 
+def check_input(path: str) -> None:
+    """Refuses an input file that does not exist, local or a URI."""
+    if not paths.exists(path):
+        raise UserError(f"{path}: no such file")
+
+
 def read_rows(path: str, columns=None):
-    """CSV rows as {column: float} (NaN for missing); `columns` must all exist."""
+    """CSV rows as {column: float} (NaN for missing); `columns` must all exist.
+    `path` may be a URI (Beam's FileSystems)."""
+    check_input(path)
     try:
         with paths.open_text_input(path) as f:
             reader = csv.DictReader(f)

@@ -231,6 +231,7 @@ def _run_command(args, beam_args, argv=()) -> int:
 
         import time  # pylint: disable=import-outside-toplevel
 
+        serving_client.check_input(args.input)  # before any call to the server
         # --timeout bounds the whole command: the metadata call and the predict call.
         deadline = time.monotonic() + args.timeout
         names = serving_client.model_inputs(args.server, args.model, args.signature, args.timeout, deadline)

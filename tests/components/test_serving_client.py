@@ -47,6 +47,30 @@ def test_read_rows_errors(tmp_path):
     assert row["a"] == 1.0 and math.isnan(row["b"])
 
 
+
+def test_read_rows_from_a_uri(tmp_path):
+    """`predict --input` on a URI (ram://, standing for gs:// and s3://) reads
+    the same rows as the local file, and a missing one is one line."""
+    import uuid
+
+    import tests.io.ramfs  # noqa: F401  (registers ram:// with Beam's FileSystems)
+
+    text = "fare,miles\n12.5,\n-1,3\n"
+    local = tmp_path / "rows.csv"
+    local.write_text(text)
+    uri = f"ram://predict-{uuid.uuid4().hex}/rows.csv"
+    tf.io.gfile.makedirs(uri.rsplit("/", 1)[0])
+    with tf.io.gfile.GFile(uri, "w") as f:
+        f.write(text)
+    from_uri = serving_client.read_rows(uri, ["miles", "fare"])
+    from_file = serving_client.read_rows(str(local), ["miles", "fare"])
+    assert len(from_uri) == 2 and from_uri[1] == {"miles": 3.0, "fare": -1.0}
+    assert math.isnan(from_uri[0]["miles"]) and from_uri[0]["fare"] == 12.5
+    assert [list(r) for r in from_uri] == [list(r) for r in from_file]
+    with pytest.raises(UserError, match=r"ram://predict-\w+/absent\.csv: no such file"):
+        serving_client.read_rows(uri.replace("rows.csv", "absent.csv"))
+
+
 @pytest.fixture(scope="module")
 def servable(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("serve")

@@ -140,3 +140,9 @@ def test_bad_server_url_is_refused(rows, url, expected):
 @pytest.mark.parametrize("timeout", ["-1", "0", "nan", "inf"])
 def test_timeout_must_be_positive_and_finite(rows, timeout):
     assert_user_error(predict("http://127.0.0.1:1", rows, "--timeout", timeout), "--timeout must be a positive number of seconds")
+
+
+def test_missing_input_is_refused_before_calling_the_server(tmp_path):
+    """No server listens on port 1: the input is checked first."""
+    missing = tmp_path / "absent.csv"
+    assert_user_error(predict("http://127.0.0.1:1", missing), f"{missing}: no such file")
