@@ -184,8 +184,9 @@ def fit_and_evaluate_variants(models: dict, inputs_of: dict, task, train_data, e
     train_data(batch_size); returns {variant: {"metric": name, "batch_1":
     {"loss", name}, "batch_<eval batch size>": {...}}}, from one evaluation
     pass of every variant at batch size 1 on sample_data(1) and one at
-    options.eval_batch_size on eval_data. The datasets give ({input: x},
-    {variant: y}) for every variant."""
+    options.eval_batch_size on eval_data, with "network": the variant whose
+    weights it took for a variant of SAME_NETWORK. The datasets give
+    ({input: x}, {variant: y}) for every variant."""
     variants = list(models)
     trained = networks_to_train(variants)
     joint = joint_model({v: models[v] for v in trained}, inputs_of, task, options)
@@ -197,6 +198,8 @@ def fit_and_evaluate_variants(models: dict, inputs_of: dict, task, train_data, e
         joint = joint_model(models, inputs_of, task, options)
     metric = loss_and_metric(task)[1].name
     results = {v: {"metric": metric} for v in variants}
+    for variant in set(variants) - set(trained):
+        results[variant]["network"] = SAME_NETWORK[variant]  # trained as that variant's, not again
     for batch, data in ((1, sample_data(1)), (options.eval_batch_size, eval_data(options.eval_batch_size))):
         values = joint.evaluate(data, verbose=0, return_dict=True)
         for variant in variants:

@@ -120,8 +120,6 @@ def train_variants(spec, stats, rows, config: TrainConfig, method):
         result[f"batch_{options.eval_batch_size}"]["rows"] = int(rows.eval_rows)
         metrics[variant] = {**result, "train_rows": int(rows.train_rows), "eval_rows": int(rows.eval_rows),
                             "seconds": seconds}
-        if variant not in trained:
-            metrics[variant]["network"] = train.SAME_NETWORK[variant]  # trained as that variant's, not again
     return metrics, models, batch_size
 
 

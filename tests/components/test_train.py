@@ -102,6 +102,7 @@ def test_variants_trained_side_by_side_equal_variants_trained_alone(method):
     results = train.fit_and_evaluate_variants(models, names, "regression", lambda b: data(b), data,
                                               lambda b: data(b, slice(0, 50)), options, 64, verbose=0)
     assert train.networks_to_train(list(inputs)) == ["tft", "batch"]
+    assert results["constant"]["network"] == "tft" and "network" not in results["tft"]
     for variant, model in alone.items():
         for a, b in zip(model.get_weights(), models[variant].get_weights()):
             np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
