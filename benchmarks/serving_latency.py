@@ -86,7 +86,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     root = tempfile.mkdtemp(prefix="normpipe-latency-")
     try:
-        from normpipe.components import verify
+        from normpipe.serving import verify
 
         all_results = {}
         for variant in VARIANTS:

@@ -1,1 +1,17 @@
-"""normpipe components: one module per stage."""
+"""The stages: what normpipe computes, each testable alone.
+
+  statistics       AnalyzeStatistics: float64 count, missing, mean, std, min, max
+  transform        the tf.Transform preprocessing_fn and AnalyzeAndTransform
+  compare          the per-batch recipe against full-dataset normalization
+  layers           the Keras 3 layers: per-batch recipe, dataset constants,
+                   learned normalization
+  dataset          input_fn: transformed TFRecords as a tf.data pipeline
+  spool, train     the training rows and the side-by-side variants
+  report, compare_report
+                   the HTML report and the comparison's table and plot
+
+A stage takes explicit arguments (paths, feature names, small frozen
+dataclasses), never the command line's configuration.
+
+May import: `normpipe.core`, `normpipe.io` and `normpipe.components`.
+"""

@@ -11,7 +11,7 @@ import matplotlib
 matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt  # pylint: disable=wrong-import-position
 
-from normpipe.components import atomic  # pylint: disable=wrong-import-position
+from normpipe.io import atomic  # pylint: disable=wrong-import-position
 from normpipe.io import paths  # pylint: disable=wrong-import-position
 
 

@@ -15,7 +15,7 @@ from typing import Optional, Sequence, Union
 import numpy as np
 import tensorflow as tf
 
-from normpipe.components import atomic
+from normpipe.io import atomic
 from normpipe.io import paths
 
 EVAL_BUCKETS = 5

@@ -27,7 +27,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from normpipe.components.kernels import OUTPUT_LIMIT, scale_clip_float32
+from normpipe.core.kernels import OUTPUT_LIMIT, scale_clip_float32
 
 __all__ = [
     "OUTPUT_LIMIT", "MinValue", "BatchMinMax", "BatchZScore", "LearnedNormalization", "DatasetZScore",

@@ -10,7 +10,7 @@ import base64
 import html
 import json
 
-from normpipe.components import atomic
+from normpipe.io import atomic
 from normpipe.io import paths
 
 _STYLE = """

@@ -29,7 +29,7 @@ from typing import List, Optional
 import numpy as np
 import tensorflow as tf
 
-from normpipe.components import ingest
+from normpipe.io import ingest
 from normpipe.components.train import eval_mask
 
 SAMPLE_ROWS = 1000

@@ -49,9 +49,9 @@ import tensorflow as tf
 import tensorflow_transform as tft
 import tensorflow_transform.beam as tft_beam
 
-from normpipe.components import exact_float, graph_constants
-from normpipe.components.column_names import MATRIX_INPUT
-from normpipe.components.errors import UserError
+from normpipe.core import exact_float, graph_constants
+from normpipe.io.column_names import MATRIX_INPUT
+from normpipe.core.errors import UserError
 
 STATS_KEY = "__statistics__"
 STATISTICS_NODE = "normpipe_statistics"

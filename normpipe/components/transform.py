@@ -29,9 +29,11 @@ import pyarrow as pa
 import tensorflow as tf
 import tensorflow_transform.beam as tft_beam
 
-from normpipe.components import atomic, exact_float, statistics
-from normpipe.components.column_names import MATRIX_INPUT
-from normpipe.components.kernels import OUTPUT_LIMIT, scale_clip_float32
+from normpipe.components import statistics
+from normpipe.core import exact_float
+from normpipe.io import atomic
+from normpipe.io.column_names import MATRIX_INPUT
+from normpipe.core.kernels import OUTPUT_LIMIT, scale_clip_float32
 
 METHODS = ("zscore", "minmax")
 SUFFIX = {"zscore": "_z", "minmax": "_01"}

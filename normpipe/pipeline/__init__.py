@@ -1,1 +1,4 @@
-"""normpipe pipeline: configuration, CLI and Beam wiring of the components."""
+"""The wiring: command line, configuration and the Beam graphs that call the stages.
+
+May import every layer but `normpipe.tfx`; nothing below imports it.
+"""

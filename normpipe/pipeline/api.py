@@ -16,7 +16,7 @@ def compute_statistics(input: str, output_dir: str, *, format: Optional[str] = N
     pipeline flags (`--runner=...`). Returns {"num_examples": N, "features":
     {name: {count, missing, mean, var, std, min, max, bad_values}}, ...}:
     float64, population variance (ddof=0), min/max/mean over present values.
-    Raises normpipe.components.errors.UserError on bad input.
+    Raises normpipe.core.errors.UserError on bad input.
     """
     config = _stats.StatsConfig(input, output_dir, format, _tuple(features), label, bad_values=bad_values)
     return _stats.run_stats(config, beam_args)

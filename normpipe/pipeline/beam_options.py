@@ -12,7 +12,7 @@ import sys
 
 from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions
 
-from normpipe.components.errors import UserError
+from normpipe.core.errors import UserError
 from normpipe.io import paths
 
 

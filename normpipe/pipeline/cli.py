@@ -227,7 +227,7 @@ def _run_command(args, beam_args, argv=()) -> int:
     if args.command == "predict":
         import json  # pylint: disable=import-outside-toplevel
 
-        from normpipe.components import serving_client  # pylint: disable=import-outside-toplevel
+        from normpipe.serving import serving_client  # pylint: disable=import-outside-toplevel
 
         import time  # pylint: disable=import-outside-toplevel
 
@@ -241,15 +241,15 @@ def _run_command(args, beam_args, argv=()) -> int:
             print(json.dumps(prediction))
         return 0
     if args.command == "verify":
-        from normpipe.components import verify  # pylint: disable=import-outside-toplevel
+        from normpipe.serving import verify  # pylint: disable=import-outside-toplevel
 
         return 0 if verify.verify(args.model_dir) else 1
     if args.command == "export":
-        from normpipe.components import export  # pylint: disable=import-outside-toplevel
-        from normpipe.components.errors import UserError  # pylint: disable=import-outside-toplevel
+        from normpipe.serving import export  # pylint: disable=import-outside-toplevel
+        from normpipe.core.errors import UserError  # pylint: disable=import-outside-toplevel
         from normpipe.pipeline.progress import progress  # pylint: disable=import-outside-toplevel
 
-        from normpipe.components import atomic  # pylint: disable=import-outside-toplevel
+        from normpipe.io import atomic  # pylint: disable=import-outside-toplevel
         from normpipe.io import paths  # pylint: disable=import-outside-toplevel
 
         transform_dir = args.transform_dir or paths.join(args.output_dir, "transform")
@@ -288,7 +288,7 @@ def _checked_beam_args(command: str, beam_args) -> list:
 
         return beam_options.check_beam_args(beam_args, command)
     if beam_args:
-        from normpipe.components.errors import UserError  # pylint: disable=import-outside-toplevel
+        from normpipe.core.errors import UserError  # pylint: disable=import-outside-toplevel
 
         raise UserError(f"unrecognized arguments for `{command}`: {' '.join(beam_args)}")
     return []
@@ -322,7 +322,7 @@ MAX_MODEL_VERSION = 2**63 - 1
 
 def check_args(args) -> None:
     """Argument errors that need no data, raised before any work."""
-    from normpipe.components.errors import UserError  # pylint: disable=import-outside-toplevel
+    from normpipe.core.errors import UserError  # pylint: disable=import-outside-toplevel
 
     for flag in ("epochs", "batch_size"):
         value = getattr(args, flag, None)
@@ -336,11 +336,11 @@ def check_args(args) -> None:
     if timeout is not None and not 0 < timeout < float("inf"):
         raise UserError(f"--timeout must be a positive number of seconds. Received: {timeout}")
     if getattr(args, "server", None) is not None:
-        from normpipe.components.serving_client import check_server_url  # pylint: disable=import-outside-toplevel
+        from normpipe.serving.serving_client import check_server_url  # pylint: disable=import-outside-toplevel
 
         check_server_url(args.server)
     if getattr(args, "model_name", None) is not None:
-        from normpipe.components.serving_layout import check_model_name  # pylint: disable=import-outside-toplevel
+        from normpipe.serving.serving_layout import check_model_name  # pylint: disable=import-outside-toplevel
 
         check_model_name(args.model_name)
 
@@ -357,7 +357,7 @@ def main(argv=None) -> int:
     # The portable runner logs a failed job's messages on the root logger,
     # worker tracebacks included; the same text is in the error it raises.
     logging.getLogger().addFilter(_drop_job_error_messages)
-    from normpipe.components.errors import find_user_error  # pylint: disable=import-outside-toplevel
+    from normpipe.core.errors import find_user_error  # pylint: disable=import-outside-toplevel
 
     try:
         check_args(args)

@@ -5,7 +5,8 @@ import time
 
 import numpy as np
 
-from normpipe.components import compare, compare_report, ingest, transform
+from normpipe.components import compare, compare_report, transform
+from normpipe.io import ingest
 from normpipe.components.compare import CompareOptions
 from normpipe.io import paths
 from normpipe.pipeline.progress import RowRate, progress

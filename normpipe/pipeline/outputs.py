@@ -26,7 +26,7 @@ import os
 import socket
 import time
 
-from normpipe.components.errors import UserError
+from normpipe.core.errors import UserError
 from normpipe.io import paths
 
 OUTPUTS = {

@@ -15,7 +15,9 @@ import sys
 import time
 from typing import Optional, Tuple
 
-from normpipe.components import atomic, export, ingest, report, servable_files, serving_layout
+from normpipe.components import report
+from normpipe.io import atomic, ingest
+from normpipe.serving import export, servable_files, serving_layout
 from normpipe.components.train import TrainOptions
 from normpipe.io import paths
 from normpipe.pipeline.compare import run_compare

@@ -9,8 +9,9 @@ import apache_beam as beam
 import pyarrow as pa
 import tensorflow_transform.beam as tft_beam
 
-from normpipe.components import atomic, ingest, statistics
-from normpipe.components.errors import UserError
+from normpipe.components import statistics
+from normpipe.io import atomic, ingest
+from normpipe.core.errors import UserError
 from normpipe.pipeline import beam_options
 from normpipe.pipeline.progress import RowRate, progress, rows_per_s
 

@@ -19,8 +19,10 @@ from typing import Optional, Tuple
 import numpy as np
 import tensorflow as tf
 
-from normpipe.components import atomic, compare, export, serving_layout, spool, train, transform
-from normpipe.components.errors import UserError
+from normpipe.components import compare, spool, train, transform
+from normpipe.io import atomic
+from normpipe.serving import export, serving_layout
+from normpipe.core.errors import UserError
 from normpipe.io import paths
 from normpipe.pipeline.progress import progress, rows_per_s
 from normpipe.pipeline.transform import TransformConfig, run_transform

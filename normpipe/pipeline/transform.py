@@ -17,7 +17,9 @@ import apache_beam as beam
 import pyarrow as pa
 import tensorflow_transform.beam as tft_beam
 
-from normpipe.components import atomic, column_names, ingest, serving_layout, transform
+from normpipe.components import transform
+from normpipe.io import atomic, column_names, ingest
+from normpipe.serving import serving_layout
 from normpipe.pipeline import beam_options
 from normpipe.pipeline.progress import progress
 from normpipe.pipeline.stats import ReportRows, StatsConfig, inspect, read_results, statistics_document

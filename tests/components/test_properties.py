@@ -29,7 +29,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from normpipe.components import ingest, transform
+from normpipe.components import transform
+from normpipe.io import ingest
 from tests.components.test_statistics import analyze
 from tests.components.test_transform import read_transformed, run_transform
 from tests.conftest import exact_normalize, exact_stats, read_csv_float64, write_csv

@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from normpipe.components import ingest, spool, train
+from normpipe.components import spool, train
+from normpipe.io import ingest
 from tests.conftest import read_csv_float64, write_csv
 
 NAMES = ("ts", "fare")

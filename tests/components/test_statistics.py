@@ -10,8 +10,10 @@ import pytest
 import tensorflow_transform.beam as tft_beam
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from normpipe.components import column_names, graph_constants, ingest, statistics
-from normpipe.components.errors import UserError
+from normpipe.components import statistics
+from normpipe.core import graph_constants
+from normpipe.io import column_names, ingest
+from normpipe.core.errors import UserError
 from tests.conftest import TAXI_CSV, assert_stats_close, exact_stats, numpy_stats, read_csv_float64, write_csv
 
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from normpipe.components import train
-from normpipe.components.errors import UserError
+from normpipe.core.errors import UserError
 
 
 def test_eval_mask_is_deterministic_and_about_one_in_five():

@@ -10,7 +10,8 @@ import tensorflow as tf
 import tensorflow_transform as tft
 import tensorflow_transform.beam as tft_beam
 
-from normpipe.components import ingest, statistics, transform
+from normpipe.components import statistics, transform
+from normpipe.io import ingest
 from tests.conftest import TAXI_CSV, exact_normalize, read_csv_float64, write_csv
 
 

@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from normpipe.pipeline import beam_options, cli
-from normpipe.components.errors import UserError
+from normpipe.core.errors import UserError
 from tests.conftest import TAXI_CSV, assert_user_error, free_port, run_cli
 
 

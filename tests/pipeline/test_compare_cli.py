@@ -72,7 +72,8 @@ def test_export_cli_versions_and_name_check(tmp_path, small_csv):
 
 
 def test_comparison_reads_at_most_max_rows(tmp_path):
-    from normpipe.components import compare_report, ingest
+    from normpipe.components import compare_report
+    from normpipe.io import ingest
     from normpipe.pipeline.compare import make_batches_fn
 
     values = np.arange(1000, dtype=np.float64)

@@ -17,7 +17,7 @@ from tests.conftest import assert_user_error, run_cli, write_csv
 # test can kill the process while the version is complete but not yet published.
 _SLOW_EXPORT = textwrap.dedent("""
     import sys, time
-    from normpipe.components import export
+    from normpipe.serving import export
     write = export.ServingModule.write
     def slow_write(self, path):
         write(self, path)

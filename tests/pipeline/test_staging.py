@@ -58,7 +58,7 @@ def test_wheel_installs_and_imports_without_a_checkout(tmp_path):
                           "--target", str(target), wheel], capture_output=True, text=True, timeout=300)
     assert pip.returncode == 0, pip.stderr[-2000:]
     env = {**os.environ, "PYTHONPATH": str(target)}
-    code = "import normpipe.components.parquet_reader as m, normpipe.pipeline.cli; print(m.__file__)"
+    code = "import normpipe.io.parquet_reader as m, normpipe.pipeline.cli; print(m.__file__)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=str(tmp_path),
                             env=env, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]

@@ -8,7 +8,8 @@ import sys
 import numpy as np
 import pytest
 
-from normpipe.components import export, ingest
+from normpipe.io import ingest
+from normpipe.serving import export
 from tests.components.test_transform import run_transform
 from tests.conftest import run_cli, write_csv
 
@@ -69,7 +70,7 @@ def test_damaged_export_fails_with_fail_lines(version_dir, tmp_path, damage):
 def test_verify_imports_tensorflow_alone():
     # TF Serving loads an export without tf.Transform or Beam; so does verify,
     # and it starts sooner for it
-    code = ("import sys; import normpipe.components.verify; "
+    code = ("import sys; import normpipe.serving.verify; "
             "print(sorted(m for m in ('tensorflow_transform', 'apache_beam', 'tensorflow') if m in sys.modules))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.split("\n")[-2] == "['tensorflow']"

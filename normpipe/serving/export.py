@@ -1,0 +1,309 @@
+"""Export: a SavedModel for TF Serving with the normalization in the graph.
+
+Signatures (tag `serve`):
+
+  serving_default     one DT_DOUBLE [None] input per raw feature (NaN =
+                      missing, imputed in-graph) -> `prediction` [None]
+                      (float32), or, without a model, the normalized features
+  serving_examples    `examples`: DT_STRING [None] serialized tf.train.Example
+                      (float features; absent = missing) -> the same outputs
+  transform_features  raw features in, the tf.Transform graph's normalized
+                      features out
+
+Inputs are float64: a float32 unix timestamp (~1.4e9) is only accurate to
+128 s, which would show up as training/serving skew. The tf.Transform graph is
+copied into the export (tracked by the module), so deleting the pipeline's
+transform output changes nothing.
+
+Layout: <serving-root>/<model-name>/<version>/, the version an integer. The
+SavedModel, its `assets.extra/tf_serving_warmup_requests` and the verify
+sample are written to a hidden temporary directory beside it and renamed into
+place, so TF Serving, which polls the model directory, never sees a
+half-written version; two exports racing for one number end with one of them
+taking the next. <serving-root>/models.config is a `model_config_list` for
+`tensorflow_model_server --model_config_file`.
+"""
+
+import json
+import os
+import shutil
+
+import numpy as np
+import tensorflow as tf
+
+from normpipe.components import transform
+from normpipe.core.errors import UserError
+from normpipe.serving.example_parsing import example_types, parse_example_matrix
+from normpipe.serving.servable_files import publish_version, set_method_names, write_models_config, write_warmup
+# The layout of a version directory and the names requests use, kept in
+# serving_layout (which `normpipe verify` imports without tf.Transform).
+from normpipe.serving.serving_layout import (
+    CLASSIFY, CLASSIFY_METHOD, FEATURES_FILE, PREDICTION, REGRESS, REGRESS_METHOD, VERIFY_SAMPLE, WARMUP_FILE,
+    check_model_name, sample_limit)
+from normpipe.io import paths
+
+
+class ServingModule:
+    """The tf.Transform graph, and optionally a Keras model, with signatures.
+
+    `variant` says what the model takes: "tft" -> the graph's outputs
+    `model_inputs`; any other -> the raw float64 features.
+    """
+
+    def __init__(self, transform_dir: str, model=None, variant="tft", model_inputs=None, task=None):
+        from tensorflow_transform.saved import saved_transform_io_v2  # pylint: disable=import-outside-toplevel
+
+        if task not in (None, "regression", "classification"):
+            raise ValueError(f"task must be 'regression' or 'classification'. Received: {task!r}")
+        # What TF Serving's Regress or Classify API may call (with a model only).
+        self.task = (task or "regression") if model is not None else None
+        self.metadata = transform.read_metadata(transform_dir)
+        self.features = list(self.metadata["features"])
+        self.outputs = [o for m in self.metadata["methods"] for o in self.metadata["outputs"][m]]
+        self.model = model
+        self._variant = variant
+        self._model_inputs = list(model_inputs or [])
+        # Graphs that emit each method's features as one matrix (normpipe's
+        # own) are asked for those matrices only, and the request is given
+        # to them as one matrix where the graph takes one: the serving
+        # functions then hold a few ops, not several per feature, and the
+        # per-feature outputs are one split of the matrix. Graphs without
+        # matrices (TFX's, which materialize every output) are asked for
+        # their per-feature outputs.
+        matrices = self.metadata.get("matrices") or {}
+        self._matrices = [matrices[m] for m in self.metadata["methods"]] if all(
+            m in matrices for m in self.metadata["methods"]) else None
+        # A tft model whose input is one method's features in order reads that
+        # method's matrix output.
+        self._matrix = None
+        if model is not None and variant == "tft" and self._matrices:
+            for method, key in zip(self.metadata["methods"], self._matrices):
+                if self._model_inputs == list(self.metadata["outputs"][method]):
+                    self._matrix = key
+        # tf.Transform's own loader (what TransformFeaturesLayer uses), pruned
+        # to the features a request carries and the outputs served: the
+        # label input is supplied by the loader, and the statistics output,
+        # a [batch, 6, F] tile, is not computed per request.
+        self._loader = saved_transform_io_v2.SavedModelLoader(os.path.join(transform_dir, "transform_fn"))
+        self._inputs = transform.graph_inputs(self.metadata)
+        spec = self.metadata["raw_specs"].get(self._inputs[0], {}) if len(self._inputs) == 1 else {}
+        self._takes_matrix = spec.get("columns") == self.features
+        self._loader.finalize(self._inputs, self._matrices or self.outputs)
+        # The loaded graph owns the variables the pruned function reads;
+        # tracking it puts them in the export (as TransformFeaturesLayer does).
+        self.transform = self._loader._imported  # pylint: disable=protected-access
+
+    def _columns(self, x) -> dict:
+        return dict(zip(self.features, tf.unstack(x, num=len(self.features), axis=1)))
+
+    def _transform(self, x) -> dict:
+        """The pruned transform graph's outputs for float64 [batch, F] raw
+        features, given to the graph in its own input types."""
+        if self._takes_matrix:
+            raw = {self._inputs[0]: x}
+        else:
+            raw = transform.adapt_inputs(self._columns(x), self.metadata["raw_specs"], self._inputs)
+        return self._loader.apply_transform_model(raw)
+
+    def _normalize(self, x) -> dict:
+        """float64 [batch, F] raw features -> {output: float32 [batch]}."""
+        outputs = self._transform(x)
+        if not self._matrices:
+            return {name: outputs[name] for name in self.outputs}
+        split = {}
+        for method, key in zip(self.metadata["methods"], self._matrices):
+            names = self.metadata["outputs"][method]
+            split.update(zip(names, tf.unstack(outputs[key], num=len(names), axis=1)))
+        return split
+
+    def _predict(self, x) -> dict:
+        if self.model is None:
+            return self._normalize(x)
+        if self._matrix:
+            x = self._transform(x)[self._matrix]
+        elif self._variant == "tft":
+            normalized = self._normalize(x)
+            x = tf.stack([normalized[n] for n in self._model_inputs], axis=1)
+        prediction = self.model(x, training=False)
+        return {PREDICTION: tf.reshape(tf.cast(prediction, tf.float32), [-1])}
+
+    def _stack(self, inputs: dict):
+        return tf.stack([inputs[n] for n in self.features], axis=1)
+
+    def normalize(self, inputs: dict) -> dict:
+        """Raw float64 features ({feature: [batch]}) -> the graph's
+        normalized float32 features."""
+        return self._normalize(self._stack(inputs))
+
+    def predict(self, inputs: dict) -> dict:
+        return self._predict(self._stack(inputs))
+
+    def predict_examples(self, examples) -> dict:
+        """Serialized tf.train.Examples -> what `predict` gives for them."""
+        kinds = example_types(self.metadata, self.features)
+        return self._predict(parse_example_matrix(examples, self.features, kinds))
+
+    def write(self, path: str) -> None:
+        """Writes the SavedModel with Keras' ExportArchive.
+
+        ExportArchive lists the Keras 3 model's variables explicitly, which
+        the TF1 session loader (TF Serving, saved_model_cli run) needs; the
+        transform graph is tracked as a TensorFlow trackable.
+        """
+        import keras  # pylint: disable=import-outside-toplevel
+
+        specs = {name: tf.TensorSpec([None], tf.float64, name=name) for name in self.features}
+
+        archive = keras.export.ExportArchive()
+        archive.track(self.transform)
+        if self.model is not None:
+            archive.track(self.model)
+        archive.add_endpoint("transform_features", self.normalize, input_signature=[specs])
+        # Without a model serving_default is the normalization: write_out
+        # gives the first endpoint that name too, and the one function serves
+        # both signatures (a wide one takes seconds to trace; an endpoint of
+        # its own would trace it again).
+        if self.model is not None:
+            archive.add_endpoint("serving_default", self.predict, input_signature=[specs])
+        archive.add_endpoint(
+            "serving_examples", self.predict_examples, input_signature=[tf.TensorSpec([None], tf.string, name="examples")]
+        )
+        examples_spec = [tf.TensorSpec([None], tf.string, name="inputs")]
+        if self.task == "regression":
+            def regress(inputs):
+                return {"outputs": self.predict_examples(inputs)[PREDICTION]}
+
+            archive.add_endpoint(REGRESS, regress, input_signature=examples_spec)
+        elif self.task == "classification":
+            def classify(inputs):
+                p = self.predict_examples(inputs)[PREDICTION]
+                scores = tf.stack([1.0 - p, p], axis=1)
+                classes = tf.tile(tf.constant([["0", "1"]]), tf.stack([tf.shape(p)[0], 1]))
+                return {"classes": classes, "scores": scores}
+
+            archive.add_endpoint(CLASSIFY, classify, input_signature=examples_spec)
+        archive.write_out(path, verbose=False)
+        set_method_names(path, {REGRESS: REGRESS_METHOD, CLASSIFY: CLASSIFY_METHOD})
+
+
+def _verify_sample(module, rows, model_outputs, pipeline_transform=None):
+    """Raw rows with the pipeline's own outputs for them, for `normpipe verify`.
+
+    `pipeline_transform`: the normalized values the Beam pipeline computed
+    for these rows (transform.SAMPLE_FILE); `transform_features`: what the
+    export's module computed before it was saved.
+    """
+    inputs = {n: tf.constant(rows[:, j]) for j, n in enumerate(module.features)}
+    normalized = {k: v.numpy() for k, v in module.normalize(inputs).items()}
+    return {
+        "features": module.features,
+        "example_types": example_types(module.metadata, module.features),
+        "task": module.task,
+        "rows": [[None if np.isnan(v) else float(v) for v in row] for row in rows],
+        "transform_features": {k: v.astype(np.float64).tolist() for k, v in normalized.items()},
+        "pipeline_transform": pipeline_transform,
+        "predictions": None if model_outputs is None else [float(v) for v in model_outputs],
+    }
+
+
+def pipeline_sample(transform_dir: str, features):
+    """(raw rows [n, F], {output: values}) that the transform stage's Beam run
+    recorded (transform.SAMPLE_FILE), or (None, None)."""
+    path = os.path.join(transform_dir, transform.SAMPLE_FILE)
+    if not tf.io.gfile.exists(path):
+        return None, None
+    with tf.io.gfile.GFile(path) as f:
+        document = json.load(f)
+    rows = np.array([[np.nan if v is None else v for v in row] for row in document["rows"]], np.float64)
+    limit = sample_limit(len(features))
+    return rows.reshape(-1, len(features))[:limit], {k: v[:limit] for k, v in document["transformed"].items()}
+
+
+def statistics_rows(transform_dir: str, module) -> np.ndarray:
+    """Rows built from the statistics in the graph (min, max, mean, mean -+ std
+    per feature, integers rounded for integer inputs), for an export whose
+    raw data is not at hand, such as one from a TFX transform graph."""
+    from normpipe.components import statistics  # pylint: disable=import-outside-toplevel
+
+    stats = statistics.read_statistics(transform_dir)["features"]
+    columns = []
+    for name in module.features:
+        s = stats[name]
+        values = [np.nan] * 5 if not s["count"] else [s["min"], s["max"], s["mean"], s["mean"] - s["std"],
+                                                      s["mean"] + s["std"]]
+        column = np.array(values, np.float64)
+        if example_types(module.metadata, module.features)[name] == "int64":
+            column = np.round(column)
+        columns.append(column)
+    return np.stack(columns, axis=1)
+
+
+def write_servable(path: str, transform_dir: str, model=None, variant="tft", model_inputs=None, sample_rows=None,
+                   predict_fn=None, model_name="normpipe", task=None) -> None:
+    """Writes a servable SavedModel at `path` (a new directory), with its
+    assets.extra: warmup requests, the verify sample, the input names.
+
+    sample_rows: raw float64 [n, F] rows for the warmup requests and the
+    verify sample (default: the rows the transform stage recorded with the
+    Beam pipeline's values for them, else `statistics_rows`); predict_fn(rows)
+    -> the in-pipeline model's predictions for them, recorded so verify can
+    check serving against it (default: the model applied before saving).
+    task: "regression" (a `regress` signature) or "classification" (a
+    binary label: `classify`), for an export with a model.
+    """
+    module = ServingModule(transform_dir, model, variant, model_inputs, task)
+    module.write(path)
+    extra = paths.join(path, "assets.extra")
+    paths.makedirs(extra)
+    # What a client sends: the signature's input names, the tf.Example type of
+    # each, and the raw column each came from where its own name was not valid.
+    with paths.open(paths.join(extra, FEATURES_FILE), "w") as f:
+        json.dump({"inputs": module.features, "example_types": example_types(module.metadata, module.features),
+                   "renamed": module.metadata.get("renamed", {}),
+                   "outputs": [PREDICTION] if model is not None else module.outputs}, f, indent=2)
+    pipeline_values = None
+    if sample_rows is None or not len(sample_rows):
+        sample_rows, pipeline_values = pipeline_sample(transform_dir, module.features)
+    if sample_rows is None or not len(sample_rows):
+        sample_rows = statistics_rows(transform_dir, module)
+    if predict_fn is None and model is not None:
+        predict_fn = lambda rows: module.predict(  # noqa: E731
+            {n: tf.constant(rows[:, j]) for j, n in enumerate(module.features)})[PREDICTION].numpy()
+    write_warmup(os.path.join(extra, WARMUP_FILE), model_name, module.features, sample_rows)
+    sample_rows = sample_rows[:sample_limit(len(module.features))]
+    outputs = None if predict_fn is None else predict_fn(sample_rows)
+    with paths.open(paths.join(extra, VERIFY_SAMPLE), "w") as f:
+        json.dump(_verify_sample(module, sample_rows, outputs, pipeline_values), f)
+
+
+def export_model(transform_dir, serving_root, model_name, version=None, model=None, variant="tft",
+                 model_inputs=None, sample_rows=None, predict_fn=None, task=None, base_path=None) -> str:
+    """Exports a servable as <serving_root>/<model_name>/<version>/ and
+    rewrites models.config; returns the version directory.
+
+    See `write_servable` for the arguments.
+    """
+    check_model_name(model_name)
+    if version is not None and (not isinstance(version, int) or version < 1):
+        raise UserError(f"--model-version must be a positive integer. Received: {version!r}")
+    model_dir = paths.join(serving_root, model_name)
+    paths.makedirs(model_dir)
+    if version is not None and paths.exists(paths.join(model_dir, str(version))):
+        raise UserError(f"{paths.join(model_dir, str(version))} already exists; choose another --model-version")
+    # local scratch: beside the model directory when local (the rename publishes it), else the system's
+    staging = paths.local_temp_dir(".export-", model_dir)
+    try:
+        write_servable(staging, transform_dir, model, variant, model_inputs, sample_rows, predict_fn, model_name, task)
+        final = publish_version(staging, model_dir, version)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    write_models_config(serving_root, base_path)
+    return final
+
+
+def export_normalization_model(transform_dir: str, serving_root: str, model_name: str, version=None,
+                               sample_rows=None, base_path=None) -> str:
+    """The transform graph alone as a servable (serving_default -> normalized features)."""
+    return export_model(transform_dir, serving_root, model_name, version, sample_rows=sample_rows,
+                        base_path=base_path)

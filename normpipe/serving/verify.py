@@ -1,0 +1,255 @@
+"""Verify: load an export the way TF Serving does and check it for skew.
+
+TF Serving loads a SavedModel with the TF1 session loader and runs signatures
+by tensor name; so does `saved_model_cli run`, and so does this module, in
+whatever process calls it (the CLI is a fresh one). Checks:
+
+  signatures       serving_default, serving_examples, transform_features, with
+                   DT_DOUBLE feature inputs and a DT_STRING `examples` input
+  warmup           every PredictionLog in assets.extra/tf_serving_warmup_requests
+                   runs and gives finite outputs
+  one_row          a request of one real row, and one of all-missing values,
+                   give finite outputs
+  transform_skew   transform_features on the recorded sample equals the
+                   values the Beam pipeline computed for those rows within 1e-6
+  prediction_skew  serving_default equals the in-pipeline model's predictions
+                   within 1e-5 (exports with a model)
+  examples         serving_examples (and regress or classify, with TF
+                   Serving's method names) on the same rows as tf.train.Examples
+                   built with the data's own types (int64_list for integer
+                   columns, float_list for the others) equals serving_default
+                   on the values those Examples carry, within 1e-5 relative
+"""
+
+import json
+
+import numpy as np
+import tensorflow as tf
+
+from normpipe.core.errors import UserError
+from normpipe.io import paths
+from normpipe.io import atomic
+from normpipe.serving import serving_layout as layout
+from normpipe.serving.serving_layout import VERIFY_SAMPLE, WARMUP_FILE, existing_versions
+
+SIGNATURES = ("serving_default", "serving_examples", "transform_features")
+TRANSFORM_TOLERANCE = 1e-6
+PREDICTION_TOLERANCE = 1e-5
+
+
+def resolve_version_dir(model_dir: str) -> str:
+    """A version directory, or the newest complete version of a model directory.
+
+    On a URI a version whose publishing copy was interrupted holds
+    atomic.INCOMPLETE: it is refused when named, skipped when looking for
+    the newest.
+    """
+    atomic.check_complete(model_dir, "export")
+    if paths.isfile(paths.join(model_dir, "saved_model.pb")):
+        return model_dir
+    versions = [v for v in existing_versions(model_dir) if atomic.is_complete(paths.join(model_dir, str(v)))]
+    if not versions:
+        raise UserError(f"{model_dir}: no SavedModel and no numbered version directory")
+    return paths.join(model_dir, str(versions[-1]))
+
+
+class ServingSession:
+    """A SavedModel loaded with the TF1 session loader, run by tensor name."""
+
+    def __init__(self, version_dir: str):
+        self.graph = tf.Graph()
+        self.session = tf.compat.v1.Session(graph=self.graph)
+        with self.graph.as_default():
+            meta = tf.compat.v1.saved_model.loader.load(self.session, ["serve"], version_dir)
+        self.signatures = dict(meta.signature_def)
+
+    def run(self, signature: str, inputs: dict) -> dict:
+        definition = self.signatures[signature]
+        feed = {definition.inputs[k].name: v for k, v in inputs.items()}
+        fetch = {k: t.name for k, t in definition.outputs.items()}
+        return self.session.run(fetch, feed_dict=feed)
+
+
+def _finite(outputs: dict) -> bool:
+    return all(np.all(np.isfinite(v)) for v in outputs.values())
+
+
+def check_signatures(server, sample):
+    missing = [s for s in SIGNATURES if s not in server.signatures]
+    if missing:
+        return False, f"missing {', '.join(missing)}"
+    default = server.signatures["serving_default"].inputs
+    wrong = [n for n in sample["features"] if n not in default or default[n].dtype != tf.float64.as_datatype_enum]
+    examples = server.signatures["serving_examples"].inputs.get("examples")
+    if wrong or examples is None or examples.dtype != tf.string.as_datatype_enum:
+        return False, f"unexpected inputs: {', '.join(wrong) or 'examples'}"
+    method = {"regression": (layout.REGRESS, layout.REGRESS_METHOD),
+              "classification": (layout.CLASSIFY, layout.CLASSIFY_METHOD)}.get(sample.get("task"))
+    if method:
+        found = server.signatures.get(method[0])
+        if found is None or found.method_name != method[1] or "inputs" not in found.inputs:
+            return False, f"no {method[0]} signature with method {method[1]} and input 'inputs'"
+        return True, f"{', '.join(SIGNATURES)}, {method[0]} ({method[1]}); {len(default)} DT_DOUBLE inputs"
+    return True, f"{', '.join(SIGNATURES)}; {len(default)} DT_DOUBLE inputs"
+
+
+def check_warmup(server, version_dir, expected=None):
+    """Runs every warmup request; `expected`: how many the export wrote
+    (one per verify-sample row), so a file cut at a record boundary fails.
+
+    Requests to one signature with the same inputs run as one batch (their
+    rows are independent), so a wide model's hundred one-row requests cost
+    one session call, not a hundred; any other request runs alone.
+    """
+    from tensorflow_serving.apis import prediction_log_pb2  # pylint: disable=import-outside-toplevel
+
+    path = paths.join(version_dir, "assets.extra", WARMUP_FILE)
+    if not paths.exists(path):
+        return False, "no assets.extra/tf_serving_warmup_requests"
+    groups, count = {}, 0
+    for record in tf.data.TFRecordDataset(path):
+        request = prediction_log_pb2.PredictionLog.FromString(record.numpy()).predict_log.request
+        inputs = {k: tf.make_ndarray(v) for k, v in request.inputs.items()}
+        batchable = all(v.ndim == 1 for v in inputs.values())
+        key = (request.model_spec.signature_name or "serving_default", tuple(sorted(inputs)) if batchable else count)
+        groups.setdefault(key, []).append((count, inputs))
+        count += 1
+    for (signature, _), requests in groups.items():
+        names = requests[0][1].keys()
+        batch = {n: np.concatenate([inputs[n] for _, inputs in requests]) for n in names}
+        if _finite(server.run(signature, batch)):
+            continue
+        for number, inputs in requests:  # name the first request that fails
+            if not _finite(server.run(signature, inputs)):
+                return False, f"request {number} gave a non-finite output"
+        return False, f"requests {requests[0][0]}..{requests[-1][0]} gave a non-finite output as one batch"
+    if expected is not None and count != expected:
+        return False, f"{count} requests replayed, but the export wrote {expected} (file truncated?)"
+    return count > 0, f"{count} requests replayed, all outputs finite"
+
+
+def _columns(sample, rows):
+    return {n: rows[:, j] for j, n in enumerate(sample["features"])}
+
+
+def check_one_row(server, sample, rows):
+    one = server.run("serving_default", _columns(sample, rows[:1]))
+    empty = server.run("serving_default", _columns(sample, np.full((1, rows.shape[1]), np.nan)))
+    ok = _finite(one) and _finite(empty)
+    return ok, "one real row and one all-missing row: " + ("finite" if ok else "NON-FINITE output")
+
+
+def check_transform_skew(server, sample, rows):
+    """Served transform_features against the Beam pipeline's own values for
+    the same rows (recorded by the transform stage), or, for an export whose
+    pipeline recorded none, against the export's module before saving."""
+    served = server.run("transform_features", _columns(sample, rows))
+    expected, source = sample.get("pipeline_transform"), "Beam pipeline"
+    if not expected:
+        expected, source = sample["transform_features"], "export-time module"
+    missing = sorted(set(served) - set(expected))
+    if missing:
+        return False, f"{source} recorded no values for {', '.join(missing)}"
+    worst = max(float(np.max(np.abs(served[k] - np.asarray(expected[k], np.float64)))) for k in served)
+    return worst <= TRANSFORM_TOLERANCE, (f"max |serving - {source}| = {worst:.3g} over {len(rows)} rows "
+                                          f"(limit {TRANSFORM_TOLERANCE:g})")
+
+
+def check_prediction_skew(server, sample, rows):
+    if sample.get("predictions") is None:
+        return None, "no model in this export"
+    served = server.run("serving_default", _columns(sample, rows))["prediction"]
+    expected = np.asarray(sample["predictions"])
+    worst = float(np.max(np.abs(served - expected) / np.maximum(1.0, np.abs(expected))))
+    return worst <= PREDICTION_TOLERANCE, f"max relative |serving - in-pipeline| = {worst:.3g} (limit {PREDICTION_TOLERANCE:g})"
+
+
+def _example_feature(value, kind):
+    if kind == "int64":
+        return tf.train.Feature(int64_list=tf.train.Int64List(value=[int(value)]))
+    return tf.train.Feature(float_list=tf.train.FloatList(value=[value]))
+
+
+def check_examples(server, sample, rows):
+    kinds = sample.get("example_types") or {n: "float" for n in sample["features"]}
+    # what a tf.train.Example carries: float32 for float features, exact int64 for integer ones
+    rounded = np.stack([rows[:, j].astype(np.float32).astype(np.float64) if kinds[n] == "float" else rows[:, j]
+                        for j, n in enumerate(sample["features"])], axis=1)
+    examples = []
+    for row in rounded:
+        feature = {n: _example_feature(v, kinds[n]) for n, v in zip(sample["features"], row) if not np.isnan(v)}
+        examples.append(tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString())
+    serialized = np.array(examples, dtype=object)
+    from_examples = server.run("serving_examples", {"examples": serialized})
+    from_features = server.run("serving_default", _columns(sample, rounded))
+    worst = max(_relative(from_examples[k], from_features[k]) for k in from_features)
+    detail = f"max relative |examples - features| = {worst:.3g}"
+    task = sample.get("task")
+    if task:
+        expected = np.asarray(from_features[layout.PREDICTION]).reshape(-1)
+        if task == "regression":
+            served = np.asarray(server.run(layout.REGRESS, {"inputs": serialized})["outputs"]).reshape(-1)
+        else:
+            served = np.asarray(server.run(layout.CLASSIFY, {"inputs": serialized})["scores"])[:, 1]
+        gap = _relative(served, expected)
+        worst = max(worst, gap)
+        detail += f"; {layout.REGRESS if task == 'regression' else layout.CLASSIFY} vs serving_default {gap:.3g}"
+    return worst <= PREDICTION_TOLERANCE, detail
+
+
+def _relative(actual, expected) -> float:
+    actual, expected = np.asarray(actual, np.float64), np.asarray(expected, np.float64)
+    return float(np.max(np.abs(actual - expected) / np.maximum(1.0, np.abs(expected))))
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {(lines[0] if lines else '')[:200]}"
+
+
+def load_sample(version_dir: str):
+    """(sample, rows) from assets.extra/normpipe_verify_sample.json."""
+    sample = json.loads(paths.read_text(paths.join(version_dir, "assets.extra", VERIFY_SAMPLE)))
+    rows = np.array([[np.nan if v is None else v for v in row] for row in sample["rows"]], np.float64)
+    if rows.ndim != 2 or rows.shape[1] != len(sample["features"]):
+        raise ValueError(f"rows of shape {rows.shape} for {len(sample['features'])} features")
+    return sample, rows
+
+
+def verify(model_dir: str, report=print) -> bool:
+    """Runs every check, reporting one PASS/FAIL/SKIP line each; True if none failed.
+
+    An export that cannot be loaded (a file missing, truncated or corrupt) or
+    whose verify sample cannot be read fails with a `load` or `sample` line.
+    """
+    version_dir = resolve_version_dir(model_dir)
+    if not paths.exists(paths.join(version_dir, "assets.extra", VERIFY_SAMPLE)):
+        raise UserError(f"{version_dir}: no assets.extra/{VERIFY_SAMPLE}; was it exported by normpipe?")
+    report(f"verify {version_dir}")
+    try:
+        sample, rows = load_sample(version_dir)
+    except Exception as exc:  # pylint: disable=broad-except  -- a damaged sample is a result
+        report(f"FAIL sample: assets.extra/{VERIFY_SAMPLE} cannot be read: {_first_line(exc)}")
+        return False
+    try:
+        server = ServingSession(version_dir)
+    except Exception as exc:  # pylint: disable=broad-except  -- a damaged export is a result
+        report(f"FAIL load: the SavedModel does not load as TF Serving loads it: {_first_line(exc)}")
+        return False
+    checks = [
+        ("signatures", lambda: check_signatures(server, sample)),
+        ("warmup", lambda: check_warmup(server, version_dir, len(rows))),
+        ("one_row", lambda: check_one_row(server, sample, rows)),
+        ("transform_skew", lambda: check_transform_skew(server, sample, rows)),
+        ("prediction_skew", lambda: check_prediction_skew(server, sample, rows)),
+        ("examples", lambda: check_examples(server, sample, rows)),
+    ]
+    passed = True
+    for name, check in checks:
+        try:
+            ok, detail = check()
+        except Exception as exc:  # pylint: disable=broad-except  -- a failing check is a result
+            ok, detail = False, _first_line(exc)
+        report(f"{'SKIP' if ok is None else 'PASS' if ok else 'FAIL'} {name}: {detail}")
+        passed = passed and ok is not False
+    return passed

@@ -1,0 +1,206 @@
+"""normpipe.tfx on TFX's own code path, without TFX.
+
+What TFX's Transform executor does is reproduced with the same libraries:
+tf.Examples as CsvExampleGen writes them (integer columns as int64_list,
+floats as float_list, a missing cell as an absent feature), a schema as
+SchemaGen infers it (sometimes-missing columns VarLen), read with tfx-bsl's
+TFExampleRecord TFXIO, analyzed and transformed by
+tft_beam.AnalyzeAndTransformDataset(normpipe.tfx.preprocessing_fn), the
+transformed examples written as gzip TFRecords. Then run_fn with an object
+shaped like TFX's FnArgs, and `normpipe export`/`verify` on the TFX-made
+transform graph.
+"""
+
+import functools
+import glob
+import json
+import os
+
+import apache_beam as beam
+import numpy as np
+import pytest
+import tensorflow as tf
+import tensorflow_transform as tft
+import tensorflow_transform.beam as tft_beam
+from tensorflow_metadata.proto.v0 import schema_pb2
+
+import normpipe
+import normpipe.tfx
+from normpipe.serving import verify
+from tests.conftest import assert_stats_close, numpy_stats, run_cli, write_csv
+
+N = 800
+INT_COLUMNS = ("row", "trip_seconds", "trip_start_timestamp")
+
+
+@pytest.fixture(scope="module")
+def taxi_like():
+    rng = np.random.default_rng(11)
+    columns = {
+        "row": np.arange(N, dtype=np.float64),  # unique: aligns rows across outputs
+        "trip_seconds": rng.integers(60, 4000, N).astype(np.float64),
+        "trip_start_timestamp": np.round(1.4e9 + rng.uniform(0, 1.3e8, N)),
+        "fare": np.round(rng.lognormal(2, 0.6, N), 2),
+        "pickup_latitude": 41.9 + rng.normal(0, 0.03, N),
+    }
+    columns["fare"][rng.random(N) < 0.1] = np.nan  # sometimes missing -> VarLen
+    columns["pickup_latitude"][rng.random(N) < 0.3] = np.nan
+    columns["tips"] = np.round(0.2 * np.nan_to_num(columns["fare"], nan=10.0) + rng.normal(0, 0.3, N), 2)
+    # float_list carries float32: the data is what a tf.Example can hold
+    for name in ("fare", "pickup_latitude", "tips"):
+        columns[name] = columns[name].astype(np.float32).astype(np.float64)
+    return columns
+
+
+def example(columns, i):
+    feature = {}
+    for name, values in columns.items():
+        v = values[i]
+        if np.isnan(v):
+            continue
+        if name in INT_COLUMNS:
+            feature[name] = tf.train.Feature(int64_list=tf.train.Int64List(value=[int(v)]))
+        else:
+            feature[name] = tf.train.Feature(float_list=tf.train.FloatList(value=[v]))
+    feature["company"] = tf.train.Feature(bytes_list=tf.train.BytesList(value=[b"Taxi Co"]))
+    return tf.train.Example(features=tf.train.Features(feature=feature))
+
+
+def schemagen_schema(columns):
+    """As SchemaGen infers it: always-present columns fixed [1], the others VarLen."""
+    schema = schema_pb2.Schema()
+    for name, values in list(columns.items()) + [("company", None)]:
+        feature = schema.feature.add(name=name)
+        if values is None:
+            feature.type = schema_pb2.BYTES
+        else:
+            feature.type = schema_pb2.INT if name in INT_COLUMNS else schema_pb2.FLOAT
+        if values is None or not np.isnan(values).any():
+            feature.presence.min_fraction = 1.0
+            feature.shape.dim.add(size=1)
+        else:
+            feature.value_count.min = 1
+            feature.value_count.max = 1
+    return schema
+
+
+@pytest.fixture(scope="module")
+def tfx_transform(taxi_like, tmp_path_factory):
+    """What TFX's Transform component leaves: transform_graph and transformed_examples."""
+    from tfx_bsl.public import tfxio
+
+    root = tmp_path_factory.mktemp("tfx")
+    examples_path = str(root / "examples" / "data_tfrecord-00000-of-00001.gz")
+    os.makedirs(os.path.dirname(examples_path))
+    with tf.io.TFRecordWriter(examples_path, options="GZIP") as writer:
+        for i in range(N):
+            writer.write(example(taxi_like, i).SerializeToString())
+    source = tfxio.TFExampleRecord(examples_path, schema=schemagen_schema(taxi_like))
+    fn = functools.partial(normpipe.tfx.preprocessing_fn, custom_config={"label": "tips"})
+    graph_dir, out_prefix = str(root / "transform_graph"), str(root / "transformed_examples" / "data")
+    with beam.Pipeline(runner="DirectRunner") as p, tft_beam.Context(temp_dir=str(root / "tmp")):
+        raw = p | "Read" >> source.BeamSource()
+        (transformed, _), transform_fn = (raw, source.TensorAdapterConfig()) | tft_beam.AnalyzeAndTransformDataset(
+            fn, output_record_batches=True)
+        _ = transform_fn | tft_beam.WriteTransformFn(graph_dir)
+        _ = (transformed | beam.FlatMap(lambda b: _encode(b[0]))
+             | beam.io.WriteToTFRecord(out_prefix, file_name_suffix=".gz"))
+    return root, graph_dir, out_prefix
+
+
+def _encode(batch):
+    from tfx_bsl.coders import example_coder
+
+    return example_coder.RecordBatchToExamplesEncoder().encode(batch)
+
+
+def parse_transformed(graph_dir, pattern):
+    spec = tft.TFTransformOutput(graph_dir).transformed_feature_spec()
+    dataset = tf.data.TFRecordDataset(sorted(glob.glob(pattern)), compression_type="GZIP").batch(100000)
+    columns = {}
+    for batch in dataset:
+        for name, value in tf.io.parse_example(batch, spec).items():
+            columns.setdefault(name, []).append(value.numpy())
+    return {k: np.concatenate(v) for k, v in columns.items()}
+
+
+@pytest.mark.slow
+def test_tfx_transform_equals_command_line_and_numpy(taxi_like, tfx_transform, tmp_path):
+    _, graph_dir, out_prefix = tfx_transform
+    features = [n for n in taxi_like if n != "tips"]
+    # TFX's transformed schema: the normalized features and the label, nothing else
+    spec = tft.TFTransformOutput(graph_dir).transformed_feature_spec()
+    assert set(spec) == {f"{n}_z" for n in features} | {"tips"}
+    tfx_values = parse_transformed(graph_dir, out_prefix + "*.gz")
+    assert set(tfx_values) == set(spec)
+
+    # the command line on the same data as CSV
+    csv_path = write_csv(tmp_path / "taxi.csv", taxi_like)
+    document = normpipe.transform(str(csv_path), str(tmp_path / "cli"), label="tips")
+    cli_values = parse_transformed(str(tmp_path / "cli" / "transform"),
+                                   str(tmp_path / "cli" / "transformed" / "*.tfrecord.gz"))
+    tfx_order, cli_order = np.argsort(tfx_values["row_z"]), np.argsort(cli_values["row_z"])
+    for name in spec:
+        np.testing.assert_allclose(tfx_values[name][tfx_order], cli_values[name][cli_order], rtol=0, atol=1e-6,
+                                   err_msg=name)
+    # and against numpy float64 (missing imputed with the mean -> 0)
+    for name in features:
+        values = taxi_like[name]
+        present = values[~np.isnan(values)]
+        expected = np.where(np.isnan(values), 0.0, (values - present.mean()) / present.std())
+        np.testing.assert_allclose(tfx_values[f"{name}_z"][tfx_order], expected, atol=1e-6, err_msg=name)
+
+    # the float64 statistics, read back from the TFX-made graph
+    stats = normpipe.read_statistics(graph_dir)
+    assert stats["num_examples"] == N
+    for name in features:
+        assert_stats_close(stats["features"][name], numpy_stats(taxi_like[name]))
+        for key in ("count", "missing", "min", "max"):
+            assert stats["features"][name][key] == document["features"][name][key]
+
+
+@pytest.mark.slow
+def test_run_fn_exports_a_servable_that_verifies(taxi_like, tfx_transform, tmp_path):
+    _, graph_dir, out_prefix = tfx_transform
+    files = sorted(glob.glob(out_prefix + "*.gz"))
+    fn_args = normpipe.tfx.FnArgs(train_files=files, eval_files=files, transform_output=graph_dir,
+                                  serving_model_dir=str(tmp_path / "serving_model"),
+                                  custom_config={"label": "tips", "epochs": 2})
+    normpipe.tfx.run_fn(fn_args)
+    result = run_cli(["verify", "--model-dir", fn_args.serving_model_dir])
+    assert result.returncode == 0, result.stdout + result.stderr[-3000:]
+    assert result.stdout.count("PASS") >= 5 and "FAIL" not in result.stdout
+
+    # serving_examples takes TFX's own examples (int64_list integers, absent
+    # features) and agrees with serving_default on the same rows
+    server = verify.ServingSession(fn_args.serving_model_dir)
+    inputs = server.signatures["serving_default"].inputs
+    assert all(t.dtype == tf.float64.as_datatype_enum for t in inputs.values())
+    rows = range(0, N, 7)
+    serialized = np.array([example(taxi_like, i).SerializeToString() for i in rows], dtype=object)
+    from_examples = server.run("serving_examples", {"examples": serialized})["prediction"]
+    columns = {n: np.array([taxi_like[n][i] for i in rows]) for n in inputs}
+    columns = {n: v.astype(np.float32).astype(np.float64) if n not in INT_COLUMNS else v for n, v in columns.items()}
+    from_features = server.run("serving_default", columns)["prediction"]
+    np.testing.assert_allclose(from_examples, from_features, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.slow
+def test_export_and_verify_from_a_tfx_transform_graph(tfx_transform, tmp_path):
+    _, graph_dir, _ = tfx_transform
+    result = run_cli(["export", "--output-dir", str(tmp_path), "--transform-dir", graph_dir, "--model-name", "norm"])
+    assert result.returncode == 0, result.stderr[-3000:]
+    result = run_cli(["verify", "--model-dir", str(tmp_path / "serving" / "norm")])
+    assert result.returncode == 0, result.stdout + result.stderr[-3000:]
+    sample = json.load(open(tmp_path / "serving" / "norm" / "1" / "assets.extra" / "normpipe_verify_sample.json"))
+    assert sample["example_types"]["trip_seconds"] == "int64" and sample["example_types"]["fare"] == "float"
+
+
+def test_custom_config_is_checked():
+    inputs = {"a": tf.constant([1.0]), "b": tf.constant([2], tf.int64), "s": tf.constant(["x"])}
+    options = normpipe.tfx.transform_options(inputs, {"label": "b"})
+    assert options.features == ("a",) and options.label == "b" and not options.matrix_outputs
+    with pytest.raises(ValueError, match="unknown keys"):
+        normpipe.tfx.transform_options(inputs, {"lable": "b"})
+    with pytest.raises(ValueError, match="label must be an input"):
+        normpipe.tfx.transform_options(inputs, {"label": "c"})
