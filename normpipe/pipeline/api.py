@@ -5,6 +5,7 @@ from typing import Optional, Sequence
 
 from normpipe.pipeline import stats as _stats
 from normpipe.pipeline import transform as _transform
+from normpipe.pipeline.config import InputConfig
 
 
 def compute_statistics(input: str, output_dir: str, *, format: Optional[str] = None,  # noqa: A002
@@ -18,7 +19,8 @@ def compute_statistics(input: str, output_dir: str, *, format: Optional[str] = N
     float64, population variance (ddof=0), min/max/mean over present values.
     Raises normpipe.core.errors.UserError on bad input.
     """
-    config = _stats.StatsConfig(input, output_dir, format, _tuple(features), label, bad_values=bad_values)
+    source = InputConfig(path=input, format=format, features=_tuple(features), label=label, bad_values=bad_values)
+    config = _stats.StatsConfig(input=source, output_dir=output_dir)
     return _stats.run_stats(config, beam_args)
 
 
@@ -32,8 +34,8 @@ def transform(input: str, output_dir: str, *, method: str = "zscore", format: Op
     TFRecords of the normalized tf.train.Examples, unless materialize=False)
     and `output_dir/statistics.json`.
     """
-    config = _transform.TransformConfig(input, output_dir, format, _tuple(features), label, bad_values=bad_values,
-                                        method=method, materialize=materialize)
+    source = InputConfig(path=input, format=format, features=_tuple(features), label=label, bad_values=bad_values)
+    config = _transform.TransformConfig(input=source, output_dir=output_dir, method=method, materialize=materialize)
     _, document = _transform.run_transform(config, beam_args)
     return document
 

@@ -175,23 +175,39 @@ def _progress_to_stderr():
     return contextlib.redirect_stdout(sys.stderr)
 
 
+def _input_config(args):
+    from normpipe.pipeline.config import InputConfig  # pylint: disable=import-outside-toplevel
+
+    return InputConfig(path=args.input, format=args.format, features=args.features, label=args.label,
+                       bad_values=args.bad_values)
+
+
+def _export_config(args):
+    from normpipe.pipeline.config import ExportConfig  # pylint: disable=import-outside-toplevel
+
+    return ExportConfig(model_name=args.model_name, model_version=args.model_version,
+                        serving_base_path=args.serving_base_path)
+
+
+def _train_options(args):
+    from normpipe.components.train import TrainOptions  # pylint: disable=import-outside-toplevel
+
+    return TrainOptions(normalization=args.normalization, epochs=args.epochs, batch_size=args.batch_size)
+
+
 def _run_command(args, beam_args, argv=()) -> int:
     if args.command == "stats":
         from normpipe.pipeline import stats  # pylint: disable=import-outside-toplevel
 
-        config = stats.StatsConfig(
-            args.input, args.output_dir, args.format, args.features, args.label, bad_values=args.bad_values
-        )
+        config = stats.StatsConfig(input=_input_config(args), output_dir=args.output_dir)
         document = stats.run_stats(config, beam_args)
         print(stats.format_table(document))
         return 0
     if args.command in ("transform", "compare"):
         from normpipe.pipeline import transform  # pylint: disable=import-outside-toplevel
 
-        config = transform.TransformConfig(
-            args.input, args.output_dir, args.format, args.features, args.label, bad_values=args.bad_values,
-            method=args.method, materialize=args.materialize,
-        )
+        config = transform.TransformConfig(input=_input_config(args), output_dir=args.output_dir, method=args.method,
+                                           materialize=args.materialize)
         spec, _ = transform.run_transform(config, beam_args)
         if args.command == "compare":
             from normpipe.pipeline import compare  # pylint: disable=import-outside-toplevel
@@ -199,14 +215,12 @@ def _run_command(args, beam_args, argv=()) -> int:
             compare.run_compare(spec, args.output_dir, args.method, args.batch_sizes, args.seed)
         return 0
     if args.command == "train":
-        from normpipe.components.train import TrainOptions  # pylint: disable=import-outside-toplevel
         from normpipe.pipeline import train  # pylint: disable=import-outside-toplevel
 
         config = train.TrainConfig(
-            args.input, args.output_dir, args.label, args.format, args.features, args.method, args.normalization,
-            args.allow_batch_statistics, args.all_variants, args.model_name, args.model_version,
-            TrainOptions(normalization=args.normalization, epochs=args.epochs, batch_size=args.batch_size),
-            bad_values=args.bad_values, serving_base_path=args.serving_base_path,
+            input=_input_config(args), output_dir=args.output_dir, method=args.method, options=_train_options(args),
+            export=_export_config(args), allow_batch_statistics=args.allow_batch_statistics,
+            all_variants=args.all_variants,
         )
         with _progress_to_stderr():
             document, _ = train.run_train(config, beam_args)
@@ -215,11 +229,11 @@ def _run_command(args, beam_args, argv=()) -> int:
     if args.command == "run":
         from normpipe.pipeline import run  # pylint: disable=import-outside-toplevel
 
-        config = run.RunConfig(args.input, args.output_dir, args.label, args.format, args.features, args.method,
-                               args.normalization, args.model_name, args.model_version, args.batch_sizes, args.seed,
-                               args.epochs, bad_values=args.bad_values, serving_base_path=args.serving_base_path,
-                               all_variants=args.all_variants, batch_size=args.batch_size,
-                               materialize=args.materialize)
+        config = run.RunConfig(
+            input=_input_config(args), output_dir=args.output_dir, method=args.method, options=_train_options(args),
+            export=_export_config(args), batch_sizes=args.batch_sizes, seed=args.seed,
+            all_variants=args.all_variants, materialize=args.materialize,
+        )
         with _progress_to_stderr():
             result = run.run_all(config, argv, beam_args)
         print(run.summary(result, args.output_dir, args.model_name))

@@ -13,7 +13,7 @@ import hashlib
 import subprocess
 import sys
 import time
-from typing import Optional, Tuple
+from typing import Tuple
 
 from normpipe.components import report
 from normpipe.io import atomic, ingest
@@ -21,29 +21,25 @@ from normpipe.serving import export, servable_files, serving_layout
 from normpipe.components.train import TrainOptions
 from normpipe.io import paths
 from normpipe.pipeline.compare import run_compare
+from normpipe.pipeline.config import ExportConfig, InputConfig
 from normpipe.pipeline.progress import progress
 from normpipe.pipeline.train import TrainConfig, check_config, format_metrics, train_and_export
 from normpipe.pipeline.transform import TransformConfig, run_transform
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, kw_only=True)
 class RunConfig:
-    input: str
+    """Every stage's options: what to read (its label, if any, is the
+    target), the comparison's batch sizes and seed, training, the export."""
+
+    input: InputConfig
     output_dir: str
-    label: Optional[str] = None
-    format: Optional[str] = None
-    features: Optional[Tuple[str, ...]] = None
     method: str = "zscore"
-    normalization: str = "tft"
-    model_name: str = "normpipe"
-    model_version: Optional[int] = None
+    options: TrainOptions = TrainOptions()
+    export: ExportConfig = ExportConfig()
     batch_sizes: Tuple[int, ...] = (1, 2, 8, 32, 128, 1024, 8192)
     seed: int = 0
-    epochs: int = 5
-    bad_values: str = "error"
-    serving_base_path: Optional[str] = None
     all_variants: bool = True
-    batch_size: Optional[int] = None
     materialize: bool = False
 
 
@@ -104,31 +100,28 @@ def sample_rows(spec):
 
 def run_all(config: RunConfig, argv, beam_args=()) -> dict:
     out, stages, started = config.output_dir, _Stages(), time.time()
-    train_config = TrainConfig(config.input, out, config.label, config.format, config.features, config.method,
-                               config.normalization, False, config.all_variants, config.model_name, config.model_version,
-                               TrainOptions(normalization=config.normalization, epochs=config.epochs,
-                                            batch_size=config.batch_size),
-                               bad_values=config.bad_values, serving_base_path=config.serving_base_path)
-    if config.label:
+    label = config.input.label
+    train_config = TrainConfig(input=config.input, output_dir=out, method=config.method, options=config.options,
+                               export=config.export, all_variants=config.all_variants)
+    if label:
         check_config(train_config)
     else:
-        serving_layout.check_model_name(config.model_name)
-    transform_config = TransformConfig(config.input, out, config.format, config.features, config.label,
-                                       bad_values=config.bad_values, method=config.method,
+        serving_layout.check_model_name(config.export.model_name)
+    transform_config = TransformConfig(input=config.input, output_dir=out, method=config.method,
                                        materialize=config.materialize)
     spec, stats = stages.run("statistics+transform", run_transform, transform_config, beam_args)
     comparison = stages.run("compare", run_compare, spec, out, config.method, config.batch_sizes, config.seed)
     rows = sample_rows(spec)
     metrics = None
-    if config.label:
+    if label:
         metrics, version_dir = stages.run("train+export", train_and_export, spec, stats, train_config)
     else:
         version_dir = stages.run("export", export.export_normalization_model, paths.join(out, "transform"),
-                                 paths.join(out, "serving"), config.model_name, config.model_version, None,
-                                 config.serving_base_path)
+                                 paths.join(out, "serving"), config.export.model_name,
+                                 config.export.model_version, None, config.export.serving_base_path)
     verified, verify_lines = stages.run("verify", verify_in_fresh_process, version_dir)
     first = {n: float(v) for n, v in zip(spec.features, rows[0])}
-    curl = report.curl_command(config.model_name, first)
+    curl = report.curl_command(config.export.model_name, first)
     report.write_report(paths.join(out, "report.html"), stats=stats, comparison=comparison,
                         png_path=paths.join(out, "comparison.png"), metrics=metrics,
                         signatures=servable_files.signature_summary(version_dir), verify_lines=verify_lines, curl=curl,
@@ -136,7 +129,7 @@ def run_all(config: RunConfig, argv, beam_args=()) -> dict:
     document = {
         "command_line": ["normpipe"] + list(argv), "stages": list(stages.timings), "timings_s": stages.timings,
         "total_s": round(time.time() - started, 2), "versions": versions(), "input": fingerprint(spec.files),
-        "label": config.label, "method": config.method, "normalization": config.normalization if config.label else None,
+        "label": label, "method": config.method, "normalization": config.options.normalization if label else None,
         "export": version_dir, "verified": verified, "curl": curl,
     }
     atomic.write_json_atomic(paths.join(out, "run.json"), document)

@@ -3,7 +3,6 @@
 import dataclasses
 import os
 import time
-from typing import Optional, Tuple
 
 import apache_beam as beam
 import pyarrow as pa
@@ -13,6 +12,7 @@ from normpipe.components import statistics
 from normpipe.io import atomic, ingest
 from normpipe.core.errors import UserError
 from normpipe.pipeline import beam_options
+from normpipe.pipeline.config import InputConfig
 from normpipe.pipeline.progress import RowRate, progress, rows_per_s
 
 
@@ -32,25 +32,22 @@ class ReportRows(beam.DoFn):
         yield batch
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, kw_only=True)
 class StatsConfig:
-    input: str
+    """What to read, and the directory statistics.json goes to."""
+
+    input: InputConfig
     output_dir: str
-    format: Optional[str] = None
-    features: Optional[Tuple[str, ...]] = None
-    label: Optional[str] = None
-    bad_values: str = "error"
 
     def __post_init__(self):
-        if self.format not in (None, "csv", "tfrecord", "parquet"):
-            raise ValueError(f"format must be 'csv', 'tfrecord' or 'parquet'. Received: {self.format!r}")
-        if self.bad_values not in ("error", "missing"):
-            raise ValueError(f"bad_values must be 'error' or 'missing'. Received: {self.bad_values!r}")
+        if not isinstance(self.input, InputConfig):
+            raise ValueError(f"input must be an InputConfig. Received: {self.input!r}")
 
 
 def inspect(config: StatsConfig) -> ingest.InputSpec:
     """Types the input a stage config (a StatsConfig or a subclass) names."""
-    spec = ingest.inspect_input(config.input, config.format, config.features, config.label, config.bad_values)
+    source = config.input
+    spec = ingest.inspect_input(source.path, source.format, source.features, source.label, source.bad_values)
     progress(
         f"input: {len(spec.files)} {spec.format} file(s); numeric features: {_names(spec.features)}"
         + (f"; label: {spec.label}" if spec.label else "")
@@ -113,7 +110,7 @@ def read_results(config: StatsConfig, spec, transform_dir: str, bad_values_path:
     stats = statistics.read_statistics(transform_dir)
     bad_counts = ingest.read_bad_value_counts(bad_values_path)
     if stats["num_examples"] == 0:
-        raise UserError(f"{config.input}: no data rows")
+        raise UserError(f"{config.input.path}: no data rows")
     seconds = time.time() - start
     rows = stats["num_examples"]
     progress(f"{stage}: {rows:,} rows {done} in {seconds:.1f}s ({rows_per_s(rows, seconds)})")

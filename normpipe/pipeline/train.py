@@ -14,7 +14,6 @@ import dataclasses
 import os
 import shutil
 import time
-from typing import Optional, Tuple
 
 import numpy as np
 import tensorflow as tf
@@ -24,48 +23,47 @@ from normpipe.io import atomic
 from normpipe.serving import export, serving_layout
 from normpipe.core.errors import UserError
 from normpipe.io import paths
+from normpipe.pipeline.config import ExportConfig, InputConfig
 from normpipe.pipeline.progress import progress, rows_per_s
 from normpipe.pipeline.transform import TransformConfig, run_transform
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, kw_only=True)
 class TrainConfig:
-    input: str
+    """What to read (its label is the target), how to train, where to export.
+
+    The exported variant is `options.normalization`; `all_variants` also
+    trains the others to report their metrics beside it.
+    """
+
+    input: InputConfig
     output_dir: str
-    label: str
-    format: Optional[str] = None
-    features: Optional[Tuple[str, ...]] = None
     method: str = "zscore"
-    normalization: str = "tft"
+    options: train.TrainOptions = train.TrainOptions()
+    export: ExportConfig = ExportConfig()
     allow_batch_statistics: bool = False
     all_variants: bool = True
-    model_name: str = "normpipe"
-    model_version: Optional[int] = None
-    options: train.TrainOptions = train.TrainOptions()
-    bad_values: str = "error"
-    serving_base_path: Optional[str] = None
 
-    def __post_init__(self):
-        if self.normalization not in train.VARIANTS:
-            raise ValueError(f"normalization must be one of {', '.join(train.VARIANTS)}. Received: {self.normalization!r}")
+    @property
+    def normalization(self) -> str:
+        return self.options.normalization
 
 
 def check_config(config: TrainConfig) -> None:
     """User errors that need no data: fail before any work."""
-    if not config.label:
+    if not config.input.label:
         raise UserError("--label is required: train needs a target column")
     if config.normalization == "batch" and not config.allow_batch_statistics:
         raise UserError(
             "--normalization batch uses per-batch statistics: a one-row request gives 0 (z-score) or NaN "
             "(min-max). Pass --allow-batch-statistics to export it anyway"
         )
-    serving_layout.check_model_name(config.model_name)
+    serving_layout.check_model_name(config.export.model_name)
 
 
 def run_train(config: TrainConfig, beam_args=()):
     check_config(config)
-    transform_config = TransformConfig(config.input, config.output_dir, config.format, config.features, config.label,
-                                       bad_values=config.bad_values, method=config.method)
+    transform_config = TransformConfig(input=config.input, output_dir=config.output_dir, method=config.method)
     spec, stats_document = run_transform(transform_config, beam_args)
     return train_and_export(spec, stats_document, config)
 
@@ -164,9 +162,9 @@ def train_and_export(spec, stats_document, config: TrainConfig):
     # The verify sample: the rows whose normalized values the transform
     # stage's Beam run recorded (transform.SAMPLE_FILE).
     version_dir = export.export_model(
-        paths.join(out, "transform"), paths.join(out, "serving"), config.model_name, config.model_version,
+        paths.join(out, "transform"), paths.join(out, "serving"), config.export.model_name, config.export.model_version,
         model=chosen, variant=config.normalization, model_inputs=names, task=rows.task,
-        base_path=config.serving_base_path,
+        base_path=config.export.serving_base_path,
         predict_fn=_model_input_fn(config.normalization, chosen, graph, names, spec.features),
     )
     progress(f"exported {version_dir}")

@@ -25,9 +25,9 @@ from normpipe.pipeline.progress import progress
 from normpipe.pipeline.stats import ReportRows, StatsConfig, inspect, read_results, statistics_document
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, kw_only=True)
 class TransformConfig(StatsConfig):
-    """The input options of `StatsConfig`, plus what to emit."""
+    """What `StatsConfig` reads, plus what to emit: the method and whether to write the transformed data."""
 
     method: str = "zscore"
     materialize: bool = True

@@ -62,4 +62,4 @@ def test_wheel_installs_and_imports_without_a_checkout(tmp_path):
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=str(tmp_path),
                             env=env, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
-    assert result.stdout.strip() == str(target / "normpipe" / "components" / "parquet_reader.py")
+    assert result.stdout.strip() == str(target / "normpipe" / "io" / "parquet_reader.py")
