@@ -48,9 +48,8 @@ def _cases():
         if plain:
             slow = any(_SLOW.search(code) for _, code in plain)
             yield pytest.param(page, plain, id=page, marks=[pytest.mark.slow] if slow else [])
-        for line, code in blocks:
-            if _NEEDS_TFX.search(code):
-                yield pytest.param(page, [(line, code)], id=f"{page}:{line + 1}:tfx")
+        for n, block in enumerate(b for b in blocks if _NEEDS_TFX.search(b[1])):
+            yield pytest.param(page, [block], id=f"{page}:tfx{n}")
 
 
 def _run_blocks(page, blocks):
