@@ -17,7 +17,8 @@ import pytest
 
 from tests.conftest import ROOT
 
-EXAMPLE_PAGES = ["README.md"] + sorted(os.path.relpath(p, ROOT) for p in glob.glob(os.path.join(ROOT, "docs", "*.md")))
+EXAMPLE_PAGES = ["README.md"] + sorted(
+    os.path.relpath(p, ROOT) for p in glob.glob(os.path.join(ROOT, "docs", "*.md")))
 LINKED_PAGES = EXAMPLE_PAGES + ["CONTRIBUTING.md", os.path.join("benchmarks", "README.md")]
 
 _FENCE = re.compile(r"^```([\w-]*)[^\n]*\n(.*?)^```[ \t]*$", re.M | re.S)
@@ -100,26 +101,46 @@ def _anchors(page):
     return anchors
 
 
-def _relative_links(page):
-    text = _FENCE.sub("", _read(page))
+def _relative_links(text):
+    text = _FENCE.sub("", text)
     text = re.sub(r"`[^`\n]*`", "", text)  # a code span is not a link
     for target in re.findall(r"!?\[[^\]]*\]\(\s*<?([^)\s>]+)>?(?:\s+\"[^\"]*\")?\s*\)", text):
         if not re.match(r"[a-zA-Z][a-zA-Z0-9+.-]*:", target):
             yield target
 
 
-@pytest.mark.parametrize("page", LINKED_PAGES)
-def test_relative_links_resolve(page):
-    assert os.path.exists(os.path.join(ROOT, page)), f"{page} is missing"
+def broken_links(page, text):
+    """The relative links of `text` (the text of `page`) that name no file, or no heading of it."""
     broken = []
-    for target in _relative_links(page):
+    for target in _relative_links(text):
         path, _, fragment = target.partition("#")
-        resolved = os.path.normpath(os.path.join(ROOT, os.path.dirname(page), path)) if path else os.path.join(ROOT, page)
+        resolved = os.path.join(ROOT, page)
+        if path:
+            resolved = os.path.normpath(os.path.join(ROOT, os.path.dirname(page), path))
         if not os.path.exists(resolved):
             broken.append(f"{target}: no such file")
         elif fragment and resolved.endswith(".md") and fragment not in _anchors(os.path.relpath(resolved, ROOT)):
             broken.append(f"{target}: no heading #{fragment}")
+    return broken
+
+
+@pytest.mark.parametrize("page", LINKED_PAGES)
+def test_relative_links_resolve(page):
+    assert os.path.exists(os.path.join(ROOT, page)), f"{page} is missing"
+    broken = broken_links(page, _read(page))
     assert not broken, f"{page}: " + "; ".join(broken)
+
+
+def test_a_broken_link_is_caught():
+    text = (
+        "[ok](docs/serving.md#verify) ![plot](docs/images/comparison.png) [web](https://example.com/x)\n"
+        "[gone](docs/nothing.md) [no heading](docs/serving.md#nowhere) `[in code](nothing.md)`\n"
+        "```\n[in a block](nothing.md)\n```\n"
+    )
+    assert broken_links("README.md", text) == [
+        "docs/nothing.md: no such file",
+        "docs/serving.md#nowhere: no heading #nowhere",
+    ]
 
 
 @pytest.mark.parametrize("page", EXAMPLE_PAGES[1:])
