@@ -143,6 +143,28 @@ def test_a_broken_link_is_caught():
     ]
 
 
+def _expand_braces(path):
+    match = re.search(r"\{([^{}]*)\}", path)
+    if not match:
+        return [path]
+    return [p for alt in match.group(1).split(",")
+            for p in _expand_braces(path[: match.start()] + alt + path[match.end():])]
+
+
+@pytest.mark.parametrize("page", EXAMPLE_PAGES)
+def test_named_source_files_and_tests_exist(page):
+    """A claim that cites a module or a test cites one that is there."""
+    missing = []
+    pattern = r"`((?:normpipe|tests|benchmarks)/[\w/{},.]+?\.py)(?:::(\w+))?(?:[:`])"
+    for path, test_name in re.findall(pattern, _read(page)):
+        for one in _expand_braces(path):
+            if not os.path.isfile(os.path.join(ROOT, one)):
+                missing.append(one)
+            elif test_name and f"def {test_name}(" not in _read(one):
+                missing.append(f"{one}::{test_name}")
+    assert not missing, f"{page} names what does not exist: {missing}"
+
+
 @pytest.mark.parametrize("page", EXAMPLE_PAGES[1:])
 def test_each_docs_page_opens_with_a_summary_that_links_back(page):
     text = _read(page)
