@@ -17,6 +17,7 @@ wheel; the test checks that the wheel's declared requirements are met by
 the versions it runs against.
 """
 
+import email.parser
 import glob
 import json
 import os
@@ -27,6 +28,7 @@ import tarfile
 import zipfile
 
 import pytest
+from packaging.specifiers import SpecifierSet
 
 from normpipe.version import __version__
 from tests.conftest import ROOT
@@ -64,11 +66,12 @@ def _check_wheel_contents(wheel):
     with zipfile.ZipFile(wheel) as zf:
         names = set(zf.namelist())
         info = f"normpipe-{__version__}.dist-info"
-        meta = zf.read(f"{info}/METADATA").decode("utf-8")
+        meta = email.parser.Parser().parsestr(zf.read(f"{info}/METADATA").decode("utf-8"))
     assert set(PACKAGE_DATA) <= names and f"{info}/licenses/LICENSE" in names
     assert {n.split("/", 1)[0] for n in names} == {"normpipe", info}  # no tests/, benchmarks/, data/
-    assert "License-Expression: Apache-2.0" in meta and "Requires-Python: >=3.10,<3.13" in meta
-    assert {"Provides-Extra: test", "Provides-Extra: benchmarks", "Provides-Extra: tfx"} <= set(meta.splitlines())
+    assert meta["License-Expression"] == "Apache-2.0" and meta["Version"] == __version__
+    assert SpecifierSet(meta["Requires-Python"]) == SpecifierSet(">=3.10,<3.13")
+    assert set(meta.get_all("Provides-Extra")) == {"test", "benchmarks", "tfx"}
 
 
 def _fresh_venv(path, wheel):
@@ -88,7 +91,7 @@ def test_the_built_wheel_runs_the_demo_outside_the_checkout(tmp_path):
     sdist, wheel = _build(tmp_path / "dist")
     with tarfile.open(sdist) as archive:
         members = {m.split("/", 1)[1] for m in archive.getnames() if "/" in m}
-    assert {"LICENSE", "pyproject.toml", "setup.py", "normpipe/version.py", *PACKAGE_DATA} <= members
+    assert {"LICENSE", "CHANGELOG.md", "pyproject.toml", "setup.py", "normpipe/version.py", *PACKAGE_DATA} <= members
     _check_wheel_contents(wheel)
 
     python, purelib = _fresh_venv(tmp_path / "venv", wheel)

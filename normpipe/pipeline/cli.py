@@ -11,9 +11,9 @@ import logging
 import os
 import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from normpipe.pipeline import demo, versions  # neither imports TensorFlow or Beam
 
-from normpipe.pipeline import demo, versions  # noqa: E402  (both import neither TensorFlow nor Beam)
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
 def _split_list(text):

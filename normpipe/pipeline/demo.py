@@ -36,7 +36,10 @@ def add_parser(commands):
     """The `demo` subcommand; its other flags are checked by `run`'s parser in as_run."""
     demo = commands.add_parser(
         "demo", help="`run` on the taxi sample inside the package (what `make demo` runs)",
-        description=__doc__.split("\n\n", 1)[0],
+        usage="normpipe demo [--output-dir DIR] [flags of `normpipe run`] [beam flags]",
+        description=f"normpipe run --input <the taxi sample inside the package> --label {LABEL} --model-name "
+                    f"{MODEL_NAME} --overwrite --output-dir DIR [flags]: the per-batch recipe failing a one-row "
+                    "request, next to the full-dataset normalization.",
         epilog="Every flag of `normpipe run` but --input, --format, --features, --label and --bad-values, and "
                "every Beam flag, is passed to the run as given.",
     )

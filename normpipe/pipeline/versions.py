@@ -6,9 +6,8 @@ The stack's versions come from the installed distributions' metadata
 """
 
 import argparse
-import os
 import platform
-from importlib import metadata
+from importlib import metadata, resources
 
 from normpipe.version import __version__
 
@@ -31,9 +30,7 @@ def stack_versions() -> dict:
 
 def version_text() -> str:
     """What `normpipe --version` prints: one `name version` line each, normpipe's first."""
-    import normpipe  # pylint: disable=import-outside-toplevel
-
-    lines = [f"normpipe {__version__} ({os.path.dirname(os.path.abspath(normpipe.__file__))})"]
+    lines = [f"normpipe {__version__} ({resources.files('normpipe')})"]
     lines += [f"{name} {version or 'not installed'}" for name, version in stack_versions().items()]
     lines.append(f"python {platform.python_version()}")
     return "\n".join(lines)
