@@ -6,9 +6,9 @@ PYTHON := $(VENV)/bin/python
 STAMP := $(VENV)/.normpipe-installed
 DEMO_OUT ?= out/demo
 
-.PHONY: install demo test test-fast clean
+.PHONY: install demo test test-fast dist clean
 
-$(STAMP): setup.py
+$(STAMP): setup.py pyproject.toml normpipe/version.py
 	test -x $(PYTHON) || python3 -m venv $(VENV)
 	$(PYTHON) -m pip install --quiet --upgrade pip
 	$(PYTHON) -m pip install --quiet -e '.[test]'
@@ -16,8 +16,9 @@ $(STAMP): setup.py
 
 install: $(STAMP)
 
+# `normpipe run` on the taxi sample inside the package (normpipe/pipeline/demo.py).
 demo: $(STAMP)
-	$(VENV)/bin/normpipe run --input data/chicago_taxi_15k.csv --output-dir $(DEMO_OUT) --label fare --model-name taxi_fare --overwrite
+	$(VENV)/bin/normpipe demo --output-dir $(DEMO_OUT)
 
 test: $(STAMP)
 	$(PYTHON) -m pytest -q tests
@@ -25,5 +26,9 @@ test: $(STAMP)
 test-fast: $(STAMP)
 	$(PYTHON) -m pytest -q -m "not slow" tests
 
+# The sdist and the wheel, in dist/.
+dist: $(STAMP)
+	$(PYTHON) -m build --outdir dist
+
 clean:
-	rm -rf out .pytest_cache
+	rm -rf out .pytest_cache dist build

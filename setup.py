@@ -1,28 +1,20 @@
-"""normpipe: full-dataset normalization with Beam + tf.Transform, served in-graph."""
+"""normpipe's build: the metadata is in pyproject.toml; the version comes
+from normpipe/version.py, read as text so that building does not import
+normpipe (nor TensorFlow). A checkout also passes this file to Beam's
+--setup_file for remote workers."""
 
-from setuptools import find_packages, setup
+import ast
+import pathlib
 
-setup(
-    name="normpipe",
-    version="0.2.0",
-    description="Full-dataset feature normalization with Apache Beam and tf.Transform, exported for TF Serving",
-    long_description=open("README.md", encoding="utf-8").read(),
-    long_description_content_type="text/markdown",
-    packages=find_packages(include=["normpipe", "normpipe.*"]),
-    python_requires=">=3.10,<3.13",
-    install_requires=[
-        "tensorflow==2.21.*",
-        "tensorflow-transform==1.21.*",
-        "tfx-bsl==1.21.*",
-        "apache-beam[gcp]==2.77.*",
-        "keras>=3.10,<4",
-        "numpy>=1.26,<3",
-        "pyarrow>=14",
-        "matplotlib>=3.8",
-        "tensorflow-serving-api>=2.17,<2.22",
-    ],
-    extras_require={
-        "test": ["pytest>=8", "hypothesis>=6.100", "pandas>=2", "gcp-storage-emulator>=2024"],
-    },
-    entry_points={"console_scripts": ["normpipe=normpipe.pipeline.cli:main"]},
-)
+from setuptools import setup
+
+
+def read_version() -> str:
+    source = pathlib.Path(__file__).resolve().parent.joinpath("normpipe", "version.py").read_text(encoding="utf-8")
+    for node in ast.parse(source).body:
+        if isinstance(node, ast.Assign) and [t.id for t in node.targets if isinstance(t, ast.Name)] == ["__version__"]:
+            return ast.literal_eval(node.value)
+    raise RuntimeError("normpipe/version.py does not assign __version__")
+
+
+setup(version=read_version())

@@ -20,7 +20,7 @@ and Trainer components name.
 
 import importlib
 
-__version__ = "0.2.0"
+from normpipe.version import __version__
 
 # public name -> module that defines it
 _EXPORTS = {

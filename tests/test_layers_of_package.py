@@ -55,9 +55,15 @@ def _modules():
             yield rel.parts[0], path
 
 
+# Folders of package data, not code.
+DATA_FOLDERS = {"data"}
+
+
 def test_every_folder_is_a_layer():
     folders = {p.name for p in PACKAGE.iterdir() if p.is_dir() and p.name != "__pycache__"}
-    assert folders == set(ORDER)
+    assert folders == set(ORDER) | DATA_FOLDERS
+    for folder in DATA_FOLDERS:
+        assert not list((PACKAGE / folder).rglob("*.py")), f"normpipe/{folder} holds data, not modules"
     for layer in ORDER:
         doc = ast.get_docstring(ast.parse((PACKAGE / layer / "__init__.py").read_text()))
         assert doc and "import" in doc, f"normpipe/{layer}/__init__.py must say what it may import"

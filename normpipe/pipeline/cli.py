@@ -11,6 +11,8 @@ import logging
 import os
 import sys
 
+from normpipe.pipeline import demo, versions  # neither imports TensorFlow or Beam
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
@@ -43,6 +45,7 @@ def _add_overwrite_flag(parser):
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="normpipe", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action=versions.VersionAction)
     commands = parser.add_subparsers(dest="command", required=True)
     stats = commands.add_parser("stats", help="full-dataset statistics to statistics.json")
     _add_input_flags(stats)
@@ -90,6 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="train every normalization variant to report its metrics (default: yes)")
     run.add_argument("--materialize", action=argparse.BooleanOptionalAction, default=False,
                      help="also write the transformed data as gzip TFRecords; no later stage reads them (default: no)")
+    demo.add_parser(commands)
     prd = commands.add_parser("predict", help="send CSV rows to a TF Serving REST endpoint")
     prd.add_argument("--server", required=True, help="e.g. http://localhost:8501")
     prd.add_argument("--model", required=True, help="the model name on the server")
@@ -360,6 +364,7 @@ def check_args(args) -> None:
 
 
 def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
     parser = build_parser()
     args, beam_args = parser.parse_known_args(argv)
     logging.getLogger().setLevel(logging.WARNING)
@@ -374,10 +379,12 @@ def main(argv=None) -> int:
     from normpipe.core.errors import find_user_error  # pylint: disable=import-outside-toplevel
 
     try:
+        if args.command == "demo":
+            args, beam_args, argv = demo.as_run(parser, args, beam_args)
         check_args(args)
         beam_args = _checked_beam_args(args.command, beam_args)
         _absolute_paths(args)
-        code = _run_staged(args, beam_args, sys.argv[1:] if argv is None else argv)
+        code = _run_staged(args, beam_args, argv)
         # TF and Beam leave millions of objects; the interpreter's final
         # collection over them costs ~1 s at exit and frees nothing useful.
         gc.freeze()

@@ -3,9 +3,10 @@
 Each stage reuses the previous one's outputs. Layout under <output-dir>:
   statistics.json, transform/, transformed/ (with --materialize), comparison.{json,md,png},
   model/ (with --label), serving/<model-name>/<version>/, serving/models.config,
-  report.html, run.json (what ran, versions, timings, command line, input
-  fingerprint). Without --label there is nothing to predict: the export is the
-  normalization itself (serving_default returns the normalized features).
+  report.html, run.json (what ran, normpipe's and its stack's versions,
+  timings, command line, input fingerprint). Without --label there is
+  nothing to predict: the export is the normalization itself
+  (serving_default returns the normalized features).
 """
 
 import dataclasses
@@ -25,6 +26,7 @@ from normpipe.pipeline.config import ExportConfig, InputConfig
 from normpipe.pipeline.progress import progress
 from normpipe.pipeline.train import TrainConfig, check_config, format_metrics, train_and_export
 from normpipe.pipeline.transform import TransformConfig, run_transform
+from normpipe.version import __version__
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -60,8 +62,9 @@ def versions() -> dict:
     import tensorflow as tf  # pylint: disable=import-outside-toplevel
     import tensorflow_transform as tft  # pylint: disable=import-outside-toplevel
 
-    return {"python": sys.version.split()[0], "tensorflow": tf.__version__, "tensorflow_transform": tft.__version__,
-            "apache_beam": apache_beam.__version__, "keras": keras.__version__}
+    return {"normpipe": __version__, "python": sys.version.split()[0], "tensorflow": tf.__version__,
+            "tensorflow_transform": tft.__version__, "apache_beam": apache_beam.__version__,
+            "keras": keras.__version__}
 
 
 class _Stages:

@@ -24,6 +24,7 @@ from importlib import metadata
 from apache_beam.options.pipeline_options import PortableOptions
 
 from normpipe.pipeline import beam_options
+from normpipe.version import __version__
 
 # Flags with which the user says how normpipe reaches the workers.
 USER_STAGING_FLAGS = ("--setup_file", "--extra_package", "--extra_packages", "--sdk_container_image",
@@ -39,13 +40,6 @@ def needs_staging(beam_args) -> bool:
     if beam_options.is_local_runner(options):
         return False
     return (options.view_as(PortableOptions).environment_type or "").upper() != "LOOPBACK"
-
-
-def _version() -> str:
-    try:
-        return metadata.version("normpipe")
-    except metadata.PackageNotFoundError:
-        return "0.0.0"
 
 
 def _requirements():
@@ -75,7 +69,7 @@ def _record_line(name: str, data: bytes) -> str:
 
 def build_wheel(dest_dir: str) -> str:
     """Writes normpipe-<version>-py3-none-any.whl of the running normpipe into dest_dir; returns its path."""
-    version = _version()
+    version = __version__
     info = f"normpipe-{version}.dist-info"
     meta = ["Metadata-Version: 2.1", "Name: normpipe", f"Version: {version}", "Requires-Python: >=3.10,<3.13"]
     meta += [f"Requires-Dist: {r}" for r in _requirements()]
