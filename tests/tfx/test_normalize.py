@@ -150,7 +150,7 @@ def test_plain_analyze_and_transform_with_float64_inputs(tmp_path):
 
     def preprocessing_fn(inputs):
         outputs = normpipe.tfx.normalize(inputs, features, method="both")
-        outputs["row"] = inputs["row"]
+        outputs["row"] = tf.cast(inputs["row"], tf.int64)  # a transformed output is int64, float32 or string
         return outputs
 
     batch, config = _dense_float64_batch(columns)
