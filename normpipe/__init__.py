@@ -15,7 +15,8 @@ stays cheap and the command line starts before TensorFlow is loaded):
   serving             export_model, export_normalization_model, verify
 
 `normpipe.tfx` holds the preprocessing_fn and run_fn that TFX's Transform
-and Trainer components name.
+and Trainer components name, and `normalize`, the same normalization as one
+call inside a preprocessing_fn of one's own.
 """
 
 import importlib

@@ -43,9 +43,7 @@ def select_features(inputs, features=None, exclude=()) -> tuple:
             kinds = {n: v.dtype.name for n, v in inputs.items()}
             raise ValueError(f"inputs hold no numeric feature to normalize. Received: {kinds}")
         return chosen
-    if isinstance(features, (str, bytes)) or not all(isinstance(n, str) for n in features):
-        raise ValueError(f"features must be a list of input names. {_received(features)}")
-    chosen = tuple(features)
+    chosen = _names(features, "features must be a list of input names")
     unknown = [n for n in chosen if n not in inputs]
     if unknown:
         raise ValueError(f"features must be inputs ({', '.join(sorted(inputs))}). Received: unknown {unknown}")
@@ -56,6 +54,17 @@ def select_features(inputs, features=None, exclude=()) -> tuple:
     if not_numeric:
         raise ValueError(f"features must be numeric (int or float) inputs. Received: {not_numeric}")
     return chosen
+
+
+def _names(names, message) -> tuple:
+    """A list of names as a tuple; a string or anything else is a ValueError."""
+    try:
+        names_tuple = tuple(names) if not isinstance(names, (str, bytes)) else None
+    except TypeError:
+        names_tuple = None
+    if names_tuple is None or not all(isinstance(n, str) for n in names_tuple):
+        raise ValueError(f"{message}. {_received(names)}")
+    return names_tuple
 
 
 def _centers(features, centers):
@@ -188,9 +197,7 @@ def normalize(inputs, features=None, method="zscore", *, centers=None, exponents
 def check_passthrough(inputs, names, taken=()) -> tuple:
     """`names` (custom_config["passthrough"]) checked: inputs, none of them
     an output name in `taken` (the label, the normalized outputs)."""
-    if isinstance(names, (str, bytes)) or not all(isinstance(n, str) for n in names):
-        raise ValueError(f"custom_config passthrough must be a list of input names. {_received(names)}")
-    names = tuple(names)
+    names = _names(names, "custom_config passthrough must be a list of input names")
     unknown = [n for n in names if n not in inputs]
     if unknown:
         raise ValueError(f"custom_config passthrough must be inputs ({', '.join(sorted(inputs))}). "

@@ -16,7 +16,10 @@ import pytest
 
 from tests.conftest import assert_stats_close, numpy_stats
 from tests.tfx import tfx_data
-from tests.tfx.test_tfx_pipeline import _REASON, _split_values, _write_subset, tfx
+from tests.tfx import test_tfx_pipeline
+from tests.tfx.test_tfx_pipeline import _split_values, _write_subset, tfx
+
+_REASON = getattr(test_tfx_pipeline, "_REASON", "")  # set where TFX does not import
 
 FEATURES = ("fare", "pickup_latitude", "trip_miles", "trip_seconds", "trip_start_timestamp")
 
@@ -95,7 +98,7 @@ def _company_values(files):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(tfx is None, reason=_REASON if tfx is None else "")
+@pytest.mark.skipif(tfx is None, reason=_REASON)
 def test_user_module_with_normalize_in_local_dag_runner(tmp_path):
     data_path = _write_subset(str(tmp_path / "data"))
     module_file = tmp_path / "user_module.py"
