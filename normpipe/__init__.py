@@ -15,7 +15,8 @@ stays cheap and the command line starts before TensorFlow is loaded):
   serving             export_model, export_normalization_model, verify
 
 `normpipe.tfx` holds the preprocessing_fn and run_fn that TFX's Transform
-and Trainer components name.
+and Trainer components name, and `normalize`, the same normalization as one
+call inside a preprocessing_fn of one's own.
 """
 
 import importlib
@@ -34,8 +35,8 @@ _EXPORTS = {
     "AnalyzeStatistics": "normpipe.components.statistics",
     "read_statistics": "normpipe.components.statistics",
     "AnalyzeAndTransform": "normpipe.components.transform",
-    "TransformOptions": "normpipe.components.transform",
-    "make_preprocessing_fn": "normpipe.components.transform",
+    "TransformOptions": "normpipe.components.preprocessing",
+    "make_preprocessing_fn": "normpipe.components.preprocessing",
     "input_fn": "normpipe.components.dataset",
     "export_model": "normpipe.serving.export",
     "export_normalization_model": "normpipe.serving.export",

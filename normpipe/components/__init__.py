@@ -1,7 +1,9 @@
 """The stages: what normpipe computes, each testable alone.
 
   statistics       AnalyzeStatistics: float64 count, missing, mean, std, min, max
-  transform        the tf.Transform preprocessing_fn and AnalyzeAndTransform
+  preprocessing    the tf.Transform graph: TransformOptions, the preprocessing_fn
+  transform        its Beam run (AnalyzeAndTransform), the files beside it, the
+                   saved graph applied again
   compare          the per-batch recipe against full-dataset normalization
   layers           the Keras 3 layers: per-batch recipe, dataset constants,
                    learned normalization

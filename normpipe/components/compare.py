@@ -29,7 +29,7 @@ import numpy as np
 import tensorflow as tf
 
 from normpipe.components import layers
-from normpipe.components.transform import SUFFIX
+from normpipe.components.preprocessing import SUFFIX
 
 ORDERS = ("file", "shuffled")
 LAYERS = {"zscore": layers.BatchZScore, "minmax": layers.BatchMinMax}

@@ -182,13 +182,31 @@ def depend_on_graph_constants(tensors, stats: dict, config: dict):
     """`tensors`, made to depend on the named statistics and config, like
     `with_graph_constants`; applied to the few tensors every output is
     computed from (the normalized matrices, the label), it keeps the graph
-    the same size whatever the number of outputs."""
-    constants = [
-        tf.identity(statistics_matrix(stats), name=STATISTICS_NODE),
-        tf.constant(json.dumps(config, sort_keys=True), name=CONFIG_NODE),
-    ]
+    the same size whatever the number of outputs.
+
+    The two are named at the top of the graph whatever name scope the
+    caller is in (`read_statistics` looks them up by name); a graph holds
+    them once, so a second call in one preprocessing_fn is a ValueError.
+    """
+    graph = tf.compat.v1.get_default_graph()
+    if _holds_op(graph, STATISTICS_NODE):
+        raise ValueError("normpipe's statistics are built once per transform graph: normalize every feature in one "
+                         f"call. Received: a second call (the graph already holds {STATISTICS_NODE!r})")
+    with graph.name_scope(None):
+        constants = [
+            tf.identity(statistics_matrix(stats), name=STATISTICS_NODE),
+            tf.constant(json.dumps(config, sort_keys=True), name=CONFIG_NODE),
+        ]
     with tf.control_dependencies(constants):
         return [tf.identity(t) for t in tensors]
+
+
+def _holds_op(graph, name: str) -> bool:
+    try:
+        graph.get_operation_by_name(name)
+    except KeyError:
+        return False
+    return True
 
 
 def graph_config(features, exponents=None, **extra) -> dict:

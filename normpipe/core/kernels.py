@@ -1,6 +1,6 @@
 """The last steps of full-dataset normalization, as single TensorFlow kernels.
 
-Shared by the tf.Transform graph (transform.py) and the constant Keras layers
+Shared by the tf.Transform graph (components/preprocessing.py) and the constant Keras layers
 (layers.py), so that both serve the same few kernels per request: generic
 forms build two kernels where one does (x / s with a zero guard is a division
 and a Select; tf.clip_by_value is Minimum and Maximum), and at batch 1 each

@@ -17,7 +17,7 @@ import apache_beam as beam
 import pyarrow as pa
 import tensorflow_transform.beam as tft_beam
 
-from normpipe.components import transform
+from normpipe.components import preprocessing, transform
 from normpipe.io import atomic, column_names, ingest
 from normpipe.serving import serving_layout
 from normpipe.pipeline import beam_options
@@ -34,17 +34,17 @@ class TransformConfig(StatsConfig):
 
     def __post_init__(self):
         super().__post_init__()
-        if self.method not in transform.METHODS + ("both",):
+        if self.method not in preprocessing.METHODS + ("both",):
             raise ValueError(f"method must be zscore, minmax or both. Received: {self.method!r}")
 
 
 def run_transform(config: TransformConfig, beam_args=()):
     """Runs analysis + transform in one Beam pipeline; returns (spec, statistics doc)."""
     spec = inspect(config)
-    methods = transform.METHODS if config.method == "both" else (config.method,)
-    column_names.check_output_names(spec.features, spec.label, [transform.SUFFIX[m] for m in methods],
+    methods = preprocessing.METHODS if config.method == "both" else (config.method,)
+    column_names.check_output_names(spec.features, spec.label, [preprocessing.SUFFIX[m] for m in methods],
                                     spec.original_name)
-    options = transform.TransformOptions(spec.features, config.method, spec.label, spec.centers, spec.exponents)
+    options = preprocessing.TransformOptions(spec.features, config.method, spec.label, spec.centers, spec.exponents)
     start = time.time()
     beam_opts = beam_options.make_options(beam_args)
     with beam_options.TempDir(config.output_dir, options=beam_opts) as tmp:

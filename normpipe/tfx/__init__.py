@@ -6,11 +6,14 @@
             transform_graph=transform.outputs["transform_graph"],
             run_fn="normpipe.tfx.run_fn", custom_config={"label": "tips"}, ...)
 
-or `module_file=normpipe.tfx.__file__` for either. `custom_config` keys (all
-optional, defaults as on the command line):
+or `module_file=normpipe.tfx.__file__` for either. A preprocessing_fn of
+one's own calls `normpipe.tfx.normalize(inputs, ...)` beside tf.Transform's
+other mappers (see its docstring). `custom_config` keys (all optional,
+defaults as on the command line):
 
   features      numeric raw features to normalize (default: every numeric
-                input but the label, in name order)
+                input but the label and the passthrough columns, in name
+                order)
   label         passed through as float32 (missing = NaN), and the Trainer's
                 target; required by run_fn
   method        "zscore" (default), "minmax" or "both"
@@ -19,14 +22,18 @@ optional, defaults as on the command line):
   centers       {feature: c}: the centering constant of a feature's mean and
                 variance (default: the midpoint of its min and max, from a
                 first analysis pass)
+  passthrough   [column, ...]: inputs emitted unchanged under their own
+                names, strings included; a VarLen (sparse) one densified to
+                [batch, 1] with "" or 0 where a row has no value
   epochs, batch_size, learning_rate, hidden, shuffle_buffer   run_fn's training
 
 The preprocessing_fn takes what TFX Transform passes: dense [batch, 1] int64
 or float32 features (fixed-length in the schema), tf.SparseTensor for VarLen
 ones (a row without a value is missing), and also dense [batch] or float64.
-Its outputs are the normalized features (`<name>_z`, `<name>_01`) and the
-label, nothing else; the float64 statistics stay inside the transform graph,
-where `normpipe.read_statistics(transform_graph_dir)` reads them.
+Its outputs are `normalize`'s (`<name>_z`, `<name>_01`), the label and the
+passthrough columns, nothing else; the float64 statistics stay inside the
+transform graph, where `normpipe.read_statistics(transform_graph_dir)`
+reads them.
 
 Layer: the top, beside `normpipe.pipeline`; it may import every layer, and
 nothing in normpipe imports it.
@@ -34,12 +41,15 @@ nothing in normpipe imports it.
 
 import dataclasses
 
-from normpipe.components import train, transform
+from normpipe.components import preprocessing, train, transform
 from normpipe.serving import export
 from normpipe.io import paths
+from normpipe.tfx.normalization import check_passthrough, normalize, normalize_options, passthrough_outputs
+
+__all__ = ["normalize", "preprocessing_fn", "run_fn", "FnArgs", "transform_options"]
 
 _TRAIN_KEYS = {"epochs", "batch_size", "learning_rate", "hidden", "shuffle_buffer"}
-_KEYS = {"features", "label", "method", "exponents", "centers"} | _TRAIN_KEYS
+_KEYS = {"features", "label", "method", "exponents", "centers", "passthrough"} | _TRAIN_KEYS
 
 
 def _check_config(custom_config) -> dict:
@@ -50,32 +60,37 @@ def _check_config(custom_config) -> dict:
     return config
 
 
-def _is_numeric(value) -> bool:
-    return value.dtype.is_integer or value.dtype.is_floating
-
-
-def transform_options(inputs: dict, custom_config=None) -> transform.TransformOptions:
+def transform_options(inputs: dict, custom_config=None) -> preprocessing.TransformOptions:
     """The TransformOptions a custom_config gives for these raw inputs."""
     config = _check_config(custom_config)
     label = config.get("label")
     if label is not None and label not in inputs:
         raise ValueError(f"custom_config label must be an input ({', '.join(sorted(inputs))}). Received: {label!r}")
-    features = config.get("features") or sorted(n for n, v in inputs.items() if n != label and _is_numeric(v))
-    unknown = [n for n in features if n not in inputs]
-    if unknown:
-        raise ValueError(f"custom_config features must be inputs ({', '.join(sorted(inputs))}). Received: {unknown}")
-    exponents, centers = config.get("exponents") or {}, config.get("centers")
-    return transform.TransformOptions(
-        tuple(features), config.get("method", "zscore"), label,
-        centers=None if centers is None else tuple(float(centers[n]) for n in features),
-        exponents=tuple(int(exponents.get(n, 0)) for n in features),
-        matrix_outputs=False,
-    )
+    exclude = {label} | set(config.get("passthrough") or ())
+    return normalize_options(inputs, config.get("features") or None, config.get("method", "zscore"),
+                             centers=config.get("centers"), exponents=config.get("exponents"), label=label,
+                             exclude=exclude)
+
+
+def label_outputs(inputs: dict, config: dict) -> dict:
+    """{label: float32 [batch], missing as NaN}, or {} without a label: the
+    Trainer's target, as preprocessing_fn emits it."""
+    label = config.get("label")
+    return {label: preprocessing.label_column(inputs, label)} if label else {}
 
 
 def preprocessing_fn(inputs, custom_config=None):
-    """TFX Transform's entry point: full-dataset normalization (see module docstring)."""
-    return transform.make_preprocessing_fn(transform_options(inputs, custom_config))(inputs)
+    """TFX Transform's entry point: `normalize`'s outputs, the label and the
+    passthrough columns (see the module docstring)."""
+    config = _check_config(custom_config)
+    options = transform_options(inputs, config)
+    taken = [options.label] + [name for method in options.methods for name in options.output_names(method)]
+    passthrough = check_passthrough(inputs, config.get("passthrough") or (), taken)
+    # normalize() itself, with the label recorded in the graph's description
+    outputs = preprocessing.normalized_outputs(inputs, options)
+    outputs.update(label_outputs(inputs, config))
+    outputs.update(passthrough_outputs(inputs, passthrough))
+    return outputs
 
 
 def run_fn(fn_args):

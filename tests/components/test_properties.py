@@ -29,7 +29,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from normpipe.components import transform
+from normpipe.components import preprocessing
 from normpipe.io import ingest
 from tests.components.test_statistics import analyze
 from tests.components.test_transform import read_transformed, run_transform
@@ -100,6 +100,6 @@ def test_transform_matches_the_reference_normalization_on_random_tables(table):
         order = np.argsort(actual["row_01"], kind="stable")
         for name in table:
             for method in ("zscore", "minmax"):
-                got = actual[name + transform.SUFFIX[method]][order]
+                got = actual[name + preprocessing.SUFFIX[method]][order]
                 expected = exact_normalize(raw[name], method).astype(np.float32)
                 np.testing.assert_allclose(got, expected, rtol=2e-6, atol=2e-6, err_msg=f"{name} {method}")

@@ -10,13 +10,13 @@ import tensorflow as tf
 import tensorflow_transform as tft
 import tensorflow_transform.beam as tft_beam
 
-from normpipe.components import statistics, transform
+from normpipe.components import preprocessing, statistics, transform
 from normpipe.io import ingest
 from tests.conftest import TAXI_CSV, exact_normalize, read_csv_float64, write_csv
 
 
 def run_transform(tmp_path, spec, method="both"):
-    options = transform.TransformOptions(spec.features, method, spec.label, spec.centers, spec.exponents)
+    options = preprocessing.TransformOptions(spec.features, method, spec.label, spec.centers, spec.exponents)
     transform_dir = str(tmp_path / "transform")
     prefix = str(tmp_path / "transformed" / "part")
     with beam.Pipeline(runner="DirectRunner") as p, tft_beam.Context(temp_dir=str(tmp_path / "tft")):
@@ -76,7 +76,7 @@ def test_transformed_values_equal_numpy_float64(tmp_path, mixed_data):
     assert statistics.STATS_KEY not in actual
     for name in data:
         for method in ("zscore", "minmax"):
-            got = actual[name + transform.SUFFIX[method]][order]
+            got = actual[name + preprocessing.SUFFIX[method]][order]
             expected = numpy_normalize(raw[name], method)
             assert got.dtype == np.float32
             assert np.all(np.isfinite(got)), name
@@ -136,7 +136,7 @@ def test_subnormal_huge_and_renamed_features(tmp_path):
     for name, column, k in (("tiny_value", "tiny value", 1030), ("huge", "huge", -660)):
         for method in ("zscore", "minmax"):
             expected = numpy_normalize(np.ldexp(data[column], k), method)
-            got = actual[name + transform.SUFFIX[method]][order]
+            got = actual[name + preprocessing.SUFFIX[method]][order]
             np.testing.assert_allclose(got, expected.astype(np.float32), rtol=2e-6, atol=2e-6, err_msg=f"{name} {method}")
 
 
@@ -153,4 +153,4 @@ def test_large_offset_small_spread(tmp_path):
     raw = read_csv_float64(path, ["x"])["x"]
     for method in ("zscore", "minmax"):
         expected = exact_normalize(raw, method).astype(np.float32)
-        np.testing.assert_allclose(actual["x" + transform.SUFFIX[method]][order], expected, rtol=2e-6, atol=2e-6)
+        np.testing.assert_allclose(actual["x" + preprocessing.SUFFIX[method]][order], expected, rtol=2e-6, atol=2e-6)

@@ -6,7 +6,7 @@ import pytest
 import tensorflow as tf
 import tensorflow_transform.beam as tft_beam
 
-from normpipe.components import compare_report, statistics, transform
+from normpipe.components import compare_report, preprocessing, statistics, transform
 from normpipe.io import ingest
 from normpipe.serving import example_parsing, servable_files, serving_layout
 from normpipe.io.column_names import MATRIX_INPUT
@@ -116,7 +116,7 @@ def test_transform_graph_takes_one_matrix_and_the_label(tmp_path):
     columns = {f"c{j}": rng.normal(size=30) for j in range(12)}
     columns["y"] = rng.normal(size=30)
     spec = ingest.inspect_input(str(write_csv(tmp_path / "d.csv", columns)), label="y")
-    options = transform.TransformOptions(spec.features, "zscore", spec.label)
+    options = preprocessing.TransformOptions(spec.features, "zscore", spec.label)
     transform_dir = str(tmp_path / "transform")
     with beam.Pipeline(runner="DirectRunner") as p, tft_beam.Context(temp_dir=str(tmp_path / "tft")):
         _ = (p | ingest.ReadRecordBatches(spec) | ingest.ToFeatureMatrix(spec)

@@ -1,0 +1,175 @@
+"""The tf.Transform graph of full-dataset normalization: what a
+preprocessing_fn builds (the Beam run and the files around it are in
+transform.py).
+
+For each numeric feature x, with full-dataset statistics from the same
+analyzers that statistics.json reports (see statistics.py):
+
+  missing (NaN)  imputed with the full-dataset mean
+  zscore         x_z  = (x - mean) / std            (population std, ddof=0)
+  minmax         x_01 = (x - min) / (max - min)
+
+computed in float64 and emitted as float32 model inputs. The arithmetic runs
+on x * 2**k (k per feature, see statistics.py and exact_float.py), which
+gives the same ratios and survives TensorFlow's flush-to-zero. A feature with zero
+variance (or min == max, or no present value) maps to 0.0: the feature carries
+no information, and 0.0 is what its imputed mean maps to. Results are clipped
+to +-OUTPUT_LIMIT so that an infinite serving input yields a finite value.
+The label, if any, passes through as float32 under its raw name (missing as
+NaN). Raw inputs are what tf.Transform passes, from normpipe's readers or
+from TFX (see statistics.as_column); other raw inputs are not passed through.
+"""
+
+import dataclasses
+from typing import Optional, Tuple
+
+import numpy as np
+import tensorflow as tf
+
+from normpipe.components import statistics
+from normpipe.core import exact_float
+from normpipe.core.kernels import OUTPUT_LIMIT, scale_clip_float32
+
+METHODS = ("zscore", "minmax")
+SUFFIX = {"zscore": "_z", "minmax": "_01"}
+
+
+def matrix_key(method: str) -> str:
+    """The graph output holding one method's normalized features as a
+    float32 [batch, F] matrix, columns in `output_names` order.
+
+    A model that takes all of them as one input reads this output directly,
+    so serving does not split the matrix into features only to stack them
+    again. Like the statistics output, it is not materialized and not in
+    transformed_metadata.
+    """
+    return f"__{method}_matrix__"
+
+
+def is_internal(name: str) -> bool:
+    """Graph outputs that are not features: statistics and matrices."""
+    return name.startswith("__") and name.endswith("__")
+
+
+@dataclasses.dataclass(frozen=True)
+class TransformOptions:
+    """What the preprocessing_fn computes.
+
+    Args:
+      features: numeric raw features to normalize, in order.
+      method: "zscore", "minmax" or "both".
+      label: raw label column passed through as float32, or None.
+      centers: per-feature centering constants for accurate analyzers
+        (None: the midpoint of each feature's min and max, from a first
+        analysis pass).
+      exponents: per-feature power-of-two scales (see exact_float.py).
+      matrix_outputs: also emit each method's features as one matrix
+        (`matrix_key`), which normpipe's exports read; such outputs are not
+        features, so a TFX pipeline, which materializes every output, goes
+        without them.
+    """
+
+    features: Tuple[str, ...]
+    method: str = "zscore"
+    label: Optional[str] = None
+    centers: Optional[Tuple[float, ...]] = None
+    exponents: Optional[Tuple[int, ...]] = None
+    matrix_outputs: bool = True
+
+    def __post_init__(self):
+        if self.method not in METHODS + ("both",):
+            raise ValueError(f"method must be one of zscore, minmax, both. Received: {self.method!r}")
+        if not self.features:
+            raise ValueError("features must not be empty. Received: ()")
+        if self.centers is not None and len(self.centers) != len(self.features):
+            raise ValueError(f"centers must have one value per feature. Received: {len(self.centers)} centers")
+        if self.exponents is not None and len(self.exponents) != len(self.features):
+            raise ValueError(f"exponents must have one value per feature. Received: {len(self.exponents)} exponents")
+        produced = [n for m in self.methods for n in self.output_names(m)]
+        if self.label and self.label in set(produced) | set(self.features):
+            raise ValueError(f"label must not be a feature or a normalized output name. Received: {self.label!r}")
+
+    @property
+    def methods(self) -> Tuple[str, ...]:
+        return METHODS if self.method == "both" else (self.method,)
+
+    def output_names(self, method: str) -> Tuple[str, ...]:
+        return tuple(name + SUFFIX[method] for name in self.features)
+
+
+def _inverse(denominator):
+    """1 / denominator where denominator > 0 and finite, else 0, as [1, F].
+
+    It depends on the analyzers alone, so it is a constant in the saved graph.
+    """
+    ok = tf.logical_and(denominator > 0, tf.math.is_finite(denominator))
+    inverse = tf.where(ok, 1.0 / tf.where(ok, denominator, tf.ones_like(denominator)), tf.zeros_like(denominator))
+    return inverse[tf.newaxis, :]
+
+
+def normalize_matrix(x, stats, method, exponents=None):
+    """float64 [batch, F] raw values -> float32 normalized values.
+
+    `stats` are `statistics.analyze_features` results for the same
+    `exponents`: mean and var of x * 2**k, min and max of x. The deviation
+    x - mean is computed as (x - center) - centered_mean: the mean itself,
+    rounded to float64 near an offset of 1e12, is only good to ~1e-4, which
+    a spread-1 feature would show in its z-scores.
+    """
+    exponents = np.zeros(x.shape[1], np.int64) if exponents is None else exponents
+    centered_mean = tf.where(stats["count"] > 0, stats["centered_mean"], tf.zeros_like(stats["centered_mean"]))
+    deviation = (exact_float.ldexp(x, exponents) - stats["center"]) - centered_mean
+    deviation = tf.where(tf.math.is_nan(x), tf.constant(0.0, tf.float64), deviation)  # imputed with the mean
+    if method == "zscore":
+        return scale_clip_float32(deviation, _inverse(tf.sqrt(tf.maximum(stats["var"], 0.0))))
+    low = exact_float.ldexp(stats["min"][tf.newaxis, :], exponents)[0]
+    high = exact_float.ldexp(stats["max"][tf.newaxis, :], exponents)[0]
+    return scale_clip_float32(deviation + ((stats["center"] - low) + centered_mean), _inverse(high - low))
+
+
+def graph_config(options: TransformOptions) -> dict:
+    """What the transform graph records about itself (see statistics.py)."""
+    return statistics.graph_config(
+        options.features, options.exponents, label=options.label, methods=list(options.methods),
+        outputs={m: list(options.output_names(m)) for m in options.methods},
+        matrices={m: matrix_key(m) for m in options.methods} if options.matrix_outputs else {},
+        output_limit=OUTPUT_LIMIT,
+    )
+
+
+def normalized_outputs(inputs: dict, options: TransformOptions) -> dict:
+    """The normalized features of `options` ({`<feature><suffix>`: float32
+    [batch]}, and the matrices if `options.matrix_outputs`), with the
+    statistics and the graph's description kept in the graph (see
+    statistics.py). The label is recorded in that description, not emitted:
+    `label_column` gives it."""
+    x = statistics.stack_features(inputs, options.features)
+    stats = statistics.analyze_features(x, options.centers, options.exponents)
+    computed = [normalize_matrix(x, stats, method, options.exponents) for method in options.methods]
+    # every output is computed from these, so they keep the statistics in the graph
+    computed = statistics.depend_on_graph_constants(computed, stats, graph_config(options))
+    outputs = {}
+    for method, normalized in zip(options.methods, computed):
+        if options.matrix_outputs:
+            outputs[matrix_key(method)] = normalized
+        # One Unpack rather than a slice per feature: fewer ops per request.
+        outputs.update(zip(options.output_names(method), tf.unstack(normalized, axis=1)))
+    return outputs
+
+
+def label_column(inputs: dict, label: str) -> tf.Tensor:
+    """The numeric label as float32 [batch], missing as NaN."""
+    return tf.cast(statistics.as_column(inputs[label], label), tf.float32)
+
+
+def make_preprocessing_fn(options: TransformOptions):
+    """The tf.Transform preprocessing_fn: the normalized features (and the
+    label), with the statistics kept in the graph (see statistics.py)."""
+
+    def preprocessing_fn(inputs):
+        outputs = normalized_outputs(inputs, options)
+        if options.label:
+            outputs[options.label] = label_column(inputs, options.label)
+        return outputs
+
+    return preprocessing_fn
