@@ -105,7 +105,9 @@ def guarded():
     where Python delivers signals); all restored afterwards."""
     _State.pipe_closed = False
     streams = sys.stdout, sys.stderr
-    sys.stdout, sys.stderr = _GuardedStream(sys.stdout, False), _GuardedStream(sys.stderr, True)
+    # None: the descriptor was closed before Python started, and print() skips it.
+    sys.stdout = _GuardedStream(sys.stdout, False) if sys.stdout is not None else None
+    sys.stderr = _GuardedStream(sys.stderr, True) if sys.stderr is not None else None
     handlers = {}
     if threading.current_thread() is threading.main_thread():
         handlers = {s: signal.signal(s, _on_signal) for s in _ENDINGS}
