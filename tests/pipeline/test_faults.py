@@ -219,9 +219,14 @@ def test_interrupted_run_removes_its_scratch(tmp_path, signum, status, line, sta
     assert stdout == ""
     assert _scratch(out, tmpdir) == []
     assert not (out / "run.json").exists() and not (out / "report.html").exists()
-    assert (out / ".normpipe-unfinished").exists()  # the next run may replace what is there
-    if (out / "transform").exists():  # published whole, or not at all
+    left = sorted(os.listdir(out)) if out.exists() else []  # a directory the run created and left empty is gone
+    if left:  # what it published is whole, and marked unfinished for the next run to replace
+        assert ".normpipe-unfinished" in left, left
+        assert set(left) <= {".normpipe-unfinished", "statistics.json", "transform", "comparison.json",
+                             "comparison.md", "comparison.png"}, left
+    if (out / "transform").exists():
         assert (out / "transform" / "transform_fn" / "saved_model.pb").exists()
+        assert (out / "transform" / "normpipe_transform.json").exists()
 
 
 def _signal_when(process, ready, signum, timeout=300):
