@@ -122,41 +122,57 @@ def plotted_features(document, table) -> list:
     return sorted(features, key=worst, reverse=True)[:MAX_PLOTTED]
 
 
-def render_plot(document, path):
+# Longer feature names are cut in the legend (comparison.md has them whole).
+LEGEND_NAME_CHARS = 32
+
+
+def build_figure(document):
+    """The comparison plot: per method, each plotted feature's error against
+    the batch size; the legend sits right of the axes, never over a line."""
     methods = document["methods"]
-    fig, axes = plt.subplots(1, len(methods), figsize=(6.5 * len(methods), 4.8), squeeze=False)
+    fig, axes = plt.subplots(1, len(methods), figsize=(6.5 * len(methods) + 1.5, 4.8), squeeze=False,
+                             layout="constrained")
     table = _lookup(document["records"])
-    sizes = document["batch_sizes"]
-    colors = plt.get_cmap("tab20")
     features = plotted_features(document, table)
     shown = "" if len(features) == len(document["features"]) else (
         f"; the {len(features)} of {len(document['features'])} features with the largest error at batch size "
-        f"{min(sizes)}")
+        f"{min(document['batch_sizes'])}")
     for ax, method in zip(axes[0], methods):
-        drawn = False
-        for index, name in enumerate(features):
-            for order, style in (("shuffled", "-"), ("file", ":")):
-                errors = [table[(name, method, order, b)]["mean_abs_error"] for b in sizes]
-                # None (all outputs NaN) and exact zeros have no place on a log axis.
-                ys = [e if e else float("nan") for e in errors]
-                drawn = drawn or any(y > 0 for y in ys)
-                ax.plot(sizes, ys, style, marker="o", markersize=3, color=colors(index % 20),
-                        label=name if order == "shuffled" else None)
-        ax.set_xscale("log", base=2)
-        if drawn:
-            ax.set_yscale("log")
-        else:
-            # One row, identical rows, no value: every error is 0 or undefined,
-            # and a log axis with nothing on it cannot be drawn.
-            ax.text(0.5, 0.5, "no non-zero error to draw", ha="center", va="center", transform=ax.transAxes)
-        ax.set_xlabel("batch size")
-        ax.set_ylabel("mean |per-batch - full-dataset|")
-        ax.set_title(f"{method} (solid: shuffled, dotted: file order; 0 and all-NaN not drawn{shown})", fontsize=9,
-                     wrap=True)
-        ax.grid(True, which="both", alpha=0.3)
-    if axes[0][-1].get_legend_handles_labels()[0]:
-        axes[0][-1].legend(fontsize=7, loc="upper right", ncol=2)
-    fig.tight_layout()
+        _draw_method(ax, method, features, table, document["batch_sizes"], shown)
+    handles, labels = axes[0][-1].get_legend_handles_labels()
+    if handles:
+        labels = [n if len(n) <= LEGEND_NAME_CHARS else n[:LEGEND_NAME_CHARS - 1] + "…" for n in labels]
+        fig.legend(handles, labels, loc="outside right upper", fontsize=7, title="feature", title_fontsize=7)
+    return fig
+
+
+def _draw_method(ax, method, features, table, sizes, shown):
+    colors = plt.get_cmap("tab20")
+    drawn = False
+    for index, name in enumerate(features):
+        for order, style in (("shuffled", "-"), ("file", ":")):
+            errors = [table[(name, method, order, b)]["mean_abs_error"] for b in sizes]
+            # None (all outputs NaN) and exact zeros have no place on a log axis.
+            ys = [e if e else float("nan") for e in errors]
+            drawn = drawn or any(y > 0 for y in ys)
+            ax.plot(sizes, ys, style, marker="o", markersize=3, color=colors(index % 20),
+                    label=name if order == "shuffled" else None)
+    ax.set_xscale("log", base=2)
+    if drawn:
+        ax.set_yscale("log")
+    else:
+        # One row, identical rows, no value: every error is 0 or undefined,
+        # and a log axis with nothing on it cannot be drawn.
+        ax.text(0.5, 0.5, "no non-zero error to draw", ha="center", va="center", transform=ax.transAxes)
+    ax.set_xlabel("batch size")
+    ax.set_ylabel("mean |per-batch - full-dataset|")
+    ax.set_title(f"{method} (solid: shuffled, dotted: file order; 0 and all-NaN not drawn{shown})", fontsize=9,
+                 wrap=True)
+    ax.grid(True, which="both", alpha=0.3)
+
+
+def render_plot(document, path):
+    fig = build_figure(document)
     buffer = io.BytesIO()
     try:
         fig.savefig(buffer, format="png", dpi=110)

@@ -1,6 +1,9 @@
 """report.html: one self-contained page with the whole run.
 
-Statistics, the per-batch comparison (table and plot, the PNG embedded as a
+It opens with a box of what the run shows (report_headline.py): the
+per-batch variant at batch size 1 against the full-dataset variant and the
+baseline, the per-batch normalization error, and the serving skew. Then
+statistics, the per-batch comparison (table and plot, the PNG embedded as a
 data: URI), per-variant model metrics, the export's signatures, the verify
 checks and a ready-to-paste curl request built from a real row. No scripts,
 stylesheets, fonts or images are fetched: the file opens offline.
@@ -10,6 +13,7 @@ import base64
 import html
 import json
 
+from normpipe.components.report_headline import headline_box
 from normpipe.io import atomic
 from normpipe.io import paths
 
@@ -21,6 +25,8 @@ th:first-child,td:first-child{text-align:left}
 th{background:#f3f3f3}.pass{color:#0a0}.fail{color:#c00;font-weight:bold}.skip{color:#888}
 pre{background:#f6f6f6;padding:1em;overflow-x:auto;font-size:12px}
 img{max-width:100%}
+.headline{border:2px solid #36c;background:#f2f6fd;border-radius:6px;padding:.2em 1.2em;margin:1em 0 2em}
+.headline li{margin:.35em 0}
 """
 
 
@@ -151,6 +157,7 @@ def curl_command(model_name, row: dict, port=8501) -> str:
 
 def render(stats, comparison, png_path, metrics, signatures, verify_lines, curl, version_dir) -> str:
     sections = [
+        headline_box(comparison, metrics, verify_lines),
         statistics_section(stats),
         comparison_section(comparison, png_path) if comparison else "",
         metrics_section(metrics),

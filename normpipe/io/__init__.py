@@ -4,8 +4,10 @@
                    inputs via Beam FileSystems)
   atomic           publishing an output whole or not at all, locally and on
                    object stores
-  input_spec       what to read: the input spec, format detection, expansion
-                   of files and patterns, bad-value policy
+  input_files      which files an --input names: an existing file as it is,
+                   else a directory or a pattern
+  input_spec       what to read: the input spec, format detection,
+                   bad-value policy
   ingest           ReadRecordBatches: the Beam source for every format
   csv_reader, csv_lines, csv_values, parquet_reader, tfrecord_reader,
   column_names     the readers and the names they accept

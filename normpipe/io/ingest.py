@@ -28,11 +28,11 @@ from tfx_bsl.tfxio import tensor_adapter
 
 from normpipe.io import csv_reader, parquet_reader, tfrecord_reader
 from normpipe.io.column_names import MATRIX_INPUT
+from normpipe.io.input_files import expand_input
 from normpipe.io.input_spec import (
     TFRECORD_SUFFIXES,
     InputSpec,
     detect_format,
-    expand_input,
     inspect_csv,
     inspect_input,
     inspect_tfrecord,

@@ -9,7 +9,6 @@ the columns and returns a frozen `InputSpec` that the readers follow.
 import collections
 import dataclasses
 import functools
-import glob
 import os
 import zlib
 from typing import Dict, Optional, Tuple
@@ -20,6 +19,7 @@ import pyarrow.csv as pacsv
 
 from normpipe.core import exact_float
 from normpipe.io import column_names, csv_lines, csv_reader, csv_values, parquet_reader, tfrecord_reader
+from normpipe.io.input_files import expand_input
 from normpipe.core.errors import UserError
 
 FORMATS = ("csv", "tfrecord", "parquet")
@@ -85,34 +85,6 @@ class InputSpec:
     def _originals(self) -> Dict[str, str]:
         # built once: a lookup per column must not cost a pass over the columns
         return dict(zip(self.columns, self.original_columns))
-
-
-def expand_input(path: str) -> Tuple[str, ...]:
-    """A file, a directory (its visible files) or a glob, as sorted file paths."""
-    if "://" in path:
-        from apache_beam.io.filesystems import FileSystems  # pylint: disable=import-outside-toplevel
-
-        pattern = path.rstrip("/") + "/*" if path.endswith("/") else path
-        files = [m.path for r in FileSystems.match([pattern]) for m in r.metadata_list]
-        if not files:
-            raise UserError(f"{path}: no such file, or no file matches")
-    elif os.path.isdir(path):
-        files = [os.path.join(path, n) for n in os.listdir(path) if not n.startswith((".", "_"))]
-        files = [f for f in files if os.path.isfile(f)]
-        if not files:
-            raise UserError(f"{path}: directory holds no input files")
-    elif any(c in path for c in "*?["):
-        files = [f for f in glob.glob(path) if os.path.isfile(f)]
-        if not files:
-            raise UserError(f"{path}: pattern matches no files")
-    elif os.path.isfile(path):
-        files = [path]
-    else:
-        raise UserError(f"{path}: no such file or directory")
-    for f in files:
-        if "://" not in f and not os.access(f, os.R_OK):
-            raise UserError(f"{f}: file is not readable")
-    return tuple(sorted(files))
 
 
 def detect_format(files, requested: Optional[str] = None) -> str:

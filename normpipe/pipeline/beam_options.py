@@ -10,7 +10,7 @@ import os
 import shlex
 import sys
 
-from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions
+from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, PortableOptions, StandardOptions
 
 from normpipe.core.errors import UserError
 from normpipe.io import paths
@@ -124,6 +124,41 @@ def check_beam_args(beam_args, command: str = "normpipe") -> list:
             "see `normpipe " + command + " --help`)"
         )
     return args
+
+
+# The runners that submit to --job_endpoint (PortableRunner and its subclasses).
+PORTABLE_RUNNERS = ("PortableRunner", "FlinkRunner", "SparkRunner", "PrismRunner")
+# How long a job endpoint gets to accept a connection when --job_server_timeout
+# is not given: Beam's default (300 s) makes one that never answers look like a hang.
+ENDPOINT_WAIT_S = 20
+
+
+def check_job_endpoint(beam_args) -> None:
+    """Refuses, in one line, a --job_endpoint that accepts no gRPC connection.
+
+    The wait is --job_server_timeout when given, else ENDPOINT_WAIT_S. Runs
+    before any work; a runner that ignores --job_endpoint, and `embed` (an
+    in-process job server), are not probed.
+    """
+    options = make_options(beam_args)
+    runner = options.view_as(StandardOptions).runner
+    name = (runner if isinstance(runner, str) else type(runner).__name__).rsplit(".", 1)[-1]
+    endpoint = options.view_as(PortableOptions).job_endpoint
+    if name not in PORTABLE_RUNNERS or not endpoint or endpoint == "embed":
+        return
+    given = any(a.split("=", 1)[0] in ("--job_server_timeout", "--job-server-timeout") for a in beam_args)
+    wait = options.view_as(PortableOptions).job_server_timeout if given else ENDPOINT_WAIT_S
+    import grpc  # pylint: disable=import-outside-toplevel
+
+    channel = grpc.insecure_channel(endpoint)
+    try:
+        grpc.channel_ready_future(channel).result(timeout=wait)
+    except grpc.FutureTimeoutError:
+        raise UserError(f"no Beam job server answered at --job_endpoint={endpoint} within {wait:g} s "
+                        "(check the address and that the job server is running; --job_server_timeout "
+                        "sets the wait)") from None
+    finally:
+        channel.close()
 
 
 def is_local_runner(options: PipelineOptions) -> bool:

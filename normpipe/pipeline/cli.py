@@ -304,7 +304,9 @@ def _checked_beam_args(command: str, beam_args) -> list:
     if command in PIPELINE_COMMANDS:
         from normpipe.pipeline import beam_options  # pylint: disable=import-outside-toplevel
 
-        return beam_options.check_beam_args(beam_args, command)
+        checked = beam_options.check_beam_args(beam_args, command)
+        beam_options.check_job_endpoint(checked)
+        return checked
     if beam_args:
         from normpipe.core.errors import UserError  # pylint: disable=import-outside-toplevel
 
@@ -364,18 +366,27 @@ def check_args(args) -> None:
 
 
 def main(argv=None) -> int:
+    """`normpipe <command> ...`: exit status 0 (done), 1 (verify failed), 2 (a user error, one line), or on a
+    closed pipe, SIGINT or SIGTERM 141, 130, 143 (see pipeline/exits.py)."""
+    from normpipe.pipeline import exits  # pylint: disable=import-outside-toplevel
+
+    with exits.guarded():
+        try:
+            code = _main(argv)
+        except KeyboardInterrupt as exc:  # SIGINT, or SIGTERM (exits.Terminated)
+            return exits.interrupted(exc)
+        except Exception as exc:  # pylint: disable=broad-except
+            if exits.closed_pipe(exc) or "BrokenPipeError" in str(exc):
+                return exits.SIGPIPE_STATUS
+            raise
+        return exits.SIGPIPE_STATUS if code == 0 and exits.closed_pipe() else code
+
+
+def _main(argv) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     parser = build_parser()
     args, beam_args = parser.parse_known_args(argv)
-    logging.getLogger().setLevel(logging.WARNING)
-    # A user error raised in a DoFn is reported once, on one line, by main();
-    # Beam would also log it with a worker traceback.
-    logging.getLogger("apache_beam.runners.common").setLevel(logging.CRITICAL)
-    logging.getLogger("apache_beam.runners.worker").setLevel(logging.CRITICAL)
-    logging.getLogger("apache_beam.runners.portability").setLevel(logging.CRITICAL)
-    # The portable runner logs a failed job's messages on the root logger,
-    # worker tracebacks included; the same text is in the error it raises.
-    logging.getLogger().addFilter(_drop_job_error_messages)
+    _quiet_logs()
     from normpipe.core.errors import find_user_error  # pylint: disable=import-outside-toplevel
 
     try:
@@ -389,9 +400,6 @@ def main(argv=None) -> int:
         # collection over them costs ~1 s at exit and frees nothing useful.
         gc.freeze()
         return code
-    except KeyboardInterrupt:
-        print("normpipe: interrupted", file=sys.stderr)
-        return 130
     except Exception as exc:  # pylint: disable=broad-except
         message = find_user_error(exc) or _worker_import_error(exc) or _job_server_error(exc, beam_args)
         if message is None:
@@ -400,6 +408,18 @@ def main(argv=None) -> int:
             raise
         print(f"normpipe: error: {message}", file=sys.stderr)
         return 2
+
+
+def _quiet_logs():
+    logging.getLogger().setLevel(logging.WARNING)
+    # A user error raised in a DoFn is reported once, on one line, by main();
+    # Beam would also log it with a worker traceback.
+    logging.getLogger("apache_beam.runners.common").setLevel(logging.CRITICAL)
+    logging.getLogger("apache_beam.runners.worker").setLevel(logging.CRITICAL)
+    logging.getLogger("apache_beam.runners.portability").setLevel(logging.CRITICAL)
+    # The portable runner logs a failed job's messages on the root logger,
+    # worker tracebacks included; the same text is in the error it raises.
+    logging.getLogger().addFilter(_drop_job_error_messages)
 
 
 def _drop_job_error_messages(record) -> bool:

@@ -38,7 +38,7 @@ ALLOWED = {
     ("io/csv_reader.py", "_holds_quote"): "plan_ranges returns earlier for a URI",
     ("io/csv_reader.py", "plan_ranges"): "getsize after the is_local check",
     ("io/csv_reader.py", "_open_range"): "byte ranges exist only for local files (end >= 0)",
-    ("io/input_spec.py", "expand_input"): "local branch; a URI goes to FileSystems.match",
+    ("io/input_files.py", "expand_input"): "local branch; a URI goes to _expand_uri (Beam FileSystems)",
     ("io/input_spec.py", "_csv_sample"): "getsize after the is_local check",
     ("io/input_spec.py", "_read_sample"): "pa.input_stream after the is_local check",
     ("components/spool.py", "*"): "training spool: private local scratch (pipeline/train.py _spool_dir)",

@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -87,3 +88,41 @@ def test_relative_input_and_output_are_recorded_absolute(tmp_path):
         document = json.load(f)
     assert document["input"]["files"] == [str(tmp_path / "in" / "a.csv")]
     assert document["features"]["y"]["mean"] == 3.5
+
+
+def _silent_listener():
+    """A TCP port that accepts connections and never says a word."""
+    import socket  # pylint: disable=import-outside-toplevel
+
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(16)
+    return sock
+
+
+def _stats_against(endpoint, out, *flags):
+    """(result, seconds) of `normpipe stats` submitted to `endpoint`."""
+    started = time.monotonic()
+    result = run_cli(["stats", "--input", TAXI_CSV, "--output-dir", str(out), "--", "--runner=PortableRunner",
+                      f"--job_endpoint={endpoint}", *flags], timeout=150)
+    return result, time.monotonic() - started
+
+
+@pytest.mark.parametrize("kind", ["unused_port", "silent_listener"])
+def test_unanswered_job_endpoint_ends_within_a_minute_with_beams_default_timeout(tmp_path, kind):
+    """No --job_server_timeout (Beam's default is 300 s): one line naming the
+    endpoint, exit 2, within a minute. On a loaded machine the start-up alone
+    may take long: the bound then grows by what a 1 s wait costs beyond 30 s."""
+    listener = _silent_listener() if kind == "silent_listener" else None
+    endpoint = f"127.0.0.1:{listener.getsockname()[1] if listener else free_port()}"
+    try:
+        result, elapsed = _stats_against(endpoint, tmp_path / "out")
+        reference, startup = _stats_against(endpoint, tmp_path / "ref", "--job_server_timeout=1")
+    finally:
+        if listener:
+            listener.close()
+    assert_user_error(result, f"no Beam job server answered at --job_endpoint={endpoint}")
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr[-2000:]
+    assert_user_error(reference, f"--job_endpoint={endpoint} within 1 s")
+    assert elapsed < max(60, startup + 30), (elapsed, startup)
+    assert not (tmp_path / "out").exists()

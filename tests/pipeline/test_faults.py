@@ -11,7 +11,7 @@ import time
 import numpy as np
 import pytest
 
-from tests.conftest import assert_user_error, run_cli, write_csv
+from tests.conftest import TAXI_CSV, assert_user_error, run_cli, write_csv
 
 # Runs an export whose SavedModel writer pauses after writing, so that the
 # test can kill the process while the version is complete but not yet published.
@@ -184,3 +184,56 @@ def test_second_command_into_a_busy_output_dir_is_refused(transformed, tmp_path)
     assert first.wait(timeout=600) == 0, first.stderr.read()[-2000:]
     assert_user_error(second, f"{out} is in use by another normpipe command (run, pid {first.pid}")
     assert (out / "run.json").exists() and not (out / ".normpipe.lock").exists()
+
+
+# Scratch that a command makes and removes: under the output directory
+# (pipeline temp dirs, the training spool, model and export staging, atomic
+# writes' temporaries) and in the system's temp directory.
+def _scratch(out, tmpdir):
+    mine = [n for n in os.listdir(out) if n.startswith((".tmp-", ".model-", ".export-", ".normpipe.lock"))
+            or n.endswith((".tmp", ".old"))] if out.exists() else []
+    return mine + [f"$TMPDIR/{n}" for n in os.listdir(tmpdir)]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("signum, status, line", [(signal.SIGTERM, 143, "normpipe: terminated"),
+                                                  (signal.SIGINT, 130, "normpipe: interrupted")],
+                         ids=["SIGTERM", "SIGINT"])
+@pytest.mark.parametrize("stage, scratch", [("transform", ".tmp-"), ("train", ".tmp-train-")])
+def test_interrupted_run_removes_its_scratch(tmp_path, signum, status, line, stage, scratch):
+    """`normpipe run` sent SIGTERM or SIGINT while its scratch exists (the
+    Beam pipeline's temp dir, or the training spool): exit 128 + signal, one
+    line, no traceback, no scratch left, no output that looks complete."""
+    out, tmpdir = tmp_path / "out", tmp_path / "tmp"
+    tmpdir.mkdir()
+    exe = os.path.join(os.path.dirname(sys.executable), "normpipe")
+    env = {**os.environ, "TMPDIR": str(tmpdir)}
+    process = subprocess.Popen([exe, "run", "--input", TAXI_CSV, "--output-dir", str(out), "--label", "fare"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    has_scratch = lambda: out.exists() and any(  # noqa: E731
+        n.startswith(scratch) and (scratch != ".tmp-" or not n.startswith(".tmp-train-")) for n in os.listdir(out))
+    assert _signal_when(process, has_scratch, signum), process.communicate()
+    stdout, stderr = process.communicate(timeout=120)
+    assert process.returncode == status, stderr[-3000:]
+    assert stderr.splitlines()[-1] == line and "Traceback" not in stderr, stderr[-3000:]
+    assert stdout == ""
+    assert _scratch(out, tmpdir) == []
+    assert not (out / "run.json").exists() and not (out / "report.html").exists()
+    left = sorted(os.listdir(out)) if out.exists() else []  # a directory the run created and left empty is gone
+    if left:  # what it published is whole, and marked unfinished for the next run to replace
+        assert ".normpipe-unfinished" in left, left
+        assert set(left) <= {".normpipe-unfinished", "statistics.json", "transform", "comparison.json",
+                             "comparison.md", "comparison.png"}, left
+    if (out / "transform").exists():
+        assert (out / "transform" / "transform_fn" / "saved_model.pb").exists()
+        assert (out / "transform" / "normpipe_transform.json").exists()
+
+
+def _signal_when(process, ready, signum, timeout=300):
+    deadline = time.time() + timeout
+    while time.time() < deadline and process.poll() is None:
+        if ready():
+            process.send_signal(signum)
+            return True
+        time.sleep(0.05)
+    return False

@@ -130,6 +130,59 @@ def test_report_is_self_contained_and_holds_the_figures(labelled_run):
     assert "PASS transform_skew" in text and "serving_examples" in text
 
 
+class _Headline(html.parser.HTMLParser):
+    """The text of report.html's headline box, and the order of the box and the first table."""
+
+    def __init__(self):
+        super().__init__()
+        self.events, self.items, self._depth = [], [], 0
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "div" and ("class", "headline") in attrs:
+            self.events.append("headline")
+            self._depth = 1
+        elif self._depth and tag == "div":
+            self._depth += 1
+        elif tag == "table":
+            self.events.append("table")
+        if self._depth and tag == "li":
+            self.items.append("")
+
+    def handle_endtag(self, tag):
+        if self._depth and tag == "div":
+            self._depth -= 1
+
+    def handle_data(self, data):
+        if self._depth and self.items:
+            self.items[-1] += data
+
+
+@pytest.mark.slow
+def test_report_opens_with_the_headline_box(labelled_run):
+    """Before any table: the per-batch variant at batch size 1 against the
+    full-dataset variant and the baseline (numbers from model/metrics.json),
+    the per-batch error at batch size 1 (averaged here from comparison.json's
+    records) and the transform_skew line that `normpipe verify` prints."""
+    out, result = labelled_run
+    assert result.returncode == 0, result.stderr[-3000:]
+    parser = _Headline()
+    parser.feed((out / "report.html").read_text())
+    assert parser.events[0] == "headline" and parser.events.count("headline") == 1 and "table" in parser.events
+    model, normalization, skew = parser.items
+    metrics = json.loads((out / "model" / "metrics.json").read_text())
+    variants, baseline = metrics["variants"], metrics["baseline"]
+    assert f"per-batch normalization (batch) {variants['batch']['batch_1']['mae']:.4g}" in model
+    assert f"full-dataset (tft) {variants['tft']['batch_1']['mae']:.4g}" in model
+    assert f"baseline ({baseline['what']}) {baseline['batch_1']['mae']:.4g}" in model
+    comparison = json.loads((out / "comparison.json").read_text())
+    errors = [r["mean_abs_error"] for r in comparison["records"]
+              if r["batch_size"] == 1 and r["order"] == "shuffled" and r["method"] == "zscore"]
+    assert f"{np.mean(errors):.4g} at batch size 1" in normalization
+    verify = run_cli(["verify", "--model-dir", str(out / "serving" / "tips" / "1")])
+    (line,) = [l for l in verify.stdout.splitlines() if " transform_skew:" in l]
+    assert line.startswith("PASS") and skew == f"Serving skew: {line}"
+
+
 @pytest.mark.slow
 def test_report_renders_in_chromium(labelled_run, tmp_path):
     browser = shutil.which("chromium")

@@ -183,3 +183,18 @@ def test_bad_values_missing_and_renamed_columns_end_to_end(tmp_path):
     metadata = json.loads((out / "transform" / "normpipe_transform.json").read_text())
     assert metadata["renamed"] == {"fare ($)": "fare____", "1st": "f_1st"}
     assert metadata["features"] == ["fare____", "f_1st"]
+
+
+@pytest.mark.slow
+def test_input_named_like_a_pattern_is_read_as_that_file(tmp_path):
+    """`--input 'dir/data[1].csv'` reads that file, not data1.csv (which the
+    same text matches as a pattern)."""
+    folder = tmp_path / "dir"
+    folder.mkdir()
+    literal = write_csv(folder / "data[1].csv", {"a": np.arange(7.0)})
+    write_csv(folder / "data1.csv", {"a": np.arange(100.0, 150.0)})
+    result = run_stats(literal, tmp_path / "out")
+    assert result.returncode == 0, result.stderr[-2000:]
+    document = load(tmp_path / "out")
+    assert document["input"]["files"] == [str(literal)]
+    assert_stats_close(document["features"]["a"], numpy_stats(np.arange(7.0)))
