@@ -17,6 +17,7 @@ CI runs them with NORMPIPE_NO_SKIP=tests/tfx, which turns a skip into a
 failure (tests/conftest.py).
 """
 
+import csv
 import glob
 import json
 import os
@@ -99,26 +100,32 @@ def _newest(root, component, output):
     return sorted(glob.glob(os.path.join(root, component, output, "*")), key=lambda p: int(os.path.basename(p)))[-1]
 
 
-def _write_other_rows(directory):
-    """Rows 3001..6000 of the taxi data: another run's input."""
-    import csv
-    from tests.conftest import TAXI_CSV
+def _double(cell):
+    if not cell:
+        return cell
+    return str(int(cell) * 2) if cell.lstrip("-").isdigit() else repr(float(cell) * 2)
 
+
+def _write_other_rows(data_path, directory):
+    """Another run's input: the same rows with every number doubled (the same
+    columns, types and missing cells, so SchemaGen's schema fits it too)."""
     os.makedirs(directory)
-    with open(TAXI_CSV, newline="", encoding="utf-8") as f, open(os.path.join(directory, "data.csv"), "w",
-                                                                   newline="", encoding="utf-8") as out:
-        reader, writer = csv.DictReader(f), csv.writer(out)
-        writer.writerow(COLUMNS)
-        for i, row in enumerate(reader):
-            if 3000 <= i < 6000:
-                writer.writerow([row[c] for c in COLUMNS])
+    with open(data_path, encoding="utf-8") as f:
+        lines = f.read().splitlines()
+    with open(os.path.join(directory, "data.csv"), "w", encoding="utf-8") as out:
+        out.write(lines[0] + "\n")
+        for line in lines[1:]:
+            cells = next(csv.reader([line]))
+            cells = [c if name == "company" else _double(c) for name, c in zip(COLUMNS, cells)]
+            out.write(",".join(f'"{c}"' if "," in c else c for c in cells) + "\n")
 
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("tfx_components")
-    data = os.path.dirname(_write_subset(str(tmp / "data")))
-    _write_other_rows(str(tmp / "other"))
+    data_path = _write_subset(str(tmp / "data"))
+    data = os.path.dirname(data_path)
+    _write_other_rows(data_path, str(tmp / "other"))
     root, db = str(tmp / "root"), str(tmp / "metadata.db")
     serving, tampered_serving = str(tmp / "serving"), str(tmp / "tampered_serving")
     tfx.orchestration.LocalDagRunner().run(
@@ -158,14 +165,14 @@ def _by_context(store, pipeline_name, type_name):
 @pytest.mark.slow
 def test_every_artifact_is_in_ml_metadata(runs):
     store = _store(runs["db"])
-    for type_name in ("Examples", "ExampleStatistics", "Schema", "TransformGraph", "NormpipeNormalizationStatistics",
-                      "NormpipeNormalizationComparison", "Model", "InfraBlessing", "PushedModel"):
+    for type_name in ("Examples", "ExampleStatistics", "Schema", "TransformGraph", "normpipe.NormalizationStatistics",
+                      "normpipe.NormalizationComparison", "Model", "InfraBlessing", "PushedModel"):
         found = _by_context(store, "normpipe_components", type_name)
         assert found, type_name
         for artifact in found:
             assert artifact.state == artifact.LIVE and os.path.isdir(artifact.uri), (type_name, artifact.uri)
-    (statistics,) = _by_context(store, "normpipe_components", "NormpipeNormalizationStatistics")
-    (comparison,) = _by_context(store, "normpipe_components", "NormpipeNormalizationComparison")
+    (statistics,) = _by_context(store, "normpipe_components", "normpipe.NormalizationStatistics")
+    (comparison,) = _by_context(store, "normpipe_components", "normpipe.NormalizationComparison")
     assert sorted(os.listdir(statistics.uri)) == ["statistics.json"]
     assert {"comparison.json", "comparison.md", "comparison.png", "comparison.html"} <= set(os.listdir(comparison.uri))
 
@@ -257,5 +264,8 @@ def test_pipeline_compiles_for_kubeflow_v2(tmp_path):
     tasks = spec["root"]["dag"]["tasks"]
     assert {"NormalizationComparator", "ServingSkewValidator", "Pusher", "Trainer", "Transform"} <= set(tasks)
     text = json.dumps(spec)
+    # custom artifact types are named by the import path the container entry point resolves
+    assert "normpipe.NormalizationStatistics" in text and "normpipe.NormalizationComparison" in text
+    from normpipe import NormalizationStatistics  # what kubeflow_v2_entrypoint_utils imports by that title
     assert "normpipe.tfx.components.normalization_comparator.executor.Executor" in text
     assert "normpipe.tfx.components.serving_skew_validator.executor.Executor" in text

@@ -2,7 +2,11 @@
 
 `ExampleStatistics` holds TFDV's DatasetFeatureStatisticsList protos, which
 other components parse; normpipe's float64 statistics are a different
-document, so they get a type of their own.
+document, so they get a type of their own. Their type names are import
+paths, `<namespace>.<Class>`, as Kubeflow Pipelines v2 requires of a custom
+type (TFX's container entry point imports the class by that name):
+`normpipe.NormalizationStatistics` resolves through normpipe's own lazy
+attribute, so importing `normpipe` still needs no TFX.
 """
 
 from tfx.types import artifact
@@ -11,7 +15,7 @@ from tfx.types import artifact
 class NormalizationStatistics(artifact.Artifact):
     """statistics.json: the float64 full-dataset statistics `normpipe stats` writes."""
 
-    TYPE_NAME = "NormpipeNormalizationStatistics"
+    TYPE_NAME = "normpipe.NormalizationStatistics"
 
 
 class NormalizationComparison(artifact.Artifact):
@@ -19,4 +23,4 @@ class NormalizationComparison(artifact.Artifact):
     per-batch against full-dataset normalization, as `normpipe compare`
     writes them, and a self-contained page of the statistics and the comparison."""
 
-    TYPE_NAME = "NormpipeNormalizationComparison"
+    TYPE_NAME = "normpipe.NormalizationComparison"
