@@ -110,6 +110,11 @@ def write_tfx_transform(taxi_like, root):
         _ = transform_fn | tft_beam.WriteTransformFn(graph_dir)
         _ = (transformed | beam.FlatMap(lambda b: _encode(b[0]))
              | beam.io.WriteToTFRecord(out_prefix, file_name_suffix=".gz"))
+    # the raw schema beside the graph, as TFX's Transform writes it (TFTransformOutput.raw_feature_spec)
+    from tensorflow_transform.tf_metadata import dataset_metadata, metadata_io
+
+    metadata_io.write_metadata(dataset_metadata.DatasetMetadata(schemagen_schema(taxi_like)),
+                               os.path.join(graph_dir, tft.TFTransformOutput.RAW_METADATA_DIR))
     return graph_dir, out_prefix
 
 
@@ -213,7 +218,7 @@ def test_example_skew_blesses_the_model_s_own_graph_and_not_another(taxi_like, t
                                             train_steps=20))
     serialized = [example(taxi_like, i).SerializeToString() for i in range(0, N, 3)]
     lines = []
-    assert example_skew.check_export(model_dir, graph_dir, serialized, lines.append, p99_ms=10_000.0), lines
+    assert example_skew.check_export(model_dir, graph_dir, serialized, lines.append, p99_ms=10_000.0), "\n".join(lines)
     for check in ("signatures", "warmup", "one_row", "transform_skew", "examples", "latency"):
         assert any(line.startswith(f"PASS {check}:") for line in lines), (check, lines)
     # example_rows reads the values the examples carry: float32 floats, exact integers
@@ -224,7 +229,7 @@ def test_example_skew_blesses_the_model_s_own_graph_and_not_another(taxi_like, t
     other = {**taxi_like, "fare": taxi_like["fare"] * 2}
     other_graph, _ = write_tfx_transform(other, tmp_path / "other")
     lines = []
-    assert not example_skew.check_export(model_dir, other_graph, serialized, lines.append), lines
+    assert not example_skew.check_export(model_dir, other_graph, serialized, lines.append), "\n".join(lines)
     assert any(line.startswith("FAIL transform_skew:") for line in lines), lines
     assert any(line.startswith("SKIP latency:") for line in lines), lines
     lines = []

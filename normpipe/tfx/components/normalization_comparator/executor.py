@@ -34,6 +34,8 @@ class Executor(base_beam_executor.BaseBeamExecutor):
         batch_sizes = json_value(exec_properties.get("batch_sizes"), list(CompareOptions().batch_sizes))
         seed = int(exec_properties.get("seed") or 0)
         method = exec_properties.get("method") or "both"
+        for directory in (statistics_dir, comparison_dir):
+            paths.makedirs(directory)
 
         metadata = transform.read_metadata(graph_dir)
         if method != "both" and method not in metadata["methods"]:

@@ -25,6 +25,7 @@ def read_examples(files, limit) -> list:
 
 def mark(blessing, blessed: bool, lines) -> None:
     """Writes checks.txt and the marker file, and sets `blessed` 1 or 0."""
+    paths.makedirs(blessing.uri)
     atomic.write_text_atomic(paths.join(blessing.uri, CHECKS_FILE), "\n".join(lines) + "\n")
     with paths.open(paths.join(blessing.uri, BLESSED_FILE if blessed else NOT_BLESSED_FILE), "w") as f:
         f.write("")
