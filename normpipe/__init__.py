@@ -15,8 +15,12 @@ stays cheap and the command line starts before TensorFlow is loaded):
   serving             export_model, export_normalization_model, verify
 
 `normpipe.tfx` holds the preprocessing_fn and run_fn that TFX's Transform
-and Trainer components name, and `normalize`, the same normalization as one
-call inside a preprocessing_fn of one's own.
+and Trainer components name, `normalize`, the same normalization as one call
+inside a preprocessing_fn of one's own, and `normpipe.tfx.components` the
+TFX components. `normpipe.NormalizationStatistics` and
+`normpipe.NormalizationComparison` (their artifact types, which need TFX) are
+here too, outside `__all__`: a Kubeflow Pipelines v2 container imports a
+custom artifact class by its type name, `normpipe.<Class>`.
 """
 
 import importlib
@@ -46,10 +50,15 @@ _EXPORTS = {
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]
+# TFX artifact types, by their type names (see the docstring); need TFX
+_ARTIFACT_TYPES = {
+    "NormalizationStatistics": "normpipe.tfx.components.artifacts",
+    "NormalizationComparison": "normpipe.tfx.components.artifacts",
+}
 
 
 def __getattr__(name):
-    module = _EXPORTS.get(name)
+    module = _EXPORTS.get(name) or _ARTIFACT_TYPES.get(name)
     if module is None:
         raise AttributeError(f"module 'normpipe' has no attribute {name!r}")
     value = getattr(importlib.import_module(module), name)

@@ -165,8 +165,13 @@ def render(stats, comparison, png_path, metrics, signatures, verify_lines, curl,
         verify_section(verify_lines),
         f"<h2>Serve it</h2><p>Export: <code>{_e(version_dir)}</code></p><pre>{_e(curl)}</pre>",
     ]
-    return ("<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>normpipe report</title>"
-            f"<style>{_STYLE}</style></head><body><h1>normpipe report</h1>{''.join(sections)}</body></html>\n")
+    return page("normpipe report", sections)
+
+
+def page(title, sections) -> str:
+    """A self-contained HTML page of `sections` (HTML strings) under `title`."""
+    return (f"<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{_e(title)}</title>"
+            f"<style>{_STYLE}</style></head><body><h1>{_e(title)}</h1>{''.join(sections)}</body></html>\n")
 
 
 def write_report(path, **parts) -> str:

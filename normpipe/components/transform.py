@@ -227,10 +227,11 @@ def adapt_inputs(columns: dict, raw_specs: dict, names) -> dict:
             missing = tf.fill([batch], tf.constant(np.nan, tf.float64))
             adapted[name] = tf.stack([columns.get(c, missing) for c in spec["columns"]], axis=1)
             continue
-        if dtype == tf.string:
-            value = tf.fill([batch], "")
-        else:
-            value = columns[name] if name in columns else tf.fill([batch], tf.constant(np.nan, tf.float64))
+        if dtype == tf.string:  # a string column the outputs do not read: "", or absent where VarLen (sparse)
+            adapted[name] = tf.SparseTensor(tf.zeros([0, 2], tf.int64), tf.zeros([0], tf.string), tf.stack([tf.cast(
+                batch, tf.int64), 1])) if spec["sparse"] else tf.fill([batch] + [1] * (len(spec["shape"]) - 1), "")
+            continue
+        value = columns[name] if name in columns else tf.fill([batch], tf.constant(np.nan, tf.float64))
         if spec["sparse"]:
             present = tf.where(tf.logical_not(tf.math.is_nan(value)))
             indices = tf.concat([present, tf.zeros_like(present)], axis=1)

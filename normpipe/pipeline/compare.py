@@ -79,10 +79,14 @@ def make_batches_fn(spec, graph, methods, rate=None, max_rows=None):
     return batches
 
 
-def run_compare(spec, output_dir, method, batch_sizes, seed):
+def run_compare(spec, output_dir, method, batch_sizes, seed, transform_dir=None, stats=None):
+    """Compares the rows `spec` names and writes the comparison's files in
+    `output_dir`; the transform graph and statistics.json are read from
+    there, or given (`transform_dir`, a statistics.json document)."""
     start = time.time()
-    stats = json.loads(paths.read_text(paths.join(output_dir, "statistics.json")))
-    graph = transform.TransformGraph(paths.join(output_dir, "transform"))
+    if stats is None:
+        stats = json.loads(paths.read_text(paths.join(output_dir, "statistics.json")))
+    graph = transform.TransformGraph(transform_dir or paths.join(output_dir, "transform"))
     methods = list(graph.metadata["methods"]) if method == "both" else [method]
     full = compare.full_statistics(stats, spec.features)
     options = CompareOptions(tuple(batch_sizes), seed)

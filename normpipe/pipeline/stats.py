@@ -118,9 +118,11 @@ def read_results(config: StatsConfig, spec, transform_dir: str, bad_values_path:
     return stats, bad_counts
 
 
-def run_stats(config: StatsConfig, beam_args=()) -> dict:
-    """Runs the statistics pipeline; returns the statistics.json document."""
-    spec = inspect(config)
+def run_stats(config: StatsConfig, beam_args=(), spec=None) -> dict:
+    """Runs the statistics pipeline; returns the statistics.json document.
+
+    `spec`: the typed input, when the caller has inspected it already."""
+    spec = spec or inspect(config)
     options = beam_options.make_options(beam_args)
     start = time.time()
     with beam_options.TempDir(config.output_dir, options=options) as tmp:

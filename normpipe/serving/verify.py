@@ -182,7 +182,7 @@ def check_examples(server, sample, rows):
     serialized = np.array(examples, dtype=object)
     from_examples = server.run("serving_examples", {"examples": serialized})
     from_features = server.run("serving_default", _columns(sample, rounded))
-    worst = max(_relative(from_examples[k], from_features[k]) for k in from_features)
+    worst = max(relative_error(from_examples[k], from_features[k]) for k in from_features)
     detail = f"max relative |examples - features| = {worst:.3g}"
     task = sample.get("task")
     if task:
@@ -191,18 +191,18 @@ def check_examples(server, sample, rows):
             served = np.asarray(server.run(layout.REGRESS, {"inputs": serialized})["outputs"]).reshape(-1)
         else:
             served = np.asarray(server.run(layout.CLASSIFY, {"inputs": serialized})["scores"])[:, 1]
-        gap = _relative(served, expected)
+        gap = relative_error(served, expected)
         worst = max(worst, gap)
         detail += f"; {layout.REGRESS if task == 'regression' else layout.CLASSIFY} vs serving_default {gap:.3g}"
     return worst <= PREDICTION_TOLERANCE, detail
 
 
-def _relative(actual, expected) -> float:
+def relative_error(actual, expected) -> float:
     actual, expected = np.asarray(actual, np.float64), np.asarray(expected, np.float64)
     return float(np.max(np.abs(actual - expected) / np.maximum(1.0, np.abs(expected))))
 
 
-def _first_line(exc: BaseException) -> str:
+def first_line(exc: BaseException) -> str:
     lines = str(exc).strip().splitlines()
     return f"{type(exc).__name__}: {(lines[0] if lines else '')[:200]}"
 
@@ -229,12 +229,12 @@ def verify(model_dir: str, report=print) -> bool:
     try:
         sample, rows = load_sample(version_dir)
     except Exception as exc:  # pylint: disable=broad-except  -- a damaged sample is a result
-        report(f"FAIL sample: assets.extra/{VERIFY_SAMPLE} cannot be read: {_first_line(exc)}")
+        report(f"FAIL sample: assets.extra/{VERIFY_SAMPLE} cannot be read: {first_line(exc)}")
         return False
     try:
         server = ServingSession(version_dir)
     except Exception as exc:  # pylint: disable=broad-except  -- a damaged export is a result
-        report(f"FAIL load: the SavedModel does not load as TF Serving loads it: {_first_line(exc)}")
+        report(f"FAIL load: the SavedModel does not load as TF Serving loads it: {first_line(exc)}")
         return False
     checks = [
         ("signatures", lambda: check_signatures(server, sample)),
@@ -249,7 +249,7 @@ def verify(model_dir: str, report=print) -> bool:
         try:
             ok, detail = check()
         except Exception as exc:  # pylint: disable=broad-except  -- a failing check is a result
-            ok, detail = False, _first_line(exc)
+            ok, detail = False, first_line(exc)
         report(f"{'SKIP' if ok is None else 'PASS' if ok else 'FAIL'} {name}: {detail}")
         passed = passed and ok is not False
     return passed

@@ -87,9 +87,14 @@ def schemagen_schema(columns):
 @pytest.fixture(scope="module")
 def tfx_transform(taxi_like, tmp_path_factory):
     """What TFX's Transform component leaves: transform_graph and transformed_examples."""
+    root = tmp_path_factory.mktemp("tfx")
+    return (root, *write_tfx_transform(taxi_like, root))
+
+
+def write_tfx_transform(taxi_like, root):
+    """(transform_graph, transformed examples' prefix) of the columns, under root."""
     from tfx_bsl.public import tfxio
 
-    root = tmp_path_factory.mktemp("tfx")
     examples_path = str(root / "examples" / "data_tfrecord-00000-of-00001.gz")
     os.makedirs(os.path.dirname(examples_path))
     with tf.io.TFRecordWriter(examples_path, options="GZIP") as writer:
@@ -105,7 +110,12 @@ def tfx_transform(taxi_like, tmp_path_factory):
         _ = transform_fn | tft_beam.WriteTransformFn(graph_dir)
         _ = (transformed | beam.FlatMap(lambda b: _encode(b[0]))
              | beam.io.WriteToTFRecord(out_prefix, file_name_suffix=".gz"))
-    return root, graph_dir, out_prefix
+    # the raw schema beside the graph, as TFX's Transform writes it (TFTransformOutput.raw_feature_spec)
+    from tensorflow_transform.tf_metadata import dataset_metadata, metadata_io
+
+    metadata_io.write_metadata(dataset_metadata.DatasetMetadata(schemagen_schema(taxi_like)),
+                               os.path.join(graph_dir, tft.TFTransformOutput.RAW_METADATA_DIR))
+    return graph_dir, out_prefix
 
 
 def _encode(batch):
@@ -194,6 +204,37 @@ def test_export_and_verify_from_a_tfx_transform_graph(tfx_transform, tmp_path):
     assert result.returncode == 0, result.stdout + result.stderr[-3000:]
     sample = json.load(open(tmp_path / "serving" / "norm" / "1" / "assets.extra" / "normpipe_verify_sample.json"))
     assert sample["example_types"]["trip_seconds"] == "int64" and sample["example_types"]["fare"] == "float"
+
+
+@pytest.mark.slow
+def test_example_skew_blesses_the_model_s_own_graph_and_not_another(taxi_like, tfx_transform, tmp_path):
+    from normpipe.serving import example_skew
+
+    _, graph_dir, out_prefix = tfx_transform
+    files = sorted(glob.glob(out_prefix + "*.gz"))
+    model_dir = str(tmp_path / "serving_model")
+    normpipe.tfx.run_fn(normpipe.tfx.FnArgs(train_files=files, eval_files=files, transform_output=graph_dir,
+                                            serving_model_dir=model_dir, custom_config={"label": "tips"},
+                                            train_steps=20))
+    serialized = [example(taxi_like, i).SerializeToString() for i in range(0, N, 3)]
+    lines = []
+    assert example_skew.check_export(model_dir, graph_dir, serialized, lines.append, p99_ms=10_000.0), "\n".join(lines)
+    for check in ("signatures", "warmup", "one_row", "transform_skew", "examples", "latency"):
+        assert any(line.startswith(f"PASS {check}:") for line in lines), (check, lines)
+    # example_rows reads the values the examples carry: float32 floats, exact integers
+    rows = example_skew.example_rows(serialized[:2], ["fare", "trip_seconds"])
+    assert rows[0, 1] == taxi_like["trip_seconds"][0] and rows[1, 1] == taxi_like["trip_seconds"][3]
+
+    # another run's graph: the same columns, a fare twice as large
+    other = {**taxi_like, "fare": taxi_like["fare"] * 2}
+    other_graph, _ = write_tfx_transform(other, tmp_path / "other")
+    lines = []
+    assert not example_skew.check_export(model_dir, other_graph, serialized, lines.append), "\n".join(lines)
+    assert any(line.startswith("FAIL transform_skew:") for line in lines), lines
+    assert any(line.startswith("SKIP latency:") for line in lines), lines
+    lines = []
+    assert not example_skew.check_export(model_dir, graph_dir, serialized, lines.append, p50_ms=1e-6), lines
+    assert any(line.startswith("FAIL latency:") and "p50 over" in line for line in lines), lines
 
 
 def test_custom_config_is_checked():

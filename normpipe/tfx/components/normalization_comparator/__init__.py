@@ -1,0 +1,1 @@
+"""NormalizationComparator: component.py (spec, validation) and executor.py (the Beam work)."""

@@ -1,0 +1,1 @@
+"""ServingSkewValidator: component.py (spec, validation) and executor.py (the checks)."""
