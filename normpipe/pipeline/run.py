@@ -18,7 +18,7 @@ from typing import Optional, Tuple
 from normpipe.components import report
 from normpipe.io import atomic, ingest
 from normpipe.serving import export, servable_files, serving_layout
-from normpipe.components.train import TrainOptions
+from normpipe.components.train import COMPARISON_ROWS, TrainOptions
 from normpipe.io import paths
 from normpipe.pipeline.compare import run_compare
 from normpipe.pipeline.progress import progress
@@ -45,6 +45,8 @@ class RunConfig:
     all_variants: bool = True
     batch_size: Optional[int] = None
     materialize: bool = False
+    comparison_rows: Optional[int] = COMPARISON_ROWS
+    serving_inputs: str = "auto"
 
 
 def fingerprint(files) -> dict:
@@ -107,8 +109,9 @@ def run_all(config: RunConfig, argv, beam_args=()) -> dict:
     train_config = TrainConfig(config.input, out, config.label, config.format, config.features, config.method,
                                config.normalization, False, config.all_variants, config.model_name, config.model_version,
                                TrainOptions(normalization=config.normalization, epochs=config.epochs,
-                                            batch_size=config.batch_size),
-                               bad_values=config.bad_values, serving_base_path=config.serving_base_path)
+                                            batch_size=config.batch_size, comparison_rows=config.comparison_rows),
+                               bad_values=config.bad_values, serving_base_path=config.serving_base_path,
+                               serving_inputs=config.serving_inputs)
     if config.label:
         check_config(train_config)
     else:
@@ -125,9 +128,11 @@ def run_all(config: RunConfig, argv, beam_args=()) -> dict:
     else:
         version_dir = stages.run("export", export.export_normalization_model, paths.join(out, "transform"),
                                  paths.join(out, "serving"), config.model_name, config.model_version, None,
-                                 config.serving_base_path)
+                                 config.serving_base_path, config.serving_inputs)
     verified, verify_lines = stages.run("verify", verify_in_fresh_process, version_dir)
     first = {n: float(v) for n, v in zip(spec.features, rows[0])}
+    if serving_layout.read_features_file(version_dir)["serving_inputs"] == "matrix":
+        first = list(first.values())  # one [1, F] matrix, the columns in the export's order
     curl = report.curl_command(config.model_name, first)
     report.write_report(paths.join(out, "report.html"), stats=stats, comparison=comparison,
                         png_path=paths.join(out, "comparison.png"), metrics=metrics,
