@@ -110,24 +110,28 @@ def publish_version(staging: str, model_dir: str, version=None) -> str:
                 raise UserError(f"{final} already exists; choose another --model-version") from None
 
 
-def _double_tensor(values, shape) -> "tensor_pb2.TensorProto":
-    """What tf.make_tensor_proto(np.array(values, np.float64).reshape(shape))
-    gives, built directly: a wide model's warmup file holds one per feature
-    and row (named inputs), and make_tensor_proto's generality costs ~20x
-    more per call."""
+def _double_matrix(row) -> "tensor_pb2.TensorProto":
+    """What tf.make_tensor_proto(row.reshape(1, -1)) gives for a float64 row:
+    its bytes as tensor_content, built directly."""
+    from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2  # pylint: disable=import-outside-toplevel
+
+    dims = [tensor_shape_pb2.TensorShapeProto.Dim(size=d) for d in (1, len(row))]
+    return tensor_pb2.TensorProto(dtype=types_pb2.DT_DOUBLE, tensor_shape=tensor_shape_pb2.TensorShapeProto(dim=dims),
+                                  tensor_content=np.asarray(row, "<f8").tobytes())
+
+
+def _double_vector(value) -> "tensor_pb2.TensorProto":
+    """What tf.make_tensor_proto(np.array([value], np.float64)) gives, built
+    directly: a wide model's warmup file with named inputs holds one per
+    feature and row, and make_tensor_proto's generality costs ~20x more per
+    call."""
     from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2  # pylint: disable=import-outside-toplevel
 
     return tensor_pb2.TensorProto(
         dtype=types_pb2.DT_DOUBLE,
-        tensor_shape=tensor_shape_pb2.TensorShapeProto(dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=d)
-                                                            for d in shape]),
-        double_val=[float(v) for v in values],
+        tensor_shape=tensor_shape_pb2.TensorShapeProto(dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=1)]),
+        double_val=[float(value)],
     )
-
-
-def _double_vector(value) -> "tensor_pb2.TensorProto":
-    """A float64 [1] tensor of `value` (see _double_tensor)."""
-    return _double_tensor([value], [1])
 
 
 def write_warmup(path: str, model_name: str, features, rows: np.ndarray, matrix=False) -> None:
@@ -142,7 +146,7 @@ def write_warmup(path: str, model_name: str, features, rows: np.ndarray, matrix=
                 model_spec=model_pb2.ModelSpec(name=model_name, signature_name="serving_default")
             )
             if matrix:
-                request.inputs[MATRIX_INPUT].CopyFrom(_double_tensor(row, [1, len(features)]))
+                request.inputs[MATRIX_INPUT].CopyFrom(_double_matrix(row))
             for name, value in zip(features, row) if not matrix else ():
                 request.inputs[name].CopyFrom(_double_vector(value))
             log = prediction_log_pb2.PredictionLog(predict_log=prediction_log_pb2.PredictLog(request=request))

@@ -190,7 +190,8 @@ def test_a_300_feature_model_gets_matrix_signatures(tmp_path):
     assert summary["serving_examples"]["inputs"] == {"examples": "string [None]"}
     recorded = serving_layout.read_features_file(version)
     assert recorded["serving_inputs"] == "matrix" and recorded["inputs"] == list(spec.features)
-    assert recorded["output_columns"] == {}  # with a model, serving_default gives the prediction
+    assert recorded["output_columns"] == {"zscore": names}  # transform_features' matrix
+    assert recorded["outputs"] == ["prediction"]
     server = verify.ServingSession(version)
     normalized = server.run("transform_features", {MATRIX_INPUT: x})["zscore"]
     np.testing.assert_allclose(normalized, _numpy_zscore(x), rtol=1e-5, atol=1e-5)
