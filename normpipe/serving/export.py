@@ -174,7 +174,8 @@ class ServingModule:
         return {name: tf.TensorSpec([None], tf.float64, name=name) for name in self.features}
 
     def output_columns(self) -> dict:
-        """{signature output: its columns} of matrix signatures without a model ({} otherwise)."""
+        """{method: its output columns} of the matrices transform_features
+        (and serving_default without a model) returns; {} for named signatures."""
         if self.serving_inputs != "matrix":
             return {}
         return {m: list(self.metadata["outputs"][m]) for m in self.metadata["methods"]}

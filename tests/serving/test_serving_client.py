@@ -166,10 +166,7 @@ def test_predict_cli_sends_rows_of_a_matrix_model_in_its_column_order(servable, 
                                                 serving_inputs="matrix")
     columns = serving_layout.read_features_file(version)["inputs"]
     rows = tmp_path / "rows.csv"
-    rows.write_text("extra,ts,fare
-x,1450000000,12.5
-y,,20
-")
+    rows.write_text("extra,ts,fare\nx,1450000000,12.5\ny,,20\n")
     with _fake_server(version, "mat") as url:
         refused = run_cli(["predict", "--server", url, "--model", "mat", "--input", str(rows)])
         result = run_cli(["predict", "--server", url, "--model", "mat", "--input", str(rows), "--model-dir",
