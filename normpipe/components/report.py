@@ -105,6 +105,21 @@ def _ratio_note(small, large, base, metric) -> str:
     return f'<span class="fail">{_e(note)}</span>' if worse or useless else _e(note)
 
 
+def training_budget(metrics) -> str:
+    """One sentence on who trained on what, or "" when every variant trained
+    on every row: the variants trained only to be compared take the first
+    `comparison_rows` training rows per epoch, the exported one all of them."""
+    variants = metrics.get("variants") or {}
+    compared = [v for v, m in variants.items() if m.get("budget") == "comparison"]
+    total = metrics.get("train_rows")
+    if not compared or not total or variants[compared[0]]["train_rows"] >= total:
+        return ""
+    every = [v for v, m in variants.items() if m.get("budget") != "comparison"]
+    return (f"{', '.join(compared)} (trained only to be compared) trained on the first "
+            f"{variants[compared[0]]['train_rows']:,} of {total:,} training rows per epoch (--comparison-rows "
+            f"{metrics['comparison_rows']}); {', '.join(every)} on all of them.")
+
+
 def metrics_section(metrics) -> str:
     if not metrics:
         return "<h2>Model</h2><p>No label: the export is the normalization itself.</p>"
@@ -127,6 +142,8 @@ def metrics_section(metrics) -> str:
                 f"order; the large batch on all {_num(metrics.get('eval_rows'))} evaluation rows. Trained at batch "
                 f"size {_num(metrics.get('batch_size'))} for {_num(metrics.get('epochs'))} epochs."
                 if sample is not None else "")
+    budget = training_budget(metrics)
+    coverage += f" {_e(budget)}" if budget else ""
     return (f"<h2>Model</h2><p>Label <code>{_e(metrics['label'])}</code> ({_e(metrics['task'])}); eval metric "
             "of each normalization variant at batch size 1 and at a large batch, beside a baseline that ignores "
             f"the features.{coverage}</p>"
@@ -150,7 +167,10 @@ def verify_section(lines) -> str:
     return "<h2>Verify</h2><ul>" + "".join(items) + "</ul>"
 
 
-def curl_command(model_name, row: dict, port=8501) -> str:
+def curl_command(model_name, row, port=8501) -> str:
+    """A REST predict request of one row: {feature: value} for a signature
+    with one input per feature, or the values in column order (a list) for
+    one that takes a [batch, F] matrix."""
     body = json.dumps({"signature_name": "serving_default", "instances": [row]}, allow_nan=True)
     return f"curl -s -X POST http://localhost:{port}/v1/models/{model_name}:predict -d '{body}'"
 

@@ -44,6 +44,7 @@ class Spool:
     num_features: int
     train_chunks: List[str] = dataclasses.field(default_factory=list)
     eval_chunks: List[str] = dataclasses.field(default_factory=list)
+    train_chunk_rows: List[int] = dataclasses.field(default_factory=list)
     train_rows: int = 0
     eval_rows: int = 0
     label_sum: float = 0.0
@@ -63,6 +64,8 @@ class Spool:
         np.save(prefix + ".raw.npy", raw)
         np.save(prefix + ".normalized.npy", labelled)
         chunks.append(prefix)
+        if split == "train":
+            self.train_chunk_rows.append(len(raw))
 
     def add(self, raw, normalized, y, sample_rows) -> None:
         keep = ~np.isnan(y)
@@ -139,7 +142,23 @@ def _input_signature(num_features, keys):
     return {k: tf.TensorSpec([None, num_features], dtypes[k]) for k in keys}
 
 
-def variant_datasets(spool: Spool, variants, seed=0, fill_missing=None):
+def first_rows(spool: Spool, limit: Optional[int]):
+    """(train chunk prefixes, {prefix: rows to keep of it}, rows): the chunks
+    that hold the first `limit` training rows in input order, the last of
+    them cut (None: every row)."""
+    if limit is None or limit >= spool.train_rows:
+        return list(spool.train_chunks), {}, spool.train_rows
+    prefixes, cut, taken = [], {}, 0
+    for prefix, rows in zip(spool.train_chunks, spool.train_chunk_rows):
+        prefixes.append(prefix)
+        if taken + rows >= limit:
+            cut[prefix] = limit - taken
+            break
+        taken += rows
+    return prefixes, cut, limit
+
+
+def variant_datasets(spool: Spool, variants, seed=0, fill_missing=None, train_limit=None):
     """(train, eval, batch-size-1 sample) factories, batch size ->
     tf.data.Dataset of ({input: [b, F]}, {variant: y float32}) for a model
     that trains `variants` side by side (train.joint_model): every variant
@@ -152,15 +171,19 @@ def variant_datasets(spool: Spool, variants, seed=0, fill_missing=None):
     eval datasets declare their number of batches (Keras then knows an
     epoch's length, and tf.data checks it). The train dataset reshuffles
     with a new seed on every iteration (every Keras epoch); eval and the
-    sample keep input order.
+    sample keep input order. `train_limit`: the train dataset holds the
+    first that many training rows only (`first_rows`), reshuffled per epoch.
     """
     keys = sorted({INPUTS[v] for v in variants})
     fill = np.asarray(fill_missing if fill_missing is not None else np.zeros(spool.num_features), np.float64)
     labels = lambda x, y: (x, {v: y for v in variants})  # noqa: E731
 
+    train_prefixes, cut, train_rows = first_rows(spool, train_limit)
+
     def load(prefix):
-        labelled = np.load(prefix + ".normalized.npy")
-        raw = np.load(prefix + ".raw.npy") if keys != ["normalized"] else labelled[:, :0]
+        keep = slice(0, cut.get(prefix))
+        labelled = np.load(prefix + ".normalized.npy")[keep]
+        raw = np.load(prefix + ".raw.npy")[keep] if keys != ["normalized"] else labelled[:, :0]
         return labelled[:, :-1], raw, labelled[:, -1]
 
     def factory(prefixes, shuffle, rows):
@@ -183,8 +206,7 @@ def variant_datasets(spool: Spool, variants, seed=0, fill_missing=None):
         inputs = _inputs(spool.sample_normalized, spool.sample_raw, fill, keys)
         return tf.data.Dataset.from_tensor_slices((inputs, spool.sample_y)).batch(b).map(labels)
 
-    return (factory(spool.train_chunks, True, spool.train_rows), factory(spool.eval_chunks, False, spool.eval_rows),
-            sample)
+    return (factory(train_prefixes, True, train_rows), factory(spool.eval_chunks, False, spool.eval_rows), sample)
 
 
 def baseline(spool: Spool, large_batch_key: str) -> dict:

@@ -33,6 +33,12 @@ from normpipe.components.dataset import _MIX, EVAL_BUCKETS
 
 VARIANTS = ("tft", "constant", "learned", "batch")
 DEFAULT_BATCH_SIZE = 128
+# The training budget of the variants trained only for the side-by-side
+# comparison (all but the exported one): the first this many training rows,
+# reshuffled every epoch, the same rows for each. The exported variant
+# trains on every row. A whole run then grows with the data by one network's
+# training, not by four.
+COMPARISON_ROWS = 1_000_000
 
 
 @dataclasses.dataclass(frozen=True)
@@ -40,7 +46,9 @@ class TrainOptions:
     """Args: normalization (one of VARIANTS), epochs, batch_size (None:
     `auto_batch_size` of the number of training rows), learning_rate, hidden
     (units per hidden layer), eval_batch_size (the large evaluation batch),
-    seed."""
+    seed, comparison_rows (the variants other than `normalization`, trained
+    only to be compared, train on the first that many training rows per
+    epoch, the same for each; None: on every row)."""
 
     normalization: str = "tft"
     epochs: int = 5
@@ -49,12 +57,15 @@ class TrainOptions:
     hidden: Tuple[int, ...] = (64, 32)
     eval_batch_size: int = 4096
     seed: int = 0
+    comparison_rows: Optional[int] = COMPARISON_ROWS
 
     def __post_init__(self):
         if self.normalization not in VARIANTS:
             raise ValueError(f"normalization must be one of {', '.join(VARIANTS)}. Received: {self.normalization!r}")
         if self.epochs < 1 or (self.batch_size is not None and self.batch_size < 1):
             raise ValueError(f"epochs and batch_size must be >= 1. Received: {self.epochs}, {self.batch_size}")
+        if self.comparison_rows is not None and self.comparison_rows < 1:
+            raise ValueError(f"comparison_rows must be >= 1 or None. Received: {self.comparison_rows}")
 
     def batch_size_for(self, train_rows: int) -> int:
         return self.batch_size or auto_batch_size(train_rows)
@@ -177,8 +188,27 @@ def share_trained_weights(models: dict):
                 own.set_weights(trained.get_weights())
 
 
+def budgets(variants, exported) -> dict:
+    """{variant: "every_row" | "comparison"}: the exported variant's network
+    (its own, or the one it takes, see SAME_NETWORK) trains on every row,
+    the others on the comparison budget (TrainOptions.comparison_rows)."""
+    trained = networks_to_train(variants)
+    network = lambda v: SAME_NETWORK[v] if v not in trained else v  # noqa: E731
+    if exported not in variants:
+        return {v: "every_row" for v in variants}
+    return {v: "every_row" if network(v) == network(exported) else "comparison" for v in variants}
+
+
+def _fit(models, inputs_of, task, options, data, batch_size, verbose):
+    """Trains `models` side by side (joint_model) on data(batch_size)."""
+    joint = joint_model(models, inputs_of, task, options)
+    needed = {inputs_of[v] for v in models}
+    keep = lambda x, y: ({k: x[k] for k in needed}, {v: y[v] for v in models})  # noqa: E731
+    joint.fit(data(batch_size).map(keep), epochs=options.epochs, shuffle=False, verbose=verbose)
+
+
 def fit_and_evaluate_variants(models: dict, inputs_of: dict, task, train_data, eval_data, sample_data, options,
-                              batch_size, verbose=2) -> dict:
+                              batch_size, verbose=2, comparison_data=None) -> dict:
     """Trains `models` ({variant: build_model(...)}) side by side (see
     joint_model; a variant of SAME_NETWORK takes its source's weights) on
     train_data(batch_size); returns {variant: {"metric": name, "batch_1":
@@ -186,16 +216,25 @@ def fit_and_evaluate_variants(models: dict, inputs_of: dict, task, train_data, e
     pass of every variant at batch size 1 on sample_data(1) and one at
     options.eval_batch_size on eval_data, with "network": the variant whose
     weights it took for a variant of SAME_NETWORK. The datasets give
-    ({input: x}, {variant: y}) for every variant."""
+    ({input: x}, {variant: y}) for every variant.
+
+    `comparison_data` (a factory like train_data, of the comparison budget's
+    rows): the variants trained only to be compared (`budgets`) train side
+    by side on it, and the exported one, options.normalization, alone on
+    train_data; None: all of them on train_data, in one pass per epoch."""
     variants = list(models)
     trained = networks_to_train(variants)
-    joint = joint_model({v: models[v] for v in trained}, inputs_of, task, options)
-    needed = {inputs_of[v] for v in trained}
-    keep = lambda x, y: ({k: x[k] for k in needed}, {v: y[v] for v in trained})  # noqa: E731
-    joint.fit(train_data(batch_size).map(keep), epochs=options.epochs, shuffle=False, verbose=verbose)
+    budget = budgets(variants, options.normalization)
+    groups = [(trained, train_data)]
+    if comparison_data is not None and "comparison" in budget.values():
+        groups = [([v for v in trained if budget[v] == b], data)
+                  for b, data in (("every_row", train_data), ("comparison", comparison_data))]
+    for networks, data in groups:
+        if networks:
+            _fit({v: models[v] for v in networks}, inputs_of, task, options, data, batch_size, verbose)
     if trained != variants:
         share_trained_weights(models)
-        joint = joint_model(models, inputs_of, task, options)
+    joint = joint_model(models, inputs_of, task, options)
     metric = loss_and_metric(task)[1].name
     results = {v: {"metric": metric} for v in variants}
     for variant in set(variants) - set(trained):

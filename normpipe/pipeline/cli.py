@@ -70,6 +70,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="also train the other variants to report their metrics (default: yes)")
     trn.add_argument("--epochs", type=int, default=5)
     trn.add_argument("--batch-size", type=int, help="training batch size (default: from the row count, 64 to 4096)")
+    _add_comparison_rows_flag(trn)
+    _add_serving_inputs_flag(trn)
     trn.add_argument("--model-name", default="normpipe")
     trn.add_argument("--model-version", type=int)
     trn.add_argument("--serving-base-path", help="write models.config for a server that sees the serving "
@@ -89,6 +91,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--seed", type=int, default=0)
     run.add_argument("--epochs", type=int, default=5)
     run.add_argument("--batch-size", type=int, help="training batch size (default: from the row count, 64 to 4096)")
+    _add_comparison_rows_flag(run)
+    _add_serving_inputs_flag(run)
     run.add_argument("--all-variants", action=argparse.BooleanOptionalAction, default=True,
                      help="train every normalization variant to report its metrics (default: yes)")
     run.add_argument("--materialize", action=argparse.BooleanOptionalAction, default=False,
@@ -100,6 +104,8 @@ def build_parser() -> argparse.ArgumentParser:
     prd.add_argument("--input", required=True, help="CSV with a header row; empty cell = missing")
     prd.add_argument("--signature", default="serving_default")
     prd.add_argument("--timeout", type=float, default=30.0)
+    prd.add_argument("--model-dir", help="the export (a version or model directory): its column order, which a "
+                     "model whose serving_default takes one [batch, F] matrix needs")
     exp = commands.add_parser("export", help="the transform graph as a TF Serving SavedModel")
     exp.add_argument("--output-dir", required=True, help="a directory that `normpipe transform` wrote")
     exp.add_argument("--model-name", default="normpipe", help="[A-Za-z0-9._-]+ (default: normpipe)")
@@ -108,6 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
                      "directory at this path (e.g. /models); default: its absolute local path")
     exp.add_argument("--transform-dir", help="a tf.Transform output made with normpipe's preprocessing_fn, e.g. "
                      "a TFX Transform component's transform_graph (default: OUTPUT_DIR/transform)")
+    _add_serving_inputs_flag(exp)
     return parser
 
 
@@ -121,6 +128,23 @@ def _split_ints(text):
     return values
 
 
+
+
+# train.COMPARISON_ROWS, written out: importing train.py imports Keras, which
+# the parser must not wait for (tests/pipeline/test_run_cli.py checks they agree).
+COMPARISON_ROWS = 1_000_000
+
+
+def _add_comparison_rows_flag(parser):
+    parser.add_argument("--comparison-rows", type=int, default=COMPARISON_ROWS,
+                        help="the variants trained only to be compared (all but --normalization) train on the first "
+                             "N training rows per epoch, the exported one on all (default 1000000; 0: all rows)")
+
+
+def _add_serving_inputs_flag(parser):
+    parser.add_argument("--serving-inputs", choices=("auto", "named", "matrix"), default="auto",
+                        help="serving_default and transform_features take one DT_DOUBLE input per feature (named) "
+                             "or one [batch, F] matrix (matrix); auto: matrix beyond 256 features")
 
 
 def _add_transform_flags(parser):
@@ -190,13 +214,14 @@ def _export_config(args):
     from normpipe.pipeline.config import ExportConfig  # pylint: disable=import-outside-toplevel
 
     return ExportConfig(model_name=args.model_name, model_version=args.model_version,
-                        serving_base_path=args.serving_base_path)
+                        serving_base_path=args.serving_base_path, serving_inputs=args.serving_inputs)
 
 
 def _train_options(args):
     from normpipe.components.train import TrainOptions  # pylint: disable=import-outside-toplevel
 
-    return TrainOptions(normalization=args.normalization, epochs=args.epochs, batch_size=args.batch_size)
+    return TrainOptions(normalization=args.normalization, epochs=args.epochs, batch_size=args.batch_size,
+                        comparison_rows=args.comparison_rows or None)
 
 
 def _run_command(args, beam_args, argv=()) -> int:
@@ -253,7 +278,10 @@ def _run_command(args, beam_args, argv=()) -> int:
         # --timeout bounds the whole command: the metadata call and the predict call.
         deadline = time.monotonic() + args.timeout
         names = serving_client.model_inputs(args.server, args.model, args.signature, args.timeout, deadline)
-        rows = serving_client.read_rows(args.input, names)
+        columns = serving_client.matrix_columns(names, args.model_dir)
+        rows = serving_client.read_rows(args.input, columns or names)
+        if columns:
+            rows = [[row[c] for c in columns] for row in rows]
         predictions = serving_client.predict(args.server, args.model, rows, args.signature, args.timeout, deadline)
         for prediction in predictions:
             print(json.dumps(prediction))
@@ -276,7 +304,7 @@ def _run_command(args, beam_args, argv=()) -> int:
         atomic.check_complete(transform_dir, "transform output")
         serving = paths.join(args.output_dir, "serving")
         path = export.export_normalization_model(transform_dir, serving, args.model_name, args.model_version,
-                                                 base_path=args.serving_base_path)
+                                                 base_path=args.serving_base_path, serving_inputs=args.serving_inputs)
         progress(f"exported {path} (signatures: serving_default, serving_examples, transform_features)")
         progress(f"serve: tensorflow_model_server --rest_api_port=8501 --model_config_file={paths.absolute(serving)}/models.config")
         return 0
@@ -348,6 +376,8 @@ def check_args(args) -> None:
         value = getattr(args, flag, None)
         if value is not None and value < 1:
             raise UserError(f"--{flag.replace('_', '-')} must be a positive integer. Received: {value}")
+    if getattr(args, "comparison_rows", 0) < 0:
+        raise UserError(f"--comparison-rows must be 0 (every row) or a positive integer. Received: {args.comparison_rows}")
     version = getattr(args, "model_version", None)
     if version is not None and not 1 <= version <= MAX_MODEL_VERSION:
         raise UserError(f"--model-version must be an integer from 1 to {MAX_MODEL_VERSION} (TF Serving's "

@@ -12,6 +12,7 @@ from typing import Optional, Tuple
 
 FORMATS = ("csv", "tfrecord", "parquet")
 BAD_VALUES = ("error", "missing")
+SERVING_INPUTS = ("auto", "named", "matrix")
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -54,8 +55,15 @@ class ExportConfig:
       model_version: an integer version; None takes the next free one.
       serving_base_path: the serving directory as the server sees it, for
         models.config (None: its absolute local path).
+      serving_inputs: "named" (one input per feature), "matrix" (one float64
+        [batch, F] input) or "auto" (matrix beyond 256 features).
     """
 
     model_name: str = "normpipe"
     model_version: Optional[int] = None
     serving_base_path: Optional[str] = None
+    serving_inputs: str = "auto"
+
+    def __post_init__(self):
+        if self.serving_inputs not in SERVING_INPUTS:
+            raise ValueError(f"serving_inputs must be 'auto', 'named' or 'matrix'. Received: {self.serving_inputs!r}")

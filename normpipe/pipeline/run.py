@@ -121,9 +121,12 @@ def run_all(config: RunConfig, argv, beam_args=()) -> dict:
     else:
         version_dir = stages.run("export", export.export_normalization_model, paths.join(out, "transform"),
                                  paths.join(out, "serving"), config.export.model_name,
-                                 config.export.model_version, None, config.export.serving_base_path)
+                                 config.export.model_version, None, config.export.serving_base_path,
+                                 config.export.serving_inputs)
     verified, verify_lines = stages.run("verify", verify_in_fresh_process, version_dir)
     first = {n: float(v) for n, v in zip(spec.features, rows[0])}
+    if serving_layout.read_features_file(version_dir)["serving_inputs"] == "matrix":
+        first = list(first.values())  # one [1, F] matrix, the columns in the export's order
     curl = report.curl_command(config.export.model_name, first)
     report.write_report(paths.join(out, "report.html"), stats=stats, comparison=comparison,
                         png_path=paths.join(out, "comparison.png"), metrics=metrics,

@@ -19,6 +19,7 @@ import numpy as np
 import tensorflow as tf
 
 from normpipe.components import compare, spool, train, transform
+from normpipe.components.report import training_budget
 from normpipe.io import atomic
 from normpipe.serving import export, serving_layout
 from normpipe.core.errors import UserError
@@ -59,6 +60,7 @@ def check_config(config: TrainConfig) -> None:
             "(min-max). Pass --allow-batch-statistics to export it anyway"
         )
     serving_layout.check_model_name(config.export.model_name)
+    serving_layout.serving_inputs_for(config.export.serving_inputs, 0)
 
 
 def run_train(config: TrainConfig, beam_args=()):
@@ -97,29 +99,47 @@ def _save_keras(model, path):
         shutil.rmtree(scratch, ignore_errors=True)
 
 
+def _budget_line(variants, budget, limit, train_rows) -> str:
+    """The progress line's note of who trains on what (see train.budgets)."""
+    compared = [v for v in variants if budget[v] == "comparison"]
+    if not compared or limit >= train_rows:
+        return ""
+    every = [v for v in variants if budget[v] == "every_row"]
+    return (f"; {', '.join(compared)} on the first {limit:,} training rows per epoch (--comparison-rows), "
+            f"{', '.join(every)} on all {train_rows:,}")
+
+
 def train_variants(spec, stats, rows, config: TrainConfig, method):
     """Trains and evaluates each variant, side by side in one model (see
-    train.joint_model); returns ({variant: metrics}, {variant: model}, batch size)."""
+    train.joint_model), the comparison-only ones on the first
+    options.comparison_rows training rows per epoch; returns ({variant:
+    metrics}, {variant: model}, batch size)."""
     options = config.options
     batch_size = options.batch_size_for(rows.train_rows)
     variants = train.VARIANTS if config.all_variants else (config.normalization,)
     models = {v: train.build_model(v, len(spec.features), rows.task, options, method, stats) for v in variants}
     data = spool.variant_datasets(rows, variants, options.seed, stats["mean"])
+    budget = train.budgets(variants, config.normalization)
+    limit = min(options.comparison_rows or rows.train_rows, rows.train_rows)
+    comparison = None
+    if limit < rows.train_rows:
+        comparison = spool.variant_datasets(rows, variants, options.seed, stats["mean"], train_limit=limit)[0]
     trained = train.networks_to_train(variants)
     shared = [f"{v} takes {train.SAME_NETWORK[v]}'s network" for v in variants if v not in trained]
     progress(f"train: {', '.join(variants)} side by side ({options.epochs} epochs, batch size {batch_size}"
-             f"{''.join('; ' + s for s in shared)})")
+             f"{''.join('; ' + s for s in shared)}{_budget_line(variants, budget, limit, rows.train_rows)})")
     started = time.time()
     results = train.fit_and_evaluate_variants(models, spool.INPUTS, rows.task, data[0], data[1], data[2], options,
-                                              batch_size)
+                                              batch_size, comparison_data=comparison)
     seconds = round(time.time() - started, 2)
     metrics = {}
     for variant in variants:
         result = results[variant]
         result["batch_1"]["rows"] = int(len(rows.sample_y))
         result[f"batch_{options.eval_batch_size}"]["rows"] = int(rows.eval_rows)
-        metrics[variant] = {**result, "train_rows": int(rows.train_rows), "eval_rows": int(rows.eval_rows),
-                            "seconds": seconds}
+        used = rows.train_rows if budget[variant] == "every_row" else limit
+        metrics[variant] = {**result, "train_rows": int(used), "budget": budget[variant],
+                            "eval_rows": int(rows.eval_rows), "seconds": seconds}
     return metrics, models, batch_size
 
 
@@ -152,6 +172,7 @@ def train_and_export(spec, stats_document, config: TrainConfig):
         large = f"batch_{options.eval_batch_size}"
         document = {"label": spec.label, "task": rows.task, "method": method, "exported": config.normalization,
                     "batch_size": batch_size, "epochs": options.epochs, "eval_batch_size": options.eval_batch_size,
+                    "train_rows": int(rows.train_rows), "comparison_rows": options.comparison_rows,
                     "eval_sample_rows": int(len(rows.sample_y)), "eval_rows": int(rows.eval_rows),
                     "baseline": spool.baseline(rows, large), "variants": metrics}
     finally:
@@ -164,7 +185,7 @@ def train_and_export(spec, stats_document, config: TrainConfig):
     version_dir = export.export_model(
         paths.join(out, "transform"), paths.join(out, "serving"), config.export.model_name, config.export.model_version,
         model=chosen, variant=config.normalization, model_inputs=names, task=rows.task,
-        base_path=config.export.serving_base_path,
+        base_path=config.export.serving_base_path, serving_inputs=config.export.serving_inputs,
         predict_fn=_model_input_fn(config.normalization, chosen, graph, names, spec.features),
     )
     progress(f"exported {version_dir}")
@@ -208,8 +229,8 @@ def format_metrics(document) -> str:
     for variant, m in document["variants"].items():
         lines.append(f"{variant:<10} {metric:<9} {_cell(m['batch_1'][metric])} {_cell(m[large][metric])}"
                      + _verdict(m, baseline, metric, large))
-    collapse = per_batch_collapse(document)
-    return "\n".join(lines + ([collapse] if collapse else []))
+    collapse, budget = per_batch_collapse(document), training_budget(document)
+    return "\n".join(lines + [line for line in (collapse, budget) if line])
 
 
 def per_batch_collapse(document) -> str:

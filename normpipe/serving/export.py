@@ -10,6 +10,16 @@ Signatures (tag `serve`):
   transform_features  raw features in, the tf.Transform graph's normalized
                       features out
 
+Matrix signatures (`serving_inputs="matrix"`; "auto" picks them beyond
+serving_layout.MATRIX_FEATURES features): serving_default and
+transform_features take one DT_DOUBLE [None, F] input, MATRIX_INPUT, its
+columns in assets.extra/normpipe_features.json's "inputs" order, and the
+normalized features come out as one float32 [None, F] matrix per method
+(named by the method, columns in "output_columns" order); the tf.train.Example
+signatures are the same, parsed into the matrix. A signature then has a few
+inputs and outputs whatever the width, so tracing it, and TF Serving's first
+call of it, do not grow with the number of features.
+
 Inputs are float64: a float32 unix timestamp (~1.4e9) is only accurate to
 128 s, which would show up as training/serving skew. The tf.Transform graph is
 copied into the export (tracked by the module), so deleting the pipeline's
@@ -34,12 +44,13 @@ import tensorflow as tf
 from normpipe.components import transform
 from normpipe.core.errors import UserError
 from normpipe.serving.example_parsing import example_types, parse_example_matrix
+from normpipe.serving.sample_rows import pipeline_sample, statistics_rows
 from normpipe.serving.servable_files import publish_version, set_method_names, write_models_config, write_warmup
 # The layout of a version directory and the names requests use, kept in
 # serving_layout (which `normpipe verify` imports without tf.Transform).
 from normpipe.serving.serving_layout import (
-    CLASSIFY, CLASSIFY_METHOD, FEATURES_FILE, PREDICTION, REGRESS, REGRESS_METHOD, VERIFY_SAMPLE, WARMUP_FILE,
-    check_model_name, sample_limit)
+    CLASSIFY, CLASSIFY_METHOD, FEATURES_FILE, MATRIX_INPUT, PREDICTION, REGRESS, REGRESS_METHOD, VERIFY_SAMPLE,
+    WARMUP_FILE, check_model_name, sample_limit, serving_inputs_for)
 from normpipe.io import paths
 
 
@@ -47,10 +58,12 @@ class ServingModule:
     """The tf.Transform graph, and optionally a Keras model, with signatures.
 
     `variant` says what the model takes: "tft" -> the graph's outputs
-    `model_inputs`; any other -> the raw float64 features.
+    `model_inputs`; any other -> the raw float64 features. `serving_inputs`:
+    "named", "matrix" or "auto" (see the module docstring).
     """
 
-    def __init__(self, transform_dir: str, model=None, variant="tft", model_inputs=None, task=None):
+    def __init__(self, transform_dir: str, model=None, variant="tft", model_inputs=None, task=None,
+                 serving_inputs="auto"):
         from tensorflow_transform.saved import saved_transform_io_v2  # pylint: disable=import-outside-toplevel
 
         if task not in (None, "regression", "classification"):
@@ -60,6 +73,7 @@ class ServingModule:
         self.metadata = transform.read_metadata(transform_dir)
         self.features = list(self.metadata["features"])
         self.outputs = [o for m in self.metadata["methods"] for o in self.metadata["outputs"][m]]
+        self.serving_inputs = serving_inputs_for(serving_inputs, len(self.features))
         self.model = model
         self._variant = variant
         self._model_inputs = list(model_inputs or [])
@@ -116,9 +130,30 @@ class ServingModule:
             split.update(zip(names, tf.unstack(outputs[key], num=len(names), axis=1)))
         return split
 
+    def _method_matrices(self, x) -> dict:
+        """float64 [batch, F] raw features -> {method: float32 [batch, F]}."""
+        methods = self.metadata["methods"]
+        if self._matrices:
+            outputs = self._transform(x)
+            return {m: outputs[key] for m, key in zip(methods, self._matrices)}
+        outputs = self._normalize(x)
+        return {m: tf.stack([outputs[n] for n in self.metadata["outputs"][m]], axis=1) for m in methods}
+
+    def _served(self, x) -> dict:
+        """The normalized features as the signatures return them."""
+        return self._method_matrices(x) if self.serving_inputs == "matrix" else self._normalize(x)
+
+    def normalized_features(self, rows) -> dict:
+        """float64 [n, F] rows -> {output feature: float32 [n]}, whatever the signatures' form."""
+        return self._normalize(tf.constant(rows, tf.float64))
+
+    def predict_rows(self, rows):
+        """float64 [n, F] rows -> the model's predictions, float32 [n]."""
+        return self._predict(tf.constant(rows, tf.float64))[PREDICTION]
+
     def _predict(self, x) -> dict:
         if self.model is None:
-            return self._normalize(x)
+            return self._served(x)
         if self._matrix:
             x = self._transform(x)[self._matrix]
         elif self._variant == "tft":
@@ -128,12 +163,28 @@ class ServingModule:
         return {PREDICTION: tf.reshape(tf.cast(prediction, tf.float32), [-1])}
 
     def _stack(self, inputs: dict):
+        if self.serving_inputs == "matrix":
+            return inputs[MATRIX_INPUT]
         return tf.stack([inputs[n] for n in self.features], axis=1)
 
+    def input_specs(self) -> dict:
+        """The feature signatures' inputs: one per feature, or the matrix."""
+        if self.serving_inputs == "matrix":
+            return {MATRIX_INPUT: tf.TensorSpec([None, len(self.features)], tf.float64, name=MATRIX_INPUT)}
+        return {name: tf.TensorSpec([None], tf.float64, name=name) for name in self.features}
+
+    def output_columns(self) -> dict:
+        """{method: its output columns} of the matrices transform_features
+        (and serving_default without a model) returns; {} for named signatures."""
+        if self.serving_inputs != "matrix":
+            return {}
+        return {m: list(self.metadata["outputs"][m]) for m in self.metadata["methods"]}
+
     def normalize(self, inputs: dict) -> dict:
-        """Raw float64 features ({feature: [batch]}) -> the graph's
-        normalized float32 features."""
-        return self._normalize(self._stack(inputs))
+        """Raw float64 features ({feature: [batch]}, or {MATRIX_INPUT: [batch,
+        F]}) -> the graph's normalized float32 features (one matrix per
+        method for matrix signatures)."""
+        return self._served(self._stack(inputs))
 
     def predict(self, inputs: dict) -> dict:
         return self._predict(self._stack(inputs))
@@ -152,7 +203,7 @@ class ServingModule:
         """
         import keras  # pylint: disable=import-outside-toplevel
 
-        specs = {name: tf.TensorSpec([None], tf.float64, name=name) for name in self.features}
+        specs = self.input_specs()
 
         archive = keras.export.ExportArchive()
         archive.track(self.transform)
@@ -193,10 +244,11 @@ def _verify_sample(module, rows, model_outputs, pipeline_transform=None):
     for these rows (transform.SAMPLE_FILE); `transform_features`: what the
     export's module computed before it was saved.
     """
-    inputs = {n: tf.constant(rows[:, j]) for j, n in enumerate(module.features)}
-    normalized = {k: v.numpy() for k, v in module.normalize(inputs).items()}
+    normalized = {k: v.numpy() for k, v in module.normalized_features(rows).items()}
     return {
         "features": module.features,
+        "serving_inputs": module.serving_inputs,
+        "output_columns": module.output_columns(),
         "example_types": example_types(module.metadata, module.features),
         "task": module.task,
         "rows": [[None if np.isnan(v) else float(v) for v in row] for row in rows],
@@ -206,40 +258,8 @@ def _verify_sample(module, rows, model_outputs, pipeline_transform=None):
     }
 
 
-def pipeline_sample(transform_dir: str, features):
-    """(raw rows [n, F], {output: values}) that the transform stage's Beam run
-    recorded (transform.SAMPLE_FILE), or (None, None)."""
-    path = os.path.join(transform_dir, transform.SAMPLE_FILE)
-    if not tf.io.gfile.exists(path):
-        return None, None
-    with tf.io.gfile.GFile(path) as f:
-        document = json.load(f)
-    rows = np.array([[np.nan if v is None else v for v in row] for row in document["rows"]], np.float64)
-    limit = sample_limit(len(features))
-    return rows.reshape(-1, len(features))[:limit], {k: v[:limit] for k, v in document["transformed"].items()}
-
-
-def statistics_rows(transform_dir: str, module) -> np.ndarray:
-    """Rows built from the statistics in the graph (min, max, mean, mean -+ std
-    per feature, integers rounded for integer inputs), for an export whose
-    raw data is not at hand, such as one from a TFX transform graph."""
-    from normpipe.components import statistics  # pylint: disable=import-outside-toplevel
-
-    stats = statistics.read_statistics(transform_dir)["features"]
-    columns = []
-    for name in module.features:
-        s = stats[name]
-        values = [np.nan] * 5 if not s["count"] else [s["min"], s["max"], s["mean"], s["mean"] - s["std"],
-                                                      s["mean"] + s["std"]]
-        column = np.array(values, np.float64)
-        if example_types(module.metadata, module.features)[name] == "int64":
-            column = np.round(column)
-        columns.append(column)
-    return np.stack(columns, axis=1)
-
-
 def write_servable(path: str, transform_dir: str, model=None, variant="tft", model_inputs=None, sample_rows=None,
-                   predict_fn=None, model_name="normpipe", task=None) -> None:
+                   predict_fn=None, model_name="normpipe", task=None, serving_inputs="auto") -> None:
     """Writes a servable SavedModel at `path` (a new directory), with its
     assets.extra: warmup requests, the verify sample, the input names.
 
@@ -249,9 +269,10 @@ def write_servable(path: str, transform_dir: str, model=None, variant="tft", mod
     -> the in-pipeline model's predictions for them, recorded so verify can
     check serving against it (default: the model applied before saving).
     task: "regression" (a `regress` signature) or "classification" (a
-    binary label: `classify`), for an export with a model.
+    binary label: `classify`), for an export with a model. serving_inputs:
+    "named", "matrix" or "auto" (see the module docstring).
     """
-    module = ServingModule(transform_dir, model, variant, model_inputs, task)
+    module = ServingModule(transform_dir, model, variant, model_inputs, task, serving_inputs)
     module.write(path)
     extra = paths.join(path, "assets.extra")
     paths.makedirs(extra)
@@ -259,17 +280,18 @@ def write_servable(path: str, transform_dir: str, model=None, variant="tft", mod
     # each, and the raw column each came from where its own name was not valid.
     with paths.open(paths.join(extra, FEATURES_FILE), "w") as f:
         json.dump({"inputs": module.features, "example_types": example_types(module.metadata, module.features),
-                   "renamed": module.metadata.get("renamed", {}),
-                   "outputs": [PREDICTION] if model is not None else module.outputs}, f, indent=2)
+                   "renamed": module.metadata.get("renamed", {}), "serving_inputs": module.serving_inputs,
+                   "outputs": [PREDICTION] if model is not None else list(module.output_columns() or module.outputs),
+                   "output_columns": module.output_columns()}, f, indent=2)
     pipeline_values = None
     if sample_rows is None or not len(sample_rows):
         sample_rows, pipeline_values = pipeline_sample(transform_dir, module.features)
     if sample_rows is None or not len(sample_rows):
-        sample_rows = statistics_rows(transform_dir, module)
+        sample_rows = statistics_rows(transform_dir, module.metadata, module.features)
     if predict_fn is None and model is not None:
-        predict_fn = lambda rows: module.predict(  # noqa: E731
-            {n: tf.constant(rows[:, j]) for j, n in enumerate(module.features)})[PREDICTION].numpy()
-    write_warmup(os.path.join(extra, WARMUP_FILE), model_name, module.features, sample_rows)
+        predict_fn = lambda rows: module.predict_rows(rows).numpy()  # noqa: E731
+    write_warmup(os.path.join(extra, WARMUP_FILE), model_name, module.features, sample_rows,
+                 matrix=module.serving_inputs == "matrix")
     sample_rows = sample_rows[:sample_limit(len(module.features))]
     outputs = None if predict_fn is None else predict_fn(sample_rows)
     with paths.open(paths.join(extra, VERIFY_SAMPLE), "w") as f:
@@ -277,7 +299,8 @@ def write_servable(path: str, transform_dir: str, model=None, variant="tft", mod
 
 
 def export_model(transform_dir, serving_root, model_name, version=None, model=None, variant="tft",
-                 model_inputs=None, sample_rows=None, predict_fn=None, task=None, base_path=None) -> str:
+                 model_inputs=None, sample_rows=None, predict_fn=None, task=None, base_path=None,
+                 serving_inputs="auto") -> str:
     """Exports a servable as <serving_root>/<model_name>/<version>/ and
     rewrites models.config; returns the version directory.
 
@@ -293,7 +316,8 @@ def export_model(transform_dir, serving_root, model_name, version=None, model=No
     # local scratch: beside the model directory when local (the rename publishes it), else the system's
     staging = paths.local_temp_dir(".export-", model_dir)
     try:
-        write_servable(staging, transform_dir, model, variant, model_inputs, sample_rows, predict_fn, model_name, task)
+        write_servable(staging, transform_dir, model, variant, model_inputs, sample_rows, predict_fn, model_name, task,
+                       serving_inputs)
         final = publish_version(staging, model_dir, version)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
@@ -303,7 +327,7 @@ def export_model(transform_dir, serving_root, model_name, version=None, model=No
 
 
 def export_normalization_model(transform_dir: str, serving_root: str, model_name: str, version=None,
-                               sample_rows=None, base_path=None) -> str:
+                               sample_rows=None, base_path=None, serving_inputs="auto") -> str:
     """The transform graph alone as a servable (serving_default -> normalized features)."""
     return export_model(transform_dir, serving_root, model_name, version, sample_rows=sample_rows,
-                        base_path=base_path)
+                        base_path=base_path, serving_inputs=serving_inputs)

@@ -10,7 +10,7 @@ import tensorflow as tf
 
 from normpipe.io import atomic
 from normpipe.core.errors import UserError
-from normpipe.serving.serving_layout import existing_versions, is_model_name, sample_limit
+from normpipe.serving.serving_layout import MATRIX_INPUT, existing_versions, is_model_name, sample_limit
 from normpipe.io import paths
 
 
@@ -110,10 +110,21 @@ def publish_version(staging: str, model_dir: str, version=None) -> str:
                 raise UserError(f"{final} already exists; choose another --model-version") from None
 
 
+def _double_matrix(row) -> "tensor_pb2.TensorProto":
+    """What tf.make_tensor_proto(row.reshape(1, -1)) gives for a float64 row:
+    its bytes as tensor_content, built directly."""
+    from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2  # pylint: disable=import-outside-toplevel
+
+    dims = [tensor_shape_pb2.TensorShapeProto.Dim(size=d) for d in (1, len(row))]
+    return tensor_pb2.TensorProto(dtype=types_pb2.DT_DOUBLE, tensor_shape=tensor_shape_pb2.TensorShapeProto(dim=dims),
+                                  tensor_content=np.asarray(row, "<f8").tobytes())
+
+
 def _double_vector(value) -> "tensor_pb2.TensorProto":
     """What tf.make_tensor_proto(np.array([value], np.float64)) gives, built
-    directly: a wide model's warmup file holds one per feature and row, and
-    make_tensor_proto's generality costs ~20x more per call."""
+    directly: a wide model's warmup file with named inputs holds one per
+    feature and row, and make_tensor_proto's generality costs ~20x more per
+    call."""
     from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2  # pylint: disable=import-outside-toplevel
 
     return tensor_pb2.TensorProto(
@@ -123,8 +134,10 @@ def _double_vector(value) -> "tensor_pb2.TensorProto":
     )
 
 
-def write_warmup(path: str, model_name: str, features, rows: np.ndarray) -> None:
-    """PredictionLog records, one real row per PredictRequest (NaN = missing)."""
+def write_warmup(path: str, model_name: str, features, rows: np.ndarray, matrix=False) -> None:
+    """PredictionLog records, one real row per PredictRequest (NaN = missing):
+    one DT_DOUBLE [1] input per feature, or with `matrix` one [1, F]
+    MATRIX_INPUT."""
     from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2  # pylint: disable=import-outside-toplevel
 
     with tf.io.TFRecordWriter(path) as writer:
@@ -132,7 +145,9 @@ def write_warmup(path: str, model_name: str, features, rows: np.ndarray) -> None
             request = predict_pb2.PredictRequest(
                 model_spec=model_pb2.ModelSpec(name=model_name, signature_name="serving_default")
             )
-            for name, value in zip(features, row):
+            if matrix:
+                request.inputs[MATRIX_INPUT].CopyFrom(_double_matrix(row))
+            for name, value in zip(features, row) if not matrix else ():
                 request.inputs[name].CopyFrom(_double_vector(value))
             log = prediction_log_pb2.PredictionLog(predict_log=prediction_log_pb2.PredictLog(request=request))
             writer.write(log.SerializeToString())

@@ -5,7 +5,10 @@ Request body (`/v1/models/NAME:predict`, row format):
 A missing value (empty cell, nan) is sent as the JSON literal NaN, which TF
 Serving's REST API accepts and the exported graph imputes. The inputs to send
 are read from the model's metadata (`/v1/models/NAME/metadata`) when the
-server provides it; otherwise every CSV column is sent.
+server provides it; otherwise every CSV column is sent. A model whose
+signature takes one [batch, F] matrix (MATRIX_INPUT) gets each row as a list,
+in the column order of its export's assets.extra/normpipe_features.json:
+  {"signature_name": "serving_default", "instances": [[12.5, 3.0, ...], ...]}
 """
 
 import csv
@@ -20,6 +23,7 @@ import urllib.request
 
 from normpipe.core.errors import UserError
 from normpipe.io import paths
+from normpipe.serving import serving_layout
 
 
 def check_input(path: str) -> None:
@@ -59,8 +63,29 @@ def _parse_row(path, line, row, wanted):
     return parsed
 
 
+def matrix_columns(names, model_dir):
+    """The columns, in order, of a model whose signature's inputs `names`
+    are the one MATRIX_INPUT, read from the export at `model_dir` (a version
+    or model directory); None for a model with one input per feature."""
+    if names != [serving_layout.MATRIX_INPUT]:
+        return None
+    if not model_dir:
+        raise UserError(f"the model's signature takes one [batch, F] matrix ({serving_layout.MATRIX_INPUT}); pass "
+                        f"--model-dir (its export) for the column order in assets.extra/{serving_layout.FEATURES_FILE}")
+    version_dir = model_dir
+    if not paths.exists(paths.join(model_dir, "assets.extra", serving_layout.FEATURES_FILE)):
+        versions = serving_layout.existing_versions(model_dir)
+        version_dir = paths.join(model_dir, str(versions[-1])) if versions else model_dir
+    try:
+        return list(serving_layout.read_features_file(version_dir)["inputs"])
+    except (OSError, ValueError, KeyError) as exc:
+        raise UserError(f"{model_dir}: no readable assets.extra/{serving_layout.FEATURES_FILE} ({exc})") from None
+
+
 def build_predict_request(rows, signature="serving_default") -> dict:
-    return {"signature_name": signature, "instances": [dict(row) for row in rows]}
+    """Rows as {column: value} (one input per feature) or as lists (a matrix input)."""
+    return {"signature_name": signature, "instances": [list(r) if isinstance(r, (list, tuple)) else dict(r)
+                                                       for r in rows]}
 
 
 def encode_request(body: dict) -> bytes:

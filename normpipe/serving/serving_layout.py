@@ -8,6 +8,7 @@ import re
 
 from normpipe.core.errors import UserError
 from normpipe.io import paths
+from normpipe.io.column_names import MATRIX_INPUT  # noqa: F401  -- re-exported for the serving modules
 
 _NAME = re.compile(r"^[A-Za-z0-9._-]+$")
 PREDICTION = "prediction"
@@ -25,6 +26,39 @@ def sample_limit(width: int) -> int:
     verify sample hold: MAX_WARMUP, or fewer so that rows x width stays
     within SAMPLE_CELLS (at least one row)."""
     return max(1, min(MAX_WARMUP, SAMPLE_CELLS // max(width, 1)))
+
+
+# Signatures of more than this many features take one float64 [batch, F]
+# matrix, not one input per feature (--serving-inputs auto): tracing a
+# signature and the first call of it in a TF1 session (Grappler) grow faster
+# than the number of named inputs and outputs.
+MATRIX_FEATURES = 256
+SERVING_INPUTS = ("auto", "named", "matrix")
+# The matrix signatures' input is named MATRIX_INPUT (the transform graph's
+# own, which no feature may be called); its columns are FEATURES_FILE's
+# "inputs", in order.
+
+
+def serving_inputs_for(choice: str, num_features: int) -> str:
+    """"named" (one DT_DOUBLE [batch] input per feature) or "matrix" (one
+    DT_DOUBLE [batch, F] input): `choice`, or for "auto" matrix beyond
+    MATRIX_FEATURES features. "named" on a wide model is allowed (its
+    signatures trace and load slowly)."""
+    if choice not in SERVING_INPUTS:
+        raise UserError(f"--serving-inputs must be one of {', '.join(SERVING_INPUTS)}. Received: {choice!r}")
+    if choice == "auto":
+        return "matrix" if num_features > MATRIX_FEATURES else "named"
+    return choice
+
+
+def read_features_file(version_dir: str) -> dict:
+    """assets.extra/FEATURES_FILE of an export, with "serving_inputs" filled
+    in ("named" for exports that predate matrix signatures)."""
+    import json  # pylint: disable=import-outside-toplevel
+
+    document = json.loads(paths.read_text(paths.join(version_dir, "assets.extra", FEATURES_FILE)))
+    document.setdefault("serving_inputs", "named")
+    return document
 
 
 REGRESS, REGRESS_METHOD = "regress", "tensorflow/serving/regress"

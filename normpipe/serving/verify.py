@@ -5,7 +5,8 @@ by tensor name; so does `saved_model_cli run`, and so does this module, in
 whatever process calls it (the CLI is a fresh one). Checks:
 
   signatures       serving_default, serving_examples, transform_features, with
-                   DT_DOUBLE feature inputs and a DT_STRING `examples` input
+                   DT_DOUBLE feature inputs (one per feature, or one [None, F]
+                   matrix for matrix signatures) and a DT_STRING `examples` input
   warmup           every PredictionLog in assets.extra/tf_serving_warmup_requests
                    runs and gives finite outputs
   one_row          a request of one real row, and one of all-missing values,
@@ -79,7 +80,15 @@ def check_signatures(server, sample):
     if missing:
         return False, f"missing {', '.join(missing)}"
     default = server.signatures["serving_default"].inputs
-    wrong = [n for n in sample["features"] if n not in default or default[n].dtype != tf.float64.as_datatype_enum]
+    width = len(sample["features"])
+    if _is_matrix(sample):
+        matrix = default.get(layout.MATRIX_INPUT)
+        shape = [d.size for d in matrix.tensor_shape.dim] if matrix is not None else []
+        wrong = [] if len(default) == 1 and matrix.dtype == tf.float64.as_datatype_enum and shape == [-1, width] \
+            else [f"{layout.MATRIX_INPUT} DT_DOUBLE [None, {width}]"]
+    else:
+        wrong = [n for n in sample["features"] if n not in default or default[n].dtype != tf.float64.as_datatype_enum]
+    described = f"one DT_DOUBLE [None, {width}] input" if _is_matrix(sample) else f"{len(default)} DT_DOUBLE inputs"
     examples = server.signatures["serving_examples"].inputs.get("examples")
     if wrong or examples is None or examples.dtype != tf.string.as_datatype_enum:
         return False, f"unexpected inputs: {', '.join(wrong) or 'examples'}"
@@ -89,8 +98,8 @@ def check_signatures(server, sample):
         found = server.signatures.get(method[0])
         if found is None or found.method_name != method[1] or "inputs" not in found.inputs:
             return False, f"no {method[0]} signature with method {method[1]} and input 'inputs'"
-        return True, f"{', '.join(SIGNATURES)}, {method[0]} ({method[1]}); {len(default)} DT_DOUBLE inputs"
-    return True, f"{', '.join(SIGNATURES)}; {len(default)} DT_DOUBLE inputs"
+        return True, f"{', '.join(SIGNATURES)}, {method[0]} ({method[1]}); {described}"
+    return True, f"{', '.join(SIGNATURES)}; {described}"
 
 
 def check_warmup(server, version_dir, expected=None):
@@ -99,7 +108,8 @@ def check_warmup(server, version_dir, expected=None):
 
     Requests to one signature with the same inputs run as one batch (their
     rows are independent), so a wide model's hundred one-row requests cost
-    one session call, not a hundred; any other request runs alone.
+    one session call, not a hundred; any other request (a scalar input)
+    runs alone.
     """
     from tensorflow_serving.apis import prediction_log_pb2  # pylint: disable=import-outside-toplevel
 
@@ -110,7 +120,7 @@ def check_warmup(server, version_dir, expected=None):
     for record in tf.data.TFRecordDataset(path):
         request = prediction_log_pb2.PredictionLog.FromString(record.numpy()).predict_log.request
         inputs = {k: tf.make_ndarray(v) for k, v in request.inputs.items()}
-        batchable = all(v.ndim == 1 for v in inputs.values())
+        batchable = all(v.ndim >= 1 for v in inputs.values())
         key = (request.model_spec.signature_name or "serving_default", tuple(sorted(inputs)) if batchable else count)
         groups.setdefault(key, []).append((count, inputs))
         count += 1
@@ -128,8 +138,25 @@ def check_warmup(server, version_dir, expected=None):
     return count > 0, f"{count} requests replayed, all outputs finite"
 
 
+def _is_matrix(sample) -> bool:
+    return sample.get("serving_inputs") == "matrix"
+
+
 def _columns(sample, rows):
+    """The feature signatures' inputs for float64 [n, F] rows."""
+    if _is_matrix(sample):
+        return {layout.MATRIX_INPUT: rows}
     return {n: rows[:, j] for j, n in enumerate(sample["features"])}
+
+
+def _per_feature(sample, outputs):
+    """Signature outputs with each method's matrix (matrix signatures) split
+    into its columns' names (the sample's "output_columns")."""
+    split = {}
+    for key, value in outputs.items():
+        names = (sample.get("output_columns") or {}).get(key)
+        split.update({n: value[:, j] for j, n in enumerate(names)} if names else {key: value})
+    return split
 
 
 def check_one_row(server, sample, rows):
@@ -143,7 +170,7 @@ def check_transform_skew(server, sample, rows):
     """Served transform_features against the Beam pipeline's own values for
     the same rows (recorded by the transform stage), or, for an export whose
     pipeline recorded none, against the export's module before saving."""
-    served = server.run("transform_features", _columns(sample, rows))
+    served = _per_feature(sample, server.run("transform_features", _columns(sample, rows)))
     expected, source = sample.get("pipeline_transform"), "Beam pipeline"
     if not expected:
         expected, source = sample["transform_features"], "export-time module"

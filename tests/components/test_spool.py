@@ -190,3 +190,31 @@ def test_many_chunks_stream_every_row_once_in_full_batches(tmp_path):
     x, y = _collect(eval_data(100), "raw", "constant")
     np.testing.assert_array_equal(x, eval_raw)
     np.testing.assert_array_equal(y, eval_y)
+
+
+@pytest.mark.parametrize("limit", [1, 250, 300, 317, 1000, None])
+def test_train_limit_streams_the_first_training_rows_each_epoch(tmp_path, limit):
+    """The comparison budget: the first `limit` training rows in input order
+    (a chunk cut where the budget ends), every one once per epoch, in a new
+    order each epoch; eval is untouched."""
+    rng = np.random.default_rng(7)
+    rows = spool.Spool(str(tmp_path), 2)
+    raws = []
+    for size in (300, 17, 450, 90):
+        raw = np.stack([np.arange(size) + 1e6 * len(raws), rng.normal(size=size)], axis=1)
+        normalized = rng.normal(size=(size, 2)).astype(np.float32)
+        y = rng.normal(size=size).astype(np.float32)
+        rows.add(raw, normalized, y, sample_rows=10)
+        raws.append(raw[~train.eval_mask(normalized, y)])
+    every = np.concatenate(raws)
+    expected = every[:limit] if limit is not None else every
+    train_data, eval_data, _ = spool.variant_datasets(rows, ["learned"], seed=1, train_limit=limit)
+    dataset = train_data(64)
+    assert dataset.cardinality().numpy() == -(-len(expected) // 64)
+    orders = []
+    for _ in range(2):
+        x, _ = _collect(dataset, "raw", "learned")
+        np.testing.assert_array_equal(np.sort(x[:, 0]), np.sort(expected[:, 0]))
+        orders.append(x[:, 0])
+    assert len(expected) < 2 or not np.array_equal(orders[0], orders[1])
+    assert sum(1 for _ in eval_data(64).unbatch()) == rows.eval_rows

@@ -119,3 +119,51 @@ def _assert_metric(recorded, expected):
         assert recorded is None
     else:
         assert recorded == pytest.approx(expected, rel=1e-4)
+
+
+def test_comparison_variants_train_on_their_budget_and_the_exported_on_every_row():
+    """With comparison data, the exported variant (and constant, which takes
+    tft's network) trains on every row, exactly as alone on them; the
+    comparison-only variants train on the budget's rows, exactly as alone on
+    those."""
+    import tensorflow as tf
+
+    rng = np.random.default_rng(6)
+    n = 640
+    raw = np.stack([rng.normal(5, 2, n), rng.normal(10, 3, n)], axis=1)
+    y = (raw[:, 1] - 10 + rng.normal(0, 0.1, n)).astype(np.float32)
+    stats = {"mean": raw.mean(0), "std": raw.std(0), "min": raw.min(0), "max": raw.max(0)}
+    normalized = ((raw - stats["mean"]) / stats["std"]).astype(np.float32)
+    options = train.TrainOptions(normalization="tft", epochs=2, eval_batch_size=128, comparison_rows=192)
+    inputs = {"tft": normalized, "constant": raw, "learned": raw}
+    names = {"tft": "normalized", "constant": "raw", "learned": "raw"}
+    assert train.budgets(list(inputs), "tft") == {"tft": "every_row", "constant": "every_row", "learned": "comparison"}
+    assert train.budgets(list(inputs), "learned") == {"tft": "comparison", "constant": "comparison",
+                                                       "learned": "every_row"}
+    budget = {"tft": slice(None), "learned": slice(0, 192)}
+    alone = {}
+    for variant, rows in budget.items():
+        model = train.build_model(variant, 2, "regression", options, "zscore", stats)
+        model.fit(tf.data.Dataset.from_tensor_slices((inputs[variant][rows], y[rows])).batch(64), epochs=2,
+                  shuffle=False, verbose=0)
+        alone[variant] = model
+    models = {v: train.build_model(v, 2, "regression", options, "zscore", stats) for v in inputs}
+    features = {"normalized": normalized, "raw": raw}
+
+    def data(b, rows=slice(None)):
+        return tf.data.Dataset.from_tensor_slices(
+            ({k: v[rows] for k, v in features.items()}, {v: y[rows] for v in inputs})).batch(b)
+
+    train.fit_and_evaluate_variants(models, names, "regression", data, data, lambda b: data(b, slice(0, 50)), options,
+                                    64, verbose=0, comparison_data=lambda b: data(b, slice(0, 192)))
+    for variant, model in alone.items():
+        for a, b in zip(model.get_weights(), models[variant].get_weights()):
+            np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    dense = [l for l in models["constant"].layers if l.name != "normalize" and l.get_weights()]
+    for a, b in zip([w for l in dense for w in l.get_weights()], alone["tft"].get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_comparison_rows_must_be_positive():
+    with pytest.raises(ValueError, match="comparison_rows"):
+        train.TrainOptions(comparison_rows=0)

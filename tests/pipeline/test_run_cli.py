@@ -31,7 +31,7 @@ def data(tmp_path_factory):
 def labelled_run(data, tmp_path_factory):
     out = tmp_path_factory.mktemp("out")
     result = run_cli(["run", "--input", str(data), "--output-dir", str(out), "--label", "tips", "--model-name", "tips",
-                      "--batch-sizes", "1,8,32,1024", "--epochs", "2", "--materialize"])
+                      "--batch-sizes", "1,8,32,1024", "--epochs", "2", "--materialize", "--comparison-rows", "300"])
     return out, result
 
 
@@ -80,7 +80,13 @@ def test_run_reports_a_baseline_beside_each_variant(labelled_run):
     assert baseline["batch_4096"]["mae"] == pytest.approx(np.abs(eval_y - train_y.mean()).mean(), rel=1e-6)
     for variant, m in metrics["variants"].items():
         assert m["batch_1"]["rows"] == metrics["eval_sample_rows"] and m["batch_4096"]["rows"] == len(eval_y), variant
-        assert m["train_rows"] == len(train_y)
+        # the exported tft (and constant, on tft's network) on every row, the others on the budget
+        assert m["budget"] == ("every_row" if variant in ("tft", "constant") else "comparison"), variant
+        assert m["train_rows"] == (len(train_y) if m["budget"] == "every_row" else 300), variant
+    assert metrics["train_rows"] == len(train_y) and metrics["comparison_rows"] == 300
+    budget = f"learned, batch (trained only to be compared) trained on the first 300 of {len(train_y):,} training rows"
+    assert budget in result.stdout and html.escape(budget) in (out / "report.html").read_text()
+    assert f"learned, batch on the first 300 training rows per epoch (--comparison-rows)" in result.stderr
     # the model learns: the full-dataset variant beats predicting the mean
     assert metrics["variants"]["tft"]["batch_4096"]["mae"] < baseline["batch_4096"]["mae"]
     assert "baseline" in result.stdout and f"{baseline['batch_1']['mae']:.4g}" in result.stdout
@@ -273,3 +279,18 @@ def test_summary_points_to_the_request_of_a_wide_model(tmp_path):
     line = next(l for l in text.splitlines() if l.startswith("try:"))
     assert len(curl) > run.MAX_TERMINAL_CURL and len(line) < 300
     assert "all 5,000 features" in line and str(tmp_path / "run.json") in line
+
+
+def test_comparison_rows_flag_default_is_the_training_budget():
+    from normpipe.components import train
+    from normpipe.pipeline import cli
+
+    assert cli.COMPARISON_ROWS == train.COMPARISON_ROWS == train.TrainOptions().comparison_rows
+    args = cli.build_parser().parse_args(["run", "--input", "x", "--output-dir", "o"])
+    assert args.comparison_rows == train.COMPARISON_ROWS and args.serving_inputs == "auto"
+
+
+def test_negative_comparison_rows_are_refused(data, tmp_path):
+    result = run_cli(["run", "--input", str(data), "--output-dir", str(tmp_path), "--label", "tips",
+                      "--comparison-rows", "-1"])
+    assert_user_error(result, "--comparison-rows must be 0 (every row) or a positive integer. Received: -1")

@@ -81,7 +81,7 @@ def servable(tmp_path_factory):
     spec = ingest.inspect_input(str(path))
     transform_dir, _ = run_transform(tmp, spec, method="zscore")
     version = export.export_normalization_model(transform_dir, str(tmp / "serving"), "norm")
-    return {"csv": path, "data": data, "version": version, "serving": tmp / "serving"}
+    return {"csv": path, "data": data, "version": version, "serving": tmp / "serving", "transform_dir": transform_dir}
 
 
 class _FakeServing(http.server.BaseHTTPRequestHandler):
@@ -113,7 +113,11 @@ class _FakeServing(http.server.BaseHTTPRequestHandler):
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         type(self).bodies.append(body)
         instances = body["instances"]
-        inputs = {k: tf.constant([row[k] for row in instances], tf.float64) for k in instances[0]}
+        if isinstance(instances[0], list):  # a signature of one input: each instance is its value
+            (name,) = self.model.signatures[body["signature_name"]].structured_input_signature[1]
+            inputs = {name: tf.constant(instances, tf.float64)}
+        else:
+            inputs = {k: tf.constant([row[k] for row in instances], tf.float64) for k in instances[0]}
         outputs = {k: v.numpy().tolist() for k, v in self.model.signatures[body["signature_name"]](**inputs).items()}
         rows = [{k: outputs[k][i] for k in outputs} for i in range(len(instances))]
         self._reply({"predictions": rows if len(outputs) > 1 else [r[next(iter(outputs))] for r in rows]})
@@ -139,6 +143,45 @@ def test_predict_cli_against_rest_server(servable, tmp_path):
     mean, std = servable["data"]["fare"].mean(), servable["data"]["fare"].std()
     np.testing.assert_allclose([p["fare_z"] for p in predictions], (np.array([12.5, 20.0]) - mean) / std, rtol=1e-5)
     assert predictions[1]["ts_z"] == 0.0  # missing -> imputed mean
+
+
+@contextlib.contextmanager
+def _fake_server(version, name):
+    _FakeServing.model = tf.saved_model.load(version)
+    _FakeServing.name = name
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _FakeServing)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+
+
+def test_predict_cli_sends_rows_of_a_matrix_model_in_its_column_order(servable, tmp_path):
+    """A serving_default of one [batch, F] matrix: each row goes as a list in
+    the export's column order (normpipe_features.json), whatever the CSV's."""
+    from normpipe.serving import serving_layout
+
+    version = export.export_normalization_model(servable["transform_dir"], str(tmp_path / "serving"), "mat",
+                                                serving_inputs="matrix")
+    columns = serving_layout.read_features_file(version)["inputs"]
+    rows = tmp_path / "rows.csv"
+    rows.write_text("extra,ts,fare\nx,1450000000,12.5\ny,,20\n")
+    with _fake_server(version, "mat") as url:
+        refused = run_cli(["predict", "--server", url, "--model", "mat", "--input", str(rows)])
+        result = run_cli(["predict", "--server", url, "--model", "mat", "--input", str(rows), "--model-dir",
+                          str(tmp_path / "serving" / "mat")])
+    assert refused.returncode == 2 and "pass --model-dir" in refused.stderr and "Traceback" not in refused.stderr
+    assert result.returncode == 0, result.stderr[-2000:]
+    values = {"fare": [12.5, 20.0], "ts": [1450000000.0, math.nan]}
+    sent = _FakeServing.bodies[-1]["instances"]
+    assert len(sent) == 2 and all(len(r) == len(columns) for r in sent)
+    np.testing.assert_array_equal(np.array(sent), np.array([[values[c][i] for c in columns] for i in range(2)]))
+    predictions = np.array([json.loads(line) for line in result.stdout.splitlines()])
+    j = columns.index("fare")
+    mean, std = servable["data"]["fare"].mean(), servable["data"]["fare"].std()
+    np.testing.assert_allclose(predictions[:, j], (np.array(values["fare"]) - mean) / std, rtol=1e-5)
+    assert predictions[1, columns.index("ts")] == 0.0  # missing -> imputed mean
 
 
 def test_predict_cli_unreachable_server(tmp_path):

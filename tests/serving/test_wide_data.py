@@ -137,3 +137,126 @@ def test_warmup_tensor_equals_make_tensor_proto(value):
     built = servable_files._double_vector(value)
     assert built.SerializeToString() == expected.SerializeToString()
     np.testing.assert_array_equal(tf.make_ndarray(built), np.array([value]))
+
+
+def _wide_transform(tmp_path, width, rows=120, label=True):
+    from tests.components.test_transform import run_transform
+
+    rng = np.random.default_rng(width)
+    columns = {f"c{j}": np.where(rng.random(rows) < 0.05, np.nan, rng.normal(j, 1 + j % 7, rows)) for j in range(width)}
+    if label:
+        columns["y"] = rng.normal(size=rows)
+    path = write_csv(tmp_path / f"w{width}.csv", columns)
+    spec = ingest.inspect_input(str(path), label="y" if label else None)
+    transform_dir, _ = run_transform(tmp_path, spec, method="zscore")
+    x = np.stack([columns[n] for n in spec.features], axis=1)
+    return transform_dir, spec, x
+
+
+def _numpy_zscore(x):
+    """float64 z-scores over the present values; a missing value gets the mean (0)."""
+    mean, std = np.nanmean(x, axis=0), np.nanstd(x, axis=0)
+    return np.where(np.isnan(x), 0.0, (x - mean) / np.where(std > 0, std, 1.0))
+
+
+def _warmup_inputs(version_dir):
+    from tensorflow_serving.apis import prediction_log_pb2
+
+    path = f"{version_dir}/assets.extra/{serving_layout.WARMUP_FILE}"
+    return [{k: tf.make_ndarray(v) for k, v in
+             prediction_log_pb2.PredictionLog.FromString(r.numpy()).predict_log.request.inputs.items()}
+            for r in tf.data.TFRecordDataset(path)]
+
+
+@pytest.mark.slow
+def test_a_300_feature_model_gets_matrix_signatures(tmp_path):
+    """More than MATRIX_FEATURES features: serving_default takes one float64
+    [batch, F] matrix (columns in normpipe_features.json's order) and gives
+    the model's prediction; transform_features gives one [batch, F] matrix
+    per method equal to numpy float64; the tf.Example signatures, the warmup
+    requests and `normpipe verify` follow."""
+    from normpipe.components import train
+    from normpipe.serving import export, verify
+
+    transform_dir, spec, x = _wide_transform(tmp_path, 300)
+    names = [f"{n}_z" for n in spec.features]
+    model = train.build_model("tft", 300, "regression", train.TrainOptions(hidden=(8,)))
+    version = export.export_model(transform_dir, str(tmp_path / "serving"), "wide", model=model, model_inputs=names,
+                                  task="regression")
+    summary = servable_files.signature_summary(version)
+    assert summary["serving_default"]["inputs"] == {MATRIX_INPUT: "float64 [None, 300]"}
+    assert summary["transform_features"] == {"inputs": {MATRIX_INPUT: "float64 [None, 300]"},
+                                             "outputs": {"zscore": "float32 [None, 300]"}}
+    assert summary["serving_examples"]["inputs"] == {"examples": "string [None]"}
+    recorded = serving_layout.read_features_file(version)
+    assert recorded["serving_inputs"] == "matrix" and recorded["inputs"] == list(spec.features)
+    assert recorded["output_columns"] == {"zscore": names}  # transform_features' matrix
+    assert recorded["outputs"] == ["prediction"]
+    server = verify.ServingSession(version)
+    normalized = server.run("transform_features", {MATRIX_INPUT: x})["zscore"]
+    np.testing.assert_allclose(normalized, _numpy_zscore(x), rtol=1e-5, atol=1e-5)
+    served = server.run("serving_default", {MATRIX_INPUT: x})["prediction"]
+    expected = model(_numpy_zscore(x).astype(np.float32)).numpy().reshape(-1)
+    np.testing.assert_allclose(served, expected, rtol=1e-4, atol=1e-4)
+    warmup = _warmup_inputs(version)
+    assert len(warmup) == len(verify.load_sample(version)[1]) <= serving_layout.sample_limit(300)
+    assert all(list(w) == [MATRIX_INPUT] and w[MATRIX_INPUT].shape == (1, 300) for w in warmup)
+    lines = []
+    assert verify.verify(version, report=lines.append), lines
+    assert any(l.startswith("PASS signatures:") and "one DT_DOUBLE [None, 300] input" in l for l in lines)
+    assert any(l.startswith("PASS warmup:") for l in lines) and any(l.startswith("PASS examples:") for l in lines)
+
+
+@pytest.mark.slow
+def test_serving_inputs_matrix_on_a_narrow_model_and_named_on_a_wide_one(tmp_path):
+    """--serving-inputs matrix on 3 features: matrix signatures, one output
+    matrix per method without a model, verify passes; named on 300
+    features is allowed: one DT_DOUBLE input per feature, as asked."""
+    from normpipe.serving import export, verify
+
+    narrow = tmp_path / "narrow"
+    narrow.mkdir()
+    transform_dir, spec, x = _wide_transform(narrow, 3, label=False)
+    version = export.export_normalization_model(transform_dir, str(narrow / "serving"), "n", serving_inputs="matrix")
+    summary = servable_files.signature_summary(version)
+    assert summary["serving_default"] == {"inputs": {MATRIX_INPUT: "float64 [None, 3]"},
+                                          "outputs": {"zscore": "float32 [None, 3]"}}
+    recorded = serving_layout.read_features_file(version)
+    assert recorded["output_columns"] == {"zscore": [f"{n}_z" for n in spec.features]}
+    served = verify.ServingSession(version).run("serving_default", {MATRIX_INPUT: x})["zscore"]
+    np.testing.assert_allclose(served, _numpy_zscore(x), rtol=1e-5, atol=1e-5)
+    lines = []
+    assert verify.verify(version, report=lines.append), lines
+    wide = tmp_path / "wide"
+    wide.mkdir()
+    transform_dir, spec, x = _wide_transform(wide, 300, rows=40, label=False)
+    version = export.export_normalization_model(transform_dir, str(wide / "serving"), "w", serving_inputs="named")
+    inputs = servable_files.signature_summary(version)["serving_default"]["inputs"]
+    assert sorted(inputs) == sorted(spec.features) and set(inputs.values()) == {"float64 [None]"}
+    assert serving_layout.read_features_file(version)["serving_inputs"] == "named"
+
+
+@pytest.mark.parametrize("choice, width, expected", [("auto", 256, "named"), ("auto", 257, "matrix"),
+                                                      ("matrix", 3, "matrix"), ("named", 5000, "named")])
+def test_serving_inputs_choice(choice, width, expected):
+    assert serving_layout.serving_inputs_for(choice, width) == expected
+
+
+def test_unknown_serving_inputs_is_refused():
+    from normpipe.core.errors import UserError
+
+    with pytest.raises(UserError, match="--serving-inputs must be one of auto, named, matrix. Received: 'wide'"):
+        serving_layout.serving_inputs_for("wide", 3)
+
+
+def test_matrix_warmup_request_equals_make_tensor_proto(tmp_path):
+    rows = np.array([[1.5, np.nan, -3.0], [0.0, 1e300, 5e-324]])
+    path = str(tmp_path / "warmup")
+    servable_files.write_warmup(path, "m", ["a", "b", "c"], rows, matrix=True)
+    from tensorflow_serving.apis import prediction_log_pb2
+
+    for record, row in zip(tf.data.TFRecordDataset(path), rows, strict=True):
+        request = prediction_log_pb2.PredictionLog.FromString(record.numpy()).predict_log.request
+        assert request.model_spec.signature_name == "serving_default" and list(request.inputs) == [MATRIX_INPUT]
+        expected = tf.make_tensor_proto(row.reshape(1, 3))
+        assert request.inputs[MATRIX_INPUT].SerializeToString() == expected.SerializeToString()

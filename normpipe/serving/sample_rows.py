@@ -1,0 +1,46 @@
+"""Raw rows for an export's warmup requests and verify sample, when the
+caller gives none: the rows the transform stage's Beam run recorded with
+its values for them, or rows built from the statistics in the graph.
+"""
+
+import json
+import os
+
+import numpy as np
+import tensorflow as tf
+
+from normpipe.components import transform
+from normpipe.serving.example_parsing import example_types
+from normpipe.serving.serving_layout import sample_limit
+
+
+def pipeline_sample(transform_dir: str, features):
+    """(raw rows [n, F], {output: values}) that the transform stage's Beam run
+    recorded (transform.SAMPLE_FILE), or (None, None)."""
+    path = os.path.join(transform_dir, transform.SAMPLE_FILE)
+    if not tf.io.gfile.exists(path):
+        return None, None
+    with tf.io.gfile.GFile(path) as f:
+        document = json.load(f)
+    rows = np.array([[np.nan if v is None else v for v in row] for row in document["rows"]], np.float64)
+    limit = sample_limit(len(features))
+    return rows.reshape(-1, len(features))[:limit], {k: v[:limit] for k, v in document["transformed"].items()}
+
+
+def statistics_rows(transform_dir: str, metadata, features) -> np.ndarray:
+    """Rows built from the statistics in the graph (min, max, mean, mean -+ std
+    per feature, integers rounded for integer inputs), for an export whose
+    raw data is not at hand, such as one from a TFX transform graph."""
+    from normpipe.components import statistics  # pylint: disable=import-outside-toplevel
+
+    stats = statistics.read_statistics(transform_dir)["features"]
+    columns, kinds = [], example_types(metadata, features)
+    for name in features:
+        s = stats[name]
+        values = [np.nan] * 5 if not s["count"] else [s["min"], s["max"], s["mean"], s["mean"] - s["std"],
+                                                      s["mean"] + s["std"]]
+        column = np.array(values, np.float64)
+        if kinds[name] == "int64":
+            column = np.round(column)
+        columns.append(column)
+    return np.stack(columns, axis=1)
