@@ -23,6 +23,8 @@ setup(
     ],
     extras_require={
         "test": ["pytest>=8", "hypothesis>=6.100", "pandas>=2", "gcp-storage-emulator>=2024"],
+        # The peers of benchmarks/stats_throughput.py; never needed to run normpipe.
+        "benchmarks": ["duckdb>=1.1", "polars>=1.10", "pandas>=2", "matplotlib>=3.8"],
     },
     entry_points={"console_scripts": ["normpipe=normpipe.pipeline.cli:main"]},
 )
