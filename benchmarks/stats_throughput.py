@@ -278,7 +278,10 @@ def measure_taxi(args):
     import_cmd = [sys.executable, "-c", "import normpipe.pipeline.stats"]
     env = {**os.environ, "PYTHONPATH": ROOT + os.pathsep + os.environ.get("PYTHONPATH", "")}
     imports = statistics.median(measure.run_measured(import_cmd, env=env).wall_s for _ in range(args.repeats))
+    beam_cmd = [sys.executable, "-c", "import apache_beam"]  # the floor: normpipe cannot start without Beam
+    beam = statistics.median(measure.run_measured(beam_cmd).wall_s for _ in range(args.repeats))
     return {
+        "python_and_apache_beam_s": beam,
         "median_s": statistics.median(r.wall_s for r in runs),
         "times_s": [r.wall_s for r in runs],
         "other_cpu_s": [r.other_cpu_s for r in runs],

@@ -208,7 +208,8 @@ def print_extras(results):
     if "median_s" in taxi:
         print(f"\n== normpipe on chicago_taxi_15k.csv (15,002 rows): {taxi['median_s']:.2f} s start to exit "
               f"(peak RSS {taxi['peak_rss_mb']:.0f} MB); python + `import normpipe.pipeline.stats` alone: "
-              f"{taxi['python_and_imports_s']:.2f} s; normpipe's 'analyzed in': {taxi['pipeline_s']:.2f} s")
+              f"{taxi['python_and_imports_s']:.2f} s; `import apache_beam` alone: {taxi.get('python_and_apache_beam_s', float('nan')):.2f} s; "
+              f"normpipe's 'analyzed in': {taxi['pipeline_s']:.2f} s")
     big = results.get("20m") or {}
     for key, s in big.items():
         if key != "error":

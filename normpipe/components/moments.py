@@ -193,8 +193,8 @@ class BatchMoments(beam.DoFn):
 
     def process(self, batch):
         start = time.perf_counter()
-        names = batch.schema.names
-        columns = [batch.column(names.index(n)).flatten().to_numpy(zero_copy_only=False) for n in self._features]
+        position = {name: i for i, name in enumerate(batch.schema.names)}
+        columns = [batch.column(position[n]).flatten().to_numpy(zero_copy_only=False) for n in self._features]
         yield batch_moments(columns, self._centers, self._exponents)
         self._analyze_us.inc(int((time.perf_counter() - start) * 1e6))
 
