@@ -40,6 +40,9 @@ MP_FLAGS = ("--direct_running_mode=multi_processing", "--direct_num_workers=2")
 SIZE_20M = 20_000_000
 # normpipe's progress line: "[normpipe   9.4s] statistics: 5,000,000 rows analyzed in 9.0s"
 _PIPELINE_TIME = re.compile(r"rows analyzed in ([\d.]+)s")
+# and where the time went: "time: parse 1.20s, convert 0.30s, analyze 0.40s (summed over workers); pipeline 2.50s wall, write 0.01s"
+_STAGE_TIME = re.compile(r"(parse|convert|analyze|pipeline|write) ([\d.]+)s")
+_STAGE_LINE = re.compile(r"\] time: (.*)$", re.MULTILINE)
 
 
 def _peer(script, *args):
@@ -59,6 +62,8 @@ METHODS = {
         lambda f, o, a: (NORMPIPE, "stats", "--input", synthetic_data.ensure_parquet(f), "--output-dir", o),
         False,
     ),
+    "duckdb": ("DuckDB read_csv + avg/stddev_pop/min/max", lambda f, o, a: _peer("duckdb_stats.py", f), False),
+    "polars": ("Polars scan_csv + mean/std/min/max", lambda f, o, a: _peer("polars_stats.py", f), False),
     "pandas": ("pandas read_csv(pyarrow) + stats", lambda f, o, a: _peer("pandas_stats.py", f), False),
     "keras": (
         "Keras 3 Normalization.adapt (tf.data)",
@@ -143,16 +148,27 @@ def pipeline_seconds(run):
     return float(match.group(1)) if match else None
 
 
-def measure_size(key, rows, repeats, args):
-    path = synthetic_data.ensure_csv(args.data_dir, rows, args.seed)
-    measure.warm_page_cache(path)
-    runs, figures = [], None
-    for i in range(repeats):
-        run, figures = run_once(key, path, args)
-        runs.append(run)
-        log(f"  {key:<12} {rows:>11,} rows  run {i + 1}/{repeats}: {run.wall_s:7.2f} s  cpu {run.cpu_s:6.2f} s  "
-            f"peak RSS {run.peak_rss_mb:6.0f} MB  tree RSS {run.tree_rss_mb:6.0f} MB  PSS {run.tree_pss_mb:6.0f} MB  "
-            f"major faults {run.major_faults}  other work {run.other_cpu_s:5.2f} cpu-s")
+def stage_seconds(run):
+    """normpipe's "time:" line as {parse, convert, analyze, pipeline, write: s}, or None."""
+    match = _STAGE_LINE.search(run.stderr)
+    return {k: float(v) for k, v in _STAGE_TIME.findall(match.group(1))} if match else None
+
+
+def _median_stages(runs):
+    found = [stage_seconds(r) for r in runs]
+    if None in found:
+        return None
+    return {k: statistics.median(f[k] for f in found) for k in found[0]}
+
+
+def _log_run(key, rows, i, repeats, run):
+    log(f"  {key:<16} {rows:>11,} rows  run {i + 1}/{repeats}: {run.wall_s:7.2f} s  cpu {run.cpu_s:6.2f} s  "
+        f"peak RSS {run.peak_rss_mb:6.0f} MB  tree RSS {run.tree_rss_mb:6.0f} MB  PSS {run.tree_pss_mb:6.0f} MB  "
+        f"major faults {run.major_faults}  other work {run.other_cpu_s:5.2f} cpu-s  load {os.getloadavg()[0]:.1f}")
+
+
+def size_result(rows, runs, figures, path):
+    """One method's figures at one size from its runs."""
     inside = [pipeline_seconds(r) for r in runs]
     return {
         "rows": rows,
@@ -161,6 +177,8 @@ def measure_size(key, rows, repeats, args):
         "major_faults": [r.major_faults for r in runs],
         "other_cpu_s": [r.other_cpu_s for r in runs],
         "pipeline_s": statistics.median(inside) if None not in inside else None,
+        "stage_s": _median_stages(runs),
+        "loadavg_1m": os.getloadavg()[0],
         "median_s": statistics.median(r.wall_s for r in runs),
         "peak_rss_mb": max(r.peak_rss_mb for r in runs),
         "tree_rss_mb": max(r.tree_rss_mb for r in runs),
@@ -168,6 +186,18 @@ def measure_size(key, rows, repeats, args):
         "accuracy": accuracy(figures, synthetic_data.load_reference(path)),
         "num_examples": figures.get("num_examples"),
     }
+
+
+def measure_size(key, rows, repeats, args):
+    """One method at one size, `repeats` runs in a row (the 20M runs)."""
+    path = synthetic_data.ensure_csv(args.data_dir, rows, args.seed)
+    measure.warm_page_cache(path)
+    runs, figures = [], None
+    for i in range(repeats):
+        run, figures = run_once(key, path, args)
+        runs.append(run)
+        _log_run(key, rows, i, repeats, run)
+    return size_result(rows, runs, figures, path)
 
 
 def fit_line(points):
@@ -179,18 +209,47 @@ def fit_line(points):
     return marginal, t1 - n1 / marginal
 
 
-def measure_method(key, args):
-    sizes = args.slow_peer_sizes if METHODS[key][2] else args.sizes
-    log(f"{METHODS[key][0]}: sizes {', '.join(f'{n:,}' for n in sizes)}, {args.repeats} repeat(s)")
-    try:
-        for _ in range(args.warmup):  # page in the method's libraries and the data
-            run_once(key, synthetic_data.ensure_csv(args.data_dir, sizes[0], args.seed), args)
-        per_size = [measure_size(key, n, args.repeats, args) for n in sizes]
-    except (RuntimeError, OSError, ValueError, KeyError) as exc:
-        log(f"  {key} FAILED: {exc}")
-        return {"label": METHODS[key][0], "error": str(exc)}
+def sizes_of(key, args):
+    return args.slow_peer_sizes if METHODS[key][2] else args.sizes
+
+
+def measure_methods(keys, args):
+    """Every method at each of its sizes, alternated: for each size and
+    repeat, one run of each method in turn, so that load on the machine
+    falls on all of them alike and their ratios come from the same minutes."""
+    failed, runs, figures = {}, {k: {} for k in keys}, {k: {} for k in keys}
+    for key in keys:  # page in each method's libraries and the data
+        log(f"{METHODS[key][0]}: sizes {', '.join(f'{n:,}' for n in sizes_of(key, args))}, {args.repeats} repeat(s)")
+        try:
+            for _ in range(args.warmup):
+                run_once(key, synthetic_data.ensure_csv(args.data_dir, sizes_of(key, args)[0], args.seed), args)
+        except (RuntimeError, OSError, ValueError, KeyError) as exc:
+            log(f"  {key} FAILED: {exc}")
+            failed[key] = str(exc)
+    for rows in sorted({n for k in keys for n in sizes_of(k, args)}):
+        path = synthetic_data.ensure_csv(args.data_dir, rows, args.seed)
+        measure.warm_page_cache(path)
+        for i in range(args.repeats):
+            for key in [k for k in keys if rows in sizes_of(k, args) and k not in failed]:
+                try:
+                    run, figures[key][rows] = run_once(key, path, args)
+                except (RuntimeError, OSError, ValueError, KeyError) as exc:
+                    log(f"  {key} FAILED: {exc}")
+                    failed[key] = str(exc)
+                    continue
+                runs[key].setdefault(rows, []).append(run)
+                _log_run(key, rows, i, args.repeats, run)
+    return {key: method_result(key, runs[key], figures[key], failed.get(key), args) for key in keys}
+
+
+def method_result(key, runs, figures, error, args):
+    label = METHODS[key][0]
+    if error:
+        return {"label": label, "error": error}
+    per_size = [size_result(n, runs[n], figures[n], synthetic_data.csv_path(args.data_dir, n, args.seed))
+                for n in sizes_of(key, args)]
     marginal, fixed = fit_line([(s["rows"], s["median_s"]) for s in per_size])
-    return {"label": METHODS[key][0], "sizes": per_size, "marginal_rows_per_s": marginal, "fixed_cost_s": fixed}
+    return {"label": label, "sizes": per_size, "marginal_rows_per_s": marginal, "fixed_cost_s": fixed}
 
 
 def accuracy(figures, reference):
@@ -219,8 +278,14 @@ def measure_taxi(args):
     import_cmd = [sys.executable, "-c", "import normpipe.pipeline.stats"]
     env = {**os.environ, "PYTHONPATH": ROOT + os.pathsep + os.environ.get("PYTHONPATH", "")}
     imports = statistics.median(measure.run_measured(import_cmd, env=env).wall_s for _ in range(args.repeats))
+    beam_cmd = [sys.executable, "-c", "import apache_beam"]  # the floor: normpipe cannot start without Beam
+    beam = statistics.median(measure.run_measured(beam_cmd).wall_s for _ in range(args.repeats))
     return {
+        "python_and_apache_beam_s": beam,
         "median_s": statistics.median(r.wall_s for r in runs),
+        "times_s": [r.wall_s for r in runs],
+        "other_cpu_s": [r.other_cpu_s for r in runs],
+        "stage_s": _median_stages(runs),
         "pipeline_s": statistics.median(pipeline_seconds(r) or 0.0 for r in runs),
         "peak_rss_mb": max(r.peak_rss_mb for r in runs),
         "python_and_imports_s": imports,
@@ -248,10 +313,19 @@ def log(message):
     print(message, flush=True)
 
 
+def _version(module):
+    try:
+        return __import__(module).__version__
+    except ImportError:
+        return None
+
+
 def environment(args):
     import numpy  # pylint: disable=import-outside-toplevel
 
     return {
+        "loadavg_at_start": list(os.getloadavg()),
+        "versions": {m: _version(m) for m in ("pyarrow", "duckdb", "polars", "pandas", "apache_beam")},
         "sizes": args.sizes,
         "slow_peer_sizes": args.slow_peer_sizes,
         "repeats": args.repeats,
@@ -271,18 +345,20 @@ def main(argv=None) -> int:
     args = finish_args(build_parser().parse_args(argv))
     log(f"peak RSS via {measure.rss_tool()}; data in {args.data_dir}")
     results = {"config": environment(args), "methods": {}}
-    for key in args.methods:
-        results["methods"][key] = measure_method(key, args)
+    results["methods"] = measure_methods(args.methods, args)
     if "normpipe" in args.methods:
         results["taxi"] = measure_taxi(args)
     if args.with_20m:
         results["20m"] = measure_20m(args, [k for k in ("normpipe", "normpipe_mp") if k in args.methods])
+    results["config"]["loadavg_at_end"] = list(os.getloadavg())
     throughput_report.summarize(results)
     throughput_report.print_report(results)
     os.makedirs(os.path.dirname(args.results), exist_ok=True)
     with open(args.results, "w", encoding="utf-8") as f:
         json.dump(results, f, indent=2)
     log(f"\nwrote {args.results}")
+    for picture in throughput_report.draw(args.results):
+        log(f"wrote {picture}")
     return 0 if all(t["pass"] for t in results["targets"]) else 1
 
 

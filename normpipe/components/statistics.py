@@ -41,7 +41,6 @@ constants inside the transform graph are the same numbers.
 """
 
 import json
-import math
 
 import apache_beam as beam
 import numpy as np
@@ -49,6 +48,7 @@ import tensorflow as tf
 import tensorflow_transform as tft
 import tensorflow_transform.beam as tft_beam
 
+from normpipe.components import moments
 from normpipe.core import exact_float, graph_constants
 from normpipe.io.column_names import MATRIX_INPUT
 from normpipe.core.errors import UserError
@@ -56,8 +56,9 @@ from normpipe.core.errors import UserError
 STATS_KEY = "__statistics__"
 STATISTICS_NODE = "normpipe_statistics"
 CONFIG_NODE = "normpipe_config"
-# mean and var are of x * 2**exponent; min and max of x itself.
-FIELDS = ("count", "missing", "mean", "var", "min", "max", "exponent", "overflow")
+# mean and var are of x * 2**exponent; min and max of x itself (the same
+# layout as `normpipe stats`' numpy moments).
+FIELDS = moments.FIELDS
 _KEY_ABOVE_ALL = exact_float.key_of(np.inf)
 _KEY_BELOW_ALL = exact_float.key_of(-np.inf)
 
@@ -282,32 +283,4 @@ def read_statistics(transform_dir: str) -> dict:
     found = graph_constants.read(transform_fn, [STATISTICS_NODE, CONFIG_NODE], transform_dir)
     config = json.loads(found[CONFIG_NODE].decode("utf-8"))
     matrix = np.asarray(found[STATISTICS_NODE], np.float64)
-    result, num_examples = {}, 0
-    for column, name in enumerate(config["features"]):
-        stats = dict(zip(FIELDS, (float(v) for v in matrix[:, column])))
-        if stats["overflow"]:
-            raise UserError(
-                f"feature {name!r}: {int(stats['overflow'])} values are too far from the first rows' "
-                f"scale (up to {stats['max']:.3g}) for float64 statistics"
-            )
-        count, missing = int(stats["count"]), int(stats["missing"])
-        num_examples = count + missing
-        result[name] = {"count": count, "missing": missing, **_unscaled(stats, count)}
-    return {"num_examples": num_examples, "features": result}
-
-
-def _unscaled(stats: dict, count: int) -> dict:
-    """mean/var/std/min/max of the raw values, from the scaled analyzers."""
-    if not count:
-        return dict(mean=None, var=None, std=None, min=None, max=None)
-    k = -int(stats["exponent"])
-    scaled_var = stats["var"] if stats["var"] > 0 else 0.0
-    with np.errstate(over="ignore"):
-        var = float(np.ldexp(scaled_var, 2 * k))
-    return dict(
-        mean=float(np.ldexp(stats["mean"], k)),
-        var=var if math.isfinite(var) else None,  # beyond float64 only when std > 1.3e154
-        std=float(np.ldexp(math.sqrt(scaled_var), k)),
-        min=stats["min"],
-        max=stats["max"],
-    )
+    return moments.summarize(matrix, config["features"])

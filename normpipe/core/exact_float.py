@@ -13,10 +13,13 @@ exact, and this module builds on those alone:
 
 Scaling a feature by a power of two moves its values into the normal range
 before any arithmetic touches them; a power-of-two scale changes no digit.
+
+TensorFlow is imported by the graph functions when they are first called:
+`key_of` and `choose_exponent` are numpy only, and `normpipe stats` uses
+them without loading TensorFlow.
 """
 
 import numpy as np
-import tensorflow as tf
 
 _MAGNITUDE = np.int64(0x7FFFFFFFFFFFFFFF)
 _MANTISSA = np.int64((1 << 52) - 1)
@@ -24,7 +27,7 @@ _HIDDEN_BIT = np.int64(1 << 52)
 _MIN_EXP, _MAX_EXP = -1022, 1023
 
 
-def order_key(x: tf.Tensor) -> tf.Tensor:
+def order_key(x):
     """int64 keys ordered like the float64 values of `x` (NaN excluded).
 
     A non-negative float's bits already sort as integers; a negative float's
@@ -32,12 +35,16 @@ def order_key(x: tf.Tensor) -> tf.Tensor:
     below +0.0. The key of -inf is far from int64's minimum, so tf.Transform's
     min (which negates) cannot overflow.
     """
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+
     bits = tf.bitcast(x, tf.int64)
     return tf.where(bits < 0, tf.bitwise.bitwise_xor(bits, _MAGNITUDE), bits)
 
 
-def from_order_key(key: tf.Tensor) -> tf.Tensor:
+def from_order_key(key):
     """The float64 values whose `order_key` is `key` (the map is its own inverse)."""
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+
     bits = tf.where(key < 0, tf.bitwise.bitwise_xor(key, _MAGNITUDE), key)
     return tf.bitcast(bits, tf.float64)
 
@@ -48,12 +55,14 @@ def key_of(value: float) -> np.int64:
     return bits ^ _MAGNITUDE if bits < 0 else bits
 
 
-def _power_of_two(n: tf.Tensor) -> tf.Tensor:
+def _power_of_two(n):
     """2.0**n as float64 for int64 n in [-1022, 1023], built from its bits."""
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+
     return tf.bitcast(tf.bitwise.left_shift(n + 1023, 52), tf.float64)
 
 
-def ldexp(x: tf.Tensor, exponents) -> tf.Tensor:
+def ldexp(x, exponents):
     """x * 2**exponents for a float64 [batch, F] matrix, one exponent per column.
 
     x is split into an integer mantissa M < 2**53 and a power of two with
@@ -63,6 +72,8 @@ def ldexp(x: tf.Tensor, exponents) -> tf.Tensor:
     below 2.2e-308 becomes 0 and one beyond float64's range becomes +-inf.
     NaN, +-inf and +-0 are returned unchanged.
     """
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+
     exponents = np.asarray(exponents, np.int64)
     if not exponents.any():
         # x * 2**0: x itself. Subnormal inputs stay subnormal here (the

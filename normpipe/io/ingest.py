@@ -23,8 +23,6 @@ from collections import Counter
 import apache_beam as beam
 import numpy as np
 import pyarrow as pa
-from tensorflow_metadata.proto.v0 import schema_pb2
-from tfx_bsl.tfxio import tensor_adapter
 
 from normpipe.io import csv_reader, parquet_reader, tfrecord_reader
 from normpipe.io.column_names import MATRIX_INPUT
@@ -109,10 +107,14 @@ def _double_lists(names) -> pa.Schema:
     return pa.schema([pa.field(name, pa.list_(pa.float64())) for name in names])
 
 
-def tensor_adapter_config(spec: InputSpec) -> tensor_adapter.TensorAdapterConfig:
+def tensor_adapter_config(spec: InputSpec):
     """What tf.Transform reads from `to_feature_matrix` batches: one float64
     [batch, F] dense tensor `MATRIX_INPUT` and, with a label, one float64
-    [batch] tensor under the label's name."""
+    [batch] tensor under the label's name (a tfx-bsl TensorAdapterConfig;
+    tfx-bsl, which imports TensorFlow, is imported here, not by the readers)."""
+    from tensorflow_metadata.proto.v0 import schema_pb2  # pylint: disable=import-outside-toplevel
+    from tfx_bsl.tfxio import tensor_adapter  # pylint: disable=import-outside-toplevel
+
     matrix = schema_pb2.TensorRepresentation()
     matrix.dense_tensor.column_name = MATRIX_INPUT
     matrix.dense_tensor.shape.dim.add().size = len(spec.features)

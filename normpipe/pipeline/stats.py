@@ -1,4 +1,15 @@
-"""`normpipe stats`: full-dataset statistics to <output-dir>/statistics.json."""
+"""`normpipe stats`: full-dataset statistics to <output-dir>/statistics.json.
+
+The statistics are computed in numpy inside the Beam pipeline
+(`components.moments`): TensorFlow and tf.Transform are not imported, which
+keeps the command's start-up short. `normpipe transform` computes the same
+figures inside its tf.Transform graph (`components.statistics`).
+
+The last progress lines say where the time went: parse (pyarrow's CSV
+parsing and float conversion), convert (checks and canonical batches),
+analyze (the per-batch moments), summed over all workers from Beam's
+counters, and the pipeline's own wall time, besides writing.
+"""
 
 import dataclasses
 import os
@@ -6,9 +17,8 @@ import time
 
 import apache_beam as beam
 import pyarrow as pa
-import tensorflow_transform.beam as tft_beam
 
-from normpipe.components import statistics
+from normpipe.components import moments
 from normpipe.io import atomic, ingest
 from normpipe.core.errors import UserError
 from normpipe.pipeline import beam_options
@@ -101,13 +111,20 @@ def report_bad_values(spec: ingest.InputSpec, bad_counts: dict) -> None:
         progress(f"bad values read as missing: {listed}")
 
 
+def read_transform_statistics(transform_dir: str) -> dict:
+    """The statistics inside a tf.Transform output (imports TensorFlow)."""
+    from normpipe.components import statistics  # pylint: disable=import-outside-toplevel
+
+    return statistics.read_statistics(transform_dir)
+
+
 def read_results(config: StatsConfig, spec, transform_dir: str, bad_values_path: str, start: float, stage: str,
-                 done: str):
+                 done: str, read=read_transform_statistics):
     """(statistics, bad-value counts) of a finished statistics or transform
     pipeline; one progress line "<stage>: N rows <done> in Ns (rows/s)" and
     one with the bad values read as missing. Raises UserError when the input
-    held no row."""
-    stats = statistics.read_statistics(transform_dir)
+    held no row. `read` reads the statistics from `transform_dir`."""
+    stats = read(transform_dir)
     bad_counts = ingest.read_bad_value_counts(bad_values_path)
     if stats["num_examples"] == 0:
         raise UserError(f"{config.input.path}: no data rows")
@@ -126,25 +143,60 @@ def run_stats(config: StatsConfig, beam_args=(), spec=None) -> dict:
     options = beam_options.make_options(beam_args)
     start = time.time()
     with beam_options.TempDir(config.output_dir, options=options) as tmp:
-        transform_dir = os.path.join(tmp, "transform")
+        matrix_path = os.path.join(tmp, "statistics_matrix.json")
         bad_values_path = os.path.join(tmp, "bad_values.json")
-        runner = beam_options.runner_for(options)
-        with beam.Pipeline(runner=runner, options=options) as p, tft_beam.Context(temp_dir=os.path.join(tmp, "tft")):
-            _ = (
-                p
-                | "ReadInput" >> ingest.ReadRecordBatches(spec, bad_values_path=bad_values_path)
-                | "ReportProgress" >> beam.ParDo(ReportRows("statistics")).with_output_types(pa.RecordBatch)
-                | "ToFeatureMatrix" >> ingest.ToFeatureMatrix(spec)
-                | "ComputeStatistics" >> statistics.AnalyzeStatistics(
-                    spec.features, ingest.tensor_adapter_config(spec), transform_dir, spec.centers, spec.exponents
-                )
-            )
-        stats, bad_counts = read_results(config, spec, transform_dir, bad_values_path, start, "statistics", "analyzed")
+        # With --bad-values=error a bad value stops the run, so there is no
+        # count to sum: the pipeline is then built without that branch (a
+        # CombineGlobally costs start-up time on a small input).
+        counts_path = bad_values_path if spec.bad_values == "missing" else None
+        p = beam.Pipeline(runner=beam_options.runner_for(options), options=options)
+        _ = (
+            p
+            | "ReadInput" >> ingest.ReadRecordBatches(spec, bad_values_path=counts_path)
+            | "ReportProgress" >> beam.ParDo(ReportRows("statistics")).with_output_types(pa.RecordBatch)
+            | "ComputeStatistics" >> moments.ComputeMoments(spec.features, matrix_path, spec.centers, spec.exponents)
+        )
+        result = p.run()
+        result.wait_until_finish()
+        pipeline_s = time.time() - start
+
+        def read(path):
+            return moments.summarize(moments.read_matrix(path), spec.features)
+
+        stats, bad_counts = read_results(config, spec, matrix_path, bad_values_path, start, "statistics", "analyzed",
+                                         read=read)
+    written = time.time()
     document = statistics_document(spec, stats, bad_counts)
     path = os.path.join(config.output_dir, "statistics.json")
     atomic.write_json_atomic(path, document)
     progress(f"wrote {path}")
+    progress(stage_times_line(counter_seconds(result), pipeline_s, time.time() - written))
     return document
+
+
+def counter_seconds(result) -> dict:
+    """{parse, convert, analyze: seconds} from the pipeline's normpipe/*_us
+    counters, summed over steps and workers ({} where the runner reports none)."""
+    from apache_beam.metrics.metric import MetricsFilter  # pylint: disable=import-outside-toplevel
+
+    try:
+        counters = result.metrics().query(MetricsFilter().with_namespace("normpipe"))["counters"]
+    except (NotImplementedError, AttributeError, KeyError):
+        return {}
+    seconds = {}
+    for counter in counters:
+        name = counter.key.metric.name
+        if name.endswith("_us"):
+            value = counter.committed if counter.committed is not None else counter.attempted
+            seconds[name[:-3]] = seconds.get(name[:-3], 0.0) + (value or 0) / 1e6
+    return seconds
+
+
+def stage_times_line(seconds: dict, pipeline_s: float, write_s: float) -> str:
+    """"time: parse 1.2s, convert 0.3s, analyze 0.4s (worker seconds); pipeline 2.5s, write 0.0s"."""
+    parts = [f"{name} {seconds[name]:.2f}s" for name in ("parse", "convert", "analyze") if name in seconds]
+    inside = f"{', '.join(parts)} (summed over workers); " if parts else ""
+    return f"time: {inside}pipeline {pipeline_s:.2f}s wall, write {write_s:.2f}s"
 
 
 def format_table(document: dict) -> str:

@@ -1,4 +1,6 @@
-"""Statistics stage: tf.Transform analyzers against numpy float64."""
+"""Statistics: tf.Transform's analyzers (`normpipe transform`) and the numpy
+moments merged in Beam (`normpipe stats`), each against an independent
+numpy float64 or exact rational reference on the same values."""
 
 import dataclasses
 import json
@@ -10,14 +12,14 @@ import pytest
 import tensorflow_transform.beam as tft_beam
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from normpipe.components import statistics
+from normpipe.components import moments, statistics
 from normpipe.core import graph_constants
 from normpipe.io import column_names, ingest
 from normpipe.core.errors import UserError
 from tests.conftest import TAXI_CSV, assert_stats_close, exact_stats, numpy_stats, read_csv_float64, write_csv
 
 
-def analyze(tmp_path, spec, split_size=64 << 20, bad_values_path=None, beam_flags=()):
+def analyze_tft(tmp_path, spec, split_size=64 << 20, bad_values_path=None, beam_flags=()):
     transform_dir = str(tmp_path / "transform")
     options = PipelineOptions(["--runner=DirectRunner", *beam_flags])
     with beam.Pipeline(options=options) as p, tft_beam.Context(temp_dir=str(tmp_path / "tft")):
@@ -32,6 +34,24 @@ def analyze(tmp_path, spec, split_size=64 << 20, bad_values_path=None, beam_flag
     return statistics.read_statistics(transform_dir)
 
 
+def analyze_numpy(tmp_path, spec, split_size=64 << 20, bad_values_path=None, beam_flags=()):
+    matrix_path = str(tmp_path / "statistics_matrix.json")
+    options = PipelineOptions(["--runner=DirectRunner", *beam_flags])
+    with beam.Pipeline(options=options) as p:
+        _ = (
+            p
+            | ingest.ReadRecordBatches(spec, split_size=split_size, bad_values_path=bad_values_path)
+            | moments.ComputeMoments(spec.features, matrix_path, spec.centers, spec.exponents)
+        )
+    return moments.summarize(moments.read_matrix(matrix_path), spec.features)
+
+
+@pytest.fixture(params=["tft", "numpy"])
+def analyze(request):
+    """Both engines: tf.Transform's analyzers and the numpy moments."""
+    return analyze_tft if request.param == "tft" else analyze_numpy
+
+
 def check_against_numpy(stats, path, names):
     reference = read_csv_float64(path, names)
     assert stats["num_examples"] == len(next(iter(reference.values())))
@@ -39,14 +59,14 @@ def check_against_numpy(stats, path, names):
         assert_stats_close(stats["features"][name], numpy_stats(reference[name]))
 
 
-def test_mixed_scales_with_missing_match_numpy(tmp_path, mixed_data):
+def test_mixed_scales_with_missing_match_numpy(tmp_path, mixed_data, analyze):
     path = write_csv(tmp_path / "d.csv", mixed_data)
     spec = ingest.inspect_input(str(path))
     stats = analyze(tmp_path, spec, split_size=20000)  # several byte ranges
     check_against_numpy(stats, path, list(mixed_data))
 
 
-def test_large_offset(tmp_path):
+def test_large_offset(tmp_path, analyze):
     rng = np.random.default_rng(1)
     values = 1e6 + rng.normal(0, 1e-2, 20000)
     path = write_csv(tmp_path / "d.csv", {"x": values, "y": 1e12 + rng.normal(0, 1, 20000)})
@@ -56,7 +76,7 @@ def test_large_offset(tmp_path):
     assert stats["features"]["x"]["std"] == pytest.approx(np.std(values), rel=1e-7)
 
 
-def test_zero_variance(tmp_path):
+def test_zero_variance(tmp_path, analyze):
     path = write_csv(tmp_path / "d.csv", {"c": np.full(100, 3.25), "big": np.full(100, 1.4e9), "v": np.arange(100.0)})
     stats = analyze(tmp_path, ingest.inspect_input(str(path)))
     for name in ("c", "big"):
@@ -65,7 +85,7 @@ def test_zero_variance(tmp_path):
     check_against_numpy(stats, path, ["c", "big", "v"])
 
 
-def test_all_missing(tmp_path):
+def test_all_missing(tmp_path, analyze):
     path = tmp_path / "d.csv"
     path.write_text("a,empty\n1,\n2,\n4,\n")
     stats = analyze(tmp_path, ingest.inspect_input(str(path)))
@@ -75,7 +95,7 @@ def test_all_missing(tmp_path):
     check_against_numpy(stats, path, ["a", "empty"])
 
 
-def test_single_row(tmp_path):
+def test_single_row(tmp_path, analyze):
     path = tmp_path / "d.csv"
     path.write_text("a,b\n-7.5,1e-300\n")
     stats = analyze(tmp_path, ingest.inspect_input(str(path)))
@@ -83,7 +103,7 @@ def test_single_row(tmp_path):
     check_against_numpy(stats, path, ["a", "b"])
 
 
-def test_taxi_sample_including_timestamp(tmp_path):
+def test_taxi_sample_including_timestamp(tmp_path, analyze):
     spec = ingest.inspect_input(TAXI_CSV, label="tips")
     stats = analyze(tmp_path, spec)
     check_against_numpy(stats, TAXI_CSV, list(spec.features))
@@ -97,7 +117,7 @@ def test_statistics_are_named_graph_constants_not_outputs(tmp_path, mixed_data):
     graph's outputs do not carry them."""
     path = write_csv(tmp_path / "d.csv", {k: v[:500] for k, v in mixed_data.items()})
     spec = ingest.inspect_input(str(path))
-    analyze(tmp_path, spec)
+    analyze_tft(tmp_path, spec)
     transform_fn = statistics.load_transform_graph(str(tmp_path / "transform")).transform_fn
     found = graph_constants.read(transform_fn, [statistics.STATISTICS_NODE, statistics.CONFIG_NODE])
     matrix = found[statistics.STATISTICS_NODE]
@@ -115,7 +135,7 @@ def test_statistics_are_named_graph_constants_not_outputs(tmp_path, mixed_data):
     assert all(v.dtype != tf.float64 and v.shape.rank == 1 for v in outputs.values())
 
 
-def test_beyond_float32_and_subnormal_values(tmp_path):
+def test_beyond_float32_and_subnormal_values(tmp_path, analyze):
     """float64 end to end, and no flush-to-zero: 1e39 overflows float32, 1e-310 is subnormal."""
     columns = {
         "tiny": [1e-310, 3e-310, 2e-310, 5e-324, np.nan, 2.5e-310],
@@ -138,7 +158,7 @@ def test_beyond_float32_and_subnormal_values(tmp_path):
             assert actual["var"] == pytest.approx(expected["var"], rel=1e-9, abs=1e-323), name
 
 
-def test_values_far_beyond_the_sample_scale_are_a_user_error(tmp_path):
+def test_values_far_beyond_the_sample_scale_are_a_user_error(tmp_path, analyze):
     path = tmp_path / "d.csv"
     path.write_text("x\n1e-310\n3e-310\n1.0\n")
     spec = ingest.inspect_input(str(path))
@@ -151,7 +171,7 @@ def test_values_far_beyond_the_sample_scale_are_a_user_error(tmp_path):
     "beam_flags",
     [(), pytest.param(("--direct_running_mode=multi_processing", "--direct_num_workers=2"), marks=pytest.mark.slow)],
 )
-def test_bad_values_as_missing_are_counted_exactly(tmp_path, beam_flags):
+def test_bad_values_as_missing_are_counted_exactly(tmp_path, beam_flags, analyze):
     """Counts travel as data through a CombineGlobally: summed over every byte range and worker."""
     rng = np.random.default_rng(3)
     x = rng.normal(5, 2, 3000)
@@ -171,7 +191,7 @@ def test_bad_values_as_missing_are_counted_exactly(tmp_path, beam_flags):
     assert stats["num_examples"] == 3000
 
 
-def test_no_bad_values_writes_an_empty_count(tmp_path):
+def test_no_bad_values_writes_an_empty_count(tmp_path, analyze):
     path = write_csv(tmp_path / "d.csv", {"x": np.arange(10.0)})
     counts_path = str(tmp_path / "bad_values.json")
     analyze(tmp_path, ingest.inspect_input(str(path), bad_values="missing"), bad_values_path=counts_path)
