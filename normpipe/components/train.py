@@ -15,8 +15,10 @@ How the normalization is embedded (`normalization`):
 Every variant sees the same rows in the same split: a row is held out for
 evaluation when a hash of its normalized float32 values and label (identical
 in the TFRecords and in the graph's output for the raw row) is 0 mod 5.
-The task is regression (MSE, reported as MAE) unless every label is 0 or 1
-(binary classification, reported as accuracy). Missing labels are dropped.
+The task is regression (MSE, reported as MAE), binary classification (labels
+0 and 1: a sigmoid output, binary cross-entropy) or multiclass (K classes: a
+softmax over K, sparse categorical cross-entropy), both reported as accuracy;
+labels.py decides which. Missing labels are dropped.
 Training streams from spool.py's chunks (the tft variant on the graph's
 normalized values, the others on raw float64); each variant is evaluated on every evaluation row
 at a large batch, and at batch size 1 on a fixed-size sample of them.
@@ -102,30 +104,36 @@ def normalization_layer(variant, method, stats):
     return None
 
 
-def loss_and_metric(task):
+def loss_and_metric(task, num_classes=2):
     """(loss, a new metric object): MSE and MAE for regression, binary
-    cross-entropy and accuracy for classification."""
+    cross-entropy and accuracy for two classes, sparse categorical
+    cross-entropy and accuracy for more."""
+    if task == "classification" and num_classes > 2:
+        return "sparse_categorical_crossentropy", keras.metrics.SparseCategoricalAccuracy(name="accuracy")
     if task == "classification":
         return "binary_crossentropy", keras.metrics.BinaryAccuracy(name="accuracy")
     return "mse", keras.metrics.MeanAbsoluteError(name="mae")
 
 
-def build_model(variant, num_features, task, options, method="zscore", stats=None) -> keras.Model:
+def build_model(variant, num_features, task, options, method="zscore", stats=None, num_classes=2) -> keras.Model:
+    """normpipe's MLP; it ends in Dense(1) (regression), a sigmoid (two
+    classes) or a softmax over `num_classes` (more)."""
     keras.utils.set_random_seed(options.seed)
     raw = variant != "tft"
     inputs = keras.Input((num_features,), dtype="float64" if raw else "float32", name="features")
     h = normalization_layer(variant, method, stats)(inputs) if raw else inputs
     for units in options.hidden:
         h = keras.layers.Dense(units, activation="relu")(h)
-    activation = "sigmoid" if task == "classification" else None
-    outputs = keras.layers.Dense(1, activation=activation, name="prediction")(h)
+    multiclass = task == "classification" and num_classes > 2
+    activation = "softmax" if multiclass else "sigmoid" if task == "classification" else None
+    outputs = keras.layers.Dense(num_classes if multiclass else 1, activation=activation, name="prediction")(h)
     model = keras.Model(inputs, outputs, name=f"normpipe_{variant}")
-    loss, metric = loss_and_metric(task)
+    loss, metric = loss_and_metric(task, num_classes)
     model.compile(optimizer=keras.optimizers.Adam(options.learning_rate), loss=loss, metrics=[metric])
     return model
 
 
-def joint_model(models: dict, inputs_of: dict, task, options) -> keras.Model:
+def joint_model(models: dict, inputs_of: dict, task, options, num_classes=2) -> keras.Model:
     """The variants' models side by side in one Keras model, to train and
     evaluate them in one pass over the data.
 
@@ -143,8 +151,8 @@ def joint_model(models: dict, inputs_of: dict, task, options) -> keras.Model:
     inputs = {name: keras.Input(tensor.shape[1:], dtype=tensor.dtype, name=name) for name, tensor in first.items()}
     outputs = {variant: model(inputs[inputs_of[variant]]) for variant, model in models.items()}
     joint = keras.Model(inputs, outputs, name="normpipe_variants")
-    loss = {variant: loss_and_metric(task)[0] for variant in models}
-    metrics = {variant: [loss_and_metric(task)[1]] for variant in models}
+    loss = {variant: loss_and_metric(task, num_classes)[0] for variant in models}
+    metrics = {variant: [loss_and_metric(task, num_classes)[1]] for variant in models}
     joint.compile(optimizer=keras.optimizers.Adam(options.learning_rate), loss=loss, metrics=metrics,
                   steps_per_execution=16)
     return joint
@@ -178,7 +186,7 @@ def share_trained_weights(models: dict):
 
 
 def fit_and_evaluate_variants(models: dict, inputs_of: dict, task, train_data, eval_data, sample_data, options,
-                              batch_size, verbose=2) -> dict:
+                              batch_size, verbose=2, num_classes=2) -> dict:
     """Trains `models` ({variant: build_model(...)}) side by side (see
     joint_model; a variant of SAME_NETWORK takes its source's weights) on
     train_data(batch_size); returns {variant: {"metric": name, "batch_1":
@@ -189,14 +197,14 @@ def fit_and_evaluate_variants(models: dict, inputs_of: dict, task, train_data, e
     ({input: x}, {variant: y}) for every variant."""
     variants = list(models)
     trained = networks_to_train(variants)
-    joint = joint_model({v: models[v] for v in trained}, inputs_of, task, options)
+    joint = joint_model({v: models[v] for v in trained}, inputs_of, task, options, num_classes)
     needed = {inputs_of[v] for v in trained}
     keep = lambda x, y: ({k: x[k] for k in needed}, {v: y[v] for v in trained})  # noqa: E731
     joint.fit(train_data(batch_size).map(keep), epochs=options.epochs, shuffle=False, verbose=verbose)
     if trained != variants:
         share_trained_weights(models)
-        joint = joint_model(models, inputs_of, task, options)
-    metric = loss_and_metric(task)[1].name
+        joint = joint_model(models, inputs_of, task, options, num_classes)
+    metric = loss_and_metric(task, num_classes)[1].name
     results = {v: {"metric": metric} for v in variants}
     for variant in set(variants) - set(trained):
         results[variant]["network"] = SAME_NETWORK[variant]  # trained as that variant's, not again

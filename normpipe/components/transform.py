@@ -29,7 +29,7 @@ import pyarrow as pa
 import tensorflow as tf
 import tensorflow_transform.beam as tft_beam
 
-from normpipe.components import statistics
+from normpipe.components import labels, statistics
 from normpipe.core import exact_float
 from normpipe.io import atomic
 from normpipe.io.column_names import MATRIX_INPUT
@@ -152,7 +152,7 @@ def make_preprocessing_fn(options: TransformOptions):
         stats = statistics.analyze_features(x, options.centers, options.exponents)
         computed = [normalize(x, stats, method, options.exponents) for method in options.methods]
         if options.label:
-            computed.append(tf.cast(statistics.as_column(inputs[options.label], options.label), tf.float32))
+            computed.append(labels.label_output(inputs[options.label], options.label))
         # every output is computed from these, so they keep the statistics in the graph
         computed = statistics.depend_on_graph_constants(computed, stats, graph_config(options))
         outputs = {options.label: computed.pop()} if options.label else {}
@@ -254,7 +254,8 @@ class AnalyzeAndTransform(beam.PTransform):
 FLOAT64_SPEC = {"dtype": "float64", "shape": [None], "sparse": False}
 
 
-def write_metadata(transform_dir: str, options: TransformOptions, numeric, renamed=None, int64_columns=()) -> None:
+def write_metadata(transform_dir: str, options: TransformOptions, numeric, renamed=None, int64_columns=(),
+                   string_label=False) -> None:
     """Records what the graph expects and emits, beside transform_fn/.
 
     `renamed` ({input column name: TensorFlow-safe name}, see column_names.py)
@@ -289,8 +290,8 @@ def write_metadata(transform_dir: str, options: TransformOptions, numeric, renam
     metadata_io.write_metadata(DatasetMetadata(schema), metadata_dir)
     specs = {MATRIX_INPUT: {**FLOAT64_SPEC, "shape": [None, len(options.features)],
                             "columns": list(options.features)}}
-    if options.label:
-        specs[options.label] = FLOAT64_SPEC
+    if options.label:  # a string label: its text, whose vocabulary gives the class names
+        specs[options.label] = {**FLOAT64_SPEC, "dtype": "string"} if string_label else FLOAT64_SPEC
     document = {
         **graph_config(options),
         "raw_inputs": list(specs),
@@ -298,6 +299,7 @@ def write_metadata(transform_dir: str, options: TransformOptions, numeric, renam
         "raw_specs": specs,
         "example_types": example_types,
         "renamed": dict(renamed or {}),
+        "classes": labels.read_classes(transform_dir) if string_label else None,
     }
     with tf.io.gfile.GFile(os.path.join(transform_dir, METADATA_FILE), "w") as f:
         json.dump(document, f, indent=2)
@@ -332,7 +334,7 @@ def read_metadata(transform_dir: str, graph=None) -> dict:
     transform_fn = (graph or statistics.load_transform_graph(transform_dir)).transform_fn
     specs = raw_input_specs(transform_fn)
     return {**statistics.read_graph_config(transform_fn, transform_dir), "raw_inputs": list(specs),
-            "raw_specs": specs, "raw_dtype": None, "renamed": {}}
+            "raw_specs": specs, "raw_dtype": None, "renamed": {}, "classes": labels.read_classes(transform_dir)}
 
 
 def graph_inputs(metadata: dict) -> list:
@@ -362,7 +364,8 @@ def adapt_inputs(columns: dict, raw_specs: dict, names) -> dict:
             adapted[name] = tf.stack([columns.get(c, missing) for c in spec["columns"]], axis=1)
             continue
         if dtype == tf.string:
-            value = tf.fill([batch], "")
+            given = columns.get(name)
+            value = given if given is not None and given.dtype == tf.string else tf.fill([batch], "")
         else:
             value = columns[name] if name in columns else tf.fill([batch], tf.constant(np.nan, tf.float64))
         if spec["sparse"]:
@@ -395,7 +398,8 @@ class TransformGraph:
 
     def __call__(self, columns: dict) -> dict:
         """columns: {raw name: float64 [n]} -> {output name: float32 [n]}."""
-        tensors = {n: tf.constant(np.asarray(v, np.float64)) for n, v in columns.items() if n in self._read}
+        tensors = {n: tf.constant(v if np.asarray(v).dtype.kind in "OSU" else np.asarray(v, np.float64))
+                   for n, v in columns.items() if n in self._read}
         inputs = adapt_inputs(tensors, self.metadata["raw_specs"], self.metadata["raw_inputs"])
         outputs = self._graph.transform_fn(inputs)
         return {k: v.numpy() for k, v in outputs.items() if not is_internal(k)}
