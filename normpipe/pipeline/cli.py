@@ -34,6 +34,14 @@ def _add_input_flags(parser):
     )
 
 
+def _add_model_flags(parser):
+    parser.add_argument("--task", choices=("regression", "classification"),
+                        help="what the label is (default: inferred: strings, 0/1 or a few non-negative integers "
+                             "are classes, other numbers regression)")
+    parser.add_argument("--model-fn", help="package.module.function returning a compiled Keras 3 model, called as "
+                        "model_fn(feature_names=[...], num_classes=K); the variants are then not trained")
+
+
 def _add_overwrite_flag(parser):
     parser.add_argument(
         "--overwrite", action=argparse.BooleanOptionalAction, default=False,
@@ -65,6 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
     trn.add_argument("--allow-batch-statistics", action=argparse.BooleanOptionalAction, default=False)
     trn.add_argument("--all-variants", action=argparse.BooleanOptionalAction, default=True,
                      help="also train the other variants to report their metrics (default: yes)")
+    _add_model_flags(trn)
     trn.add_argument("--epochs", type=int, default=5)
     trn.add_argument("--batch-size", type=int, help="training batch size (default: from the row count, 64 to 4096)")
     trn.add_argument("--model-name", default="normpipe")
@@ -84,6 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
                      "directory at this path (e.g. /models); default: its absolute local path")
     run.add_argument("--batch-sizes", type=_split_ints, default=(1, 2, 8, 32, 128, 1024, 8192))
     run.add_argument("--seed", type=int, default=0)
+    _add_model_flags(run)
     run.add_argument("--epochs", type=int, default=5)
     run.add_argument("--batch-size", type=int, help="training batch size (default: from the row count, 64 to 4096)")
     run.add_argument("--all-variants", action=argparse.BooleanOptionalAction, default=True,
@@ -206,7 +216,8 @@ def _run_command(args, beam_args, argv=()) -> int:
             args.input, args.output_dir, args.label, args.format, args.features, args.method, args.normalization,
             args.allow_batch_statistics, args.all_variants, args.model_name, args.model_version,
             TrainOptions(normalization=args.normalization, epochs=args.epochs, batch_size=args.batch_size),
-            bad_values=args.bad_values, serving_base_path=args.serving_base_path,
+            bad_values=args.bad_values, serving_base_path=args.serving_base_path, task=args.task,
+            model_fn=args.model_fn,
         )
         with _progress_to_stderr():
             document, _ = train.run_train(config, beam_args)
@@ -219,7 +230,7 @@ def _run_command(args, beam_args, argv=()) -> int:
                                args.normalization, args.model_name, args.model_version, args.batch_sizes, args.seed,
                                args.epochs, bad_values=args.bad_values, serving_base_path=args.serving_base_path,
                                all_variants=args.all_variants, batch_size=args.batch_size,
-                               materialize=args.materialize)
+                               materialize=args.materialize, task=args.task, model_fn=args.model_fn)
         with _progress_to_stderr():
             result = run.run_all(config, argv, beam_args)
         print(run.summary(result, args.output_dir, args.model_name))

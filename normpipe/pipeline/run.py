@@ -20,6 +20,7 @@ from normpipe.io import atomic, ingest
 from normpipe.serving import export, servable_files, serving_layout
 from normpipe.components.train import TrainOptions
 from normpipe.io import paths
+from normpipe.core.errors import UserError
 from normpipe.pipeline.compare import run_compare
 from normpipe.pipeline.progress import progress
 from normpipe.pipeline.train import TrainConfig, check_config, format_metrics, train_and_export
@@ -45,6 +46,8 @@ class RunConfig:
     all_variants: bool = True
     batch_size: Optional[int] = None
     materialize: bool = False
+    task: Optional[str] = None
+    model_fn: Optional[object] = None
 
 
 def fingerprint(files) -> dict:
@@ -108,11 +111,14 @@ def run_all(config: RunConfig, argv, beam_args=()) -> dict:
                                config.normalization, False, config.all_variants, config.model_name, config.model_version,
                                TrainOptions(normalization=config.normalization, epochs=config.epochs,
                                             batch_size=config.batch_size),
-                               bad_values=config.bad_values, serving_base_path=config.serving_base_path)
+                               bad_values=config.bad_values, serving_base_path=config.serving_base_path,
+                               task=config.task, model_fn=config.model_fn)
     if config.label:
         check_config(train_config)
     else:
         serving_layout.check_model_name(config.model_name)
+        if config.task or config.model_fn:
+            raise UserError("--task and --model-fn need --label: without one there is nothing to train")
     transform_config = TransformConfig(config.input, out, config.format, config.features, config.label,
                                        bad_values=config.bad_values, method=config.method,
                                        materialize=config.materialize)

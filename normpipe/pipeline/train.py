@@ -19,7 +19,7 @@ from typing import Optional, Tuple
 import numpy as np
 import tensorflow as tf
 
-from normpipe.components import compare, spool, train, transform
+from normpipe.components import compare, labels, spool, train, transform, user_model
 from normpipe.io import atomic
 from normpipe.serving import export, serving_layout
 from normpipe.core.errors import UserError
@@ -44,6 +44,8 @@ class TrainConfig:
     options: train.TrainOptions = train.TrainOptions()
     bad_values: str = "error"
     serving_base_path: Optional[str] = None
+    task: Optional[str] = None  # None: inferred (labels.py)
+    model_fn: Optional[object] = None  # a dotted path or a callable (user_model.py)
 
     def __post_init__(self):
         if self.normalization not in train.VARIANTS:
@@ -60,6 +62,12 @@ def check_config(config: TrainConfig) -> None:
             "(min-max). Pass --allow-batch-statistics to export it anyway"
         )
     serving_layout.check_model_name(config.model_name)
+    labels.check_task(config.task)
+    if config.model_fn is not None:
+        user_model.load_model_fn(config.model_fn)
+        if config.normalization != "tft":
+            raise UserError("--model-fn takes the transformed features: it needs --normalization tft. "
+                            f"Received: {config.normalization}")
 
 
 def run_train(config: TrainConfig, beam_args=()):
@@ -70,7 +78,7 @@ def run_train(config: TrainConfig, beam_args=()):
     return train_and_export(spec, stats_document, config)
 
 
-def _model_input_fn(variant, model, graph, names, features):
+def _model_input_fn(variant, model, graph, names, features, num_classes=0):
     """Rows -> what the model takes, for the in-pipeline predictions."""
 
     def predict(rows):
@@ -82,7 +90,8 @@ def _model_input_fn(variant, model, graph, names, features):
             x = rows
         # One call on a float64 tensor for the whole sample, as one serving
         # request would be (model.predict would cast numpy float64 to float32).
-        return np.asarray(model(tf.constant(x), training=False)).reshape(-1)
+        x = user_model.as_model_input(tf.constant(x), model, names) if variant == "tft" else tf.constant(x)
+        return user_model.scores(model(x, training=False), num_classes)
 
     return predict
 
@@ -105,7 +114,9 @@ def train_variants(spec, stats, rows, config: TrainConfig, method):
     options = config.options
     batch_size = options.batch_size_for(rows.train_rows)
     variants = train.VARIANTS if config.all_variants else (config.normalization,)
-    models = {v: train.build_model(v, len(spec.features), rows.task, options, method, stats) for v in variants}
+    k = max(rows.label_task.num_classes, 2) if rows.label_task else 2
+    models = {v: train.build_model(v, len(spec.features), rows.task, options, method, stats, num_classes=k)
+              for v in variants}
     data = spool.variant_datasets(rows, variants, options.seed, stats["mean"])
     trained = train.networks_to_train(variants)
     shared = [f"{v} takes {train.SAME_NETWORK[v]}'s network" for v in variants if v not in trained]
@@ -113,16 +124,46 @@ def train_variants(spec, stats, rows, config: TrainConfig, method):
              f"{''.join('; ' + s for s in shared)})")
     started = time.time()
     results = train.fit_and_evaluate_variants(models, spool.INPUTS, rows.task, data[0], data[1], data[2], options,
-                                              batch_size)
-    seconds = round(time.time() - started, 2)
+                                              batch_size, num_classes=k)
+    return _variant_metrics(results, rows, options, round(time.time() - started, 2)), models, batch_size
+
+
+def _variant_metrics(results, rows, options, seconds) -> dict:
     metrics = {}
-    for variant in variants:
-        result = results[variant]
+    for variant, result in results.items():
         result["batch_1"]["rows"] = int(len(rows.sample_y))
         result[f"batch_{options.eval_batch_size}"]["rows"] = int(rows.eval_rows)
         metrics[variant] = {**result, "train_rows": int(rows.train_rows), "eval_rows": int(rows.eval_rows),
                             "seconds": seconds}
-    return metrics, models, batch_size
+    return metrics
+
+
+USER_MODEL = "model_fn"  # the name of a user's model among the variants in metrics.json
+
+
+def train_user_model(names, rows, config: TrainConfig):
+    """Trains the model config.model_fn builds on the graph's normalized
+    features (as the tft variant is trained); returns ({USER_MODEL: metrics},
+    {USER_MODEL: model}, batch size)."""
+    options, task = config.options, rows.label_task
+    model = user_model.build(config.model_fn, names, task.num_classes)
+    batch_size = options.batch_size_for(rows.train_rows)
+    progress(f"train: the model of --model-fn ({options.epochs} epochs, batch size {batch_size}); "
+             "the normalization variants are not trained")
+    train_data, eval_data, sample_data = spool.variant_datasets(rows, ["tft"], options.seed)
+    as_input = lambda x, y: (user_model.as_model_input(x["normalized"], model, names), y["tft"])  # noqa: E731
+    started = time.time()
+    model.fit(train_data(batch_size).map(as_input), epochs=options.epochs, shuffle=False, verbose=2)
+    result = {"metric": None}
+    for batch, data in ((1, sample_data(1)), (options.eval_batch_size, eval_data(options.eval_batch_size))):
+        predicted, labelled = [], []
+        for x, y in data.map(as_input):
+            predicted.append(np.asarray(model(x, training=False)))
+            labelled.append(y.numpy())
+        name, value = user_model.metric_value(np.concatenate(predicted), np.concatenate(labelled), task.num_classes)
+        result["metric"], result[f"batch_{batch}"] = name, {name: value}
+    return _variant_metrics({USER_MODEL: result}, rows, options, round(time.time() - started, 2)), \
+        {USER_MODEL: model}, batch_size
 
 
 def _spool_dir(out):
@@ -132,7 +173,8 @@ def _spool_dir(out):
 
 
 def train_and_export(spec, stats_document, config: TrainConfig):
-    """Trains the variants on the transform stage's outputs; exports the chosen one."""
+    """Trains the variants (or the model of config.model_fn) on the transform
+    stage's outputs; exports the chosen one."""
     out = config.output_dir
     graph = transform.TransformGraph(paths.join(out, "transform"))
     method = "zscore" if "zscore" in graph.metadata["methods"] else "minmax"
@@ -145,32 +187,50 @@ def train_and_export(spec, stats_document, config: TrainConfig):
         if rows.train_rows == 0 or rows.eval_rows == 0:
             raise UserError(f"too few labelled rows to train and evaluate ({rows.train_rows} train, "
                             f"{rows.eval_rows} eval)")
+        rows.label_task = labels.resolve_task(rows.all_labels, config.task, graph.metadata.get("classes"), spec.label)
         seconds = time.time() - started
-        progress(f"train: label {spec.label!r} ({rows.task}); {rows.train_rows:,} train / {rows.eval_rows:,} eval "
-                 f"rows read, split and spooled in {seconds:.1f}s ({rows_per_s(rows.train_rows + rows.eval_rows, seconds)}); "
+        classes = f", {rows.label_task.num_classes} classes" if rows.task == "classification" else ""
+        progress(f"train: label {spec.label!r} ({rows.task}{classes}); {rows.train_rows:,} train / "
+                 f"{rows.eval_rows:,} eval rows read, split and spooled in {seconds:.1f}s "
+                 f"({rows_per_s(rows.train_rows + rows.eval_rows, seconds)}); "
                  f"batch size 1 evaluated on the first {len(rows.sample_y):,} eval rows")
-        metrics, models, batch_size = train_variants(spec, stats, rows, config, method)
-        options = config.options
-        large = f"batch_{options.eval_batch_size}"
-        document = {"label": spec.label, "task": rows.task, "method": method, "exported": config.normalization,
-                    "batch_size": batch_size, "epochs": options.epochs, "eval_batch_size": options.eval_batch_size,
-                    "eval_sample_rows": int(len(rows.sample_y)), "eval_rows": int(rows.eval_rows),
-                    "baseline": spool.baseline(rows, large), "variants": metrics}
+        if config.model_fn is not None:
+            metrics, models, batch_size = train_user_model(names, rows, config)
+        else:
+            metrics, models, batch_size = train_variants(spec, stats, rows, config, method)
+        document = _metrics_document(spec, rows, config, method, metrics, batch_size)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-    chosen = models[config.normalization]
+    exported = USER_MODEL if config.model_fn is not None else config.normalization
+    chosen, variant = models[exported], "tft" if config.model_fn is not None else config.normalization
     _save_keras(chosen, paths.join(out, "model", "model.keras"))
     atomic.write_json_atomic(paths.join(out, "model", "metrics.json"), document)
     # The verify sample: the rows whose normalized values the transform
     # stage's Beam run recorded (transform.SAMPLE_FILE).
     version_dir = export.export_model(
         paths.join(out, "transform"), paths.join(out, "serving"), config.model_name, config.model_version,
-        model=chosen, variant=config.normalization, model_inputs=names, task=rows.task,
-        base_path=config.serving_base_path,
-        predict_fn=_model_input_fn(config.normalization, chosen, graph, names, spec.features),
+        model=chosen, variant=variant, model_inputs=names, task=rows.task,
+        base_path=config.serving_base_path, classes=rows.label_task.classes or None,
+        predict_fn=_model_input_fn(variant, chosen, graph, names, spec.features, rows.label_task.num_classes),
     )
     progress(f"exported {version_dir}")
     return document, version_dir
+
+
+def _metrics_document(spec, rows, config, method, metrics, batch_size) -> dict:
+    options = config.options
+    large = f"batch_{options.eval_batch_size}"
+    document = {"label": spec.label, "task": rows.task, "method": method,
+                "exported": USER_MODEL if config.model_fn is not None else config.normalization,
+                "batch_size": batch_size, "epochs": options.epochs, "eval_batch_size": options.eval_batch_size,
+                "eval_sample_rows": int(len(rows.sample_y)), "eval_rows": int(rows.eval_rows),
+                "baseline": spool.baseline(rows, large), "variants": metrics}
+    if rows.task == "classification" and rows.label_task.classes != ("0", "1"):  # binary 0/1: as it always was
+        document["classes"] = list(rows.label_task.classes)
+    if config.model_fn is not None:
+        document["model_fn"] = config.model_fn if isinstance(config.model_fn, str) else repr(config.model_fn)
+        document["variants_not_trained"] = "a model_fn was given: the normalization variants were not trained"
+    return document
 
 
 def _cell(value) -> str:
@@ -210,6 +270,10 @@ def format_metrics(document) -> str:
     for variant, m in document["variants"].items():
         lines.append(f"{variant:<10} {metric:<9} {_cell(m['batch_1'][metric])} {_cell(m[large][metric])}"
                      + _verdict(m, baseline, metric, large))
+    if document.get("classes"):
+        lines.insert(1, f"classes (index order): {', '.join(document['classes'])}")
+    if document.get("variants_not_trained"):
+        lines.append(f"{document['variants_not_trained']} (--model-fn {document.get('model_fn')})")
     collapse = per_batch_collapse(document)
     return "\n".join(lines + ([collapse] if collapse else []))
 
