@@ -70,8 +70,13 @@ class ServingModule:
         self.model = model
         self._variant = variant
         self._model_inputs = list(model_inputs or [])
-        # A user model with named inputs takes a dict of [batch, 1] features.
-        self._named = user_model.input_names(model, self.outputs) if model is not None and variant == "tft" else None
+        # A user model with named inputs takes a dict of [batch, 1] features:
+        # normalized ones, or other outputs of a user's preprocessing_fn
+        # (`_extra`, e.g. a vocabulary id of a numeric feature).
+        self._named = None
+        if model is not None and variant == "tft":
+            self._named = user_model.input_names(model, self.outputs + _transformed_names(transform_dir))
+        self._extra = [n for n in self._named or () if n not in self.outputs]
         # Graphs that emit each method's features as one matrix (normpipe's
         # own) are asked for those matrices only, and the request is given
         # to them as one matrix where the graph takes one: the serving
@@ -97,7 +102,7 @@ class ServingModule:
         self._inputs = transform.graph_inputs(self.metadata)
         spec = self.metadata["raw_specs"].get(self._inputs[0], {}) if len(self._inputs) == 1 else {}
         self._takes_matrix = spec.get("columns") == self.features
-        self._loader.finalize(self._inputs, self._matrices or self.outputs)
+        self._loader.finalize(self._inputs, (self._matrices or self.outputs) + self._extra)
         # The loaded graph owns the variables the pruned function reads;
         # tracking it puts them in the export (as TransformFeaturesLayer does).
         self.transform = self._loader._imported  # pylint: disable=protected-access
@@ -114,9 +119,9 @@ class ServingModule:
             raw = transform.adapt_inputs(self._columns(x), self.metadata["raw_specs"], self._inputs)
         return self._loader.apply_transform_model(raw)
 
-    def _normalize(self, x) -> dict:
+    def _normalize(self, x, outputs=None) -> dict:
         """float64 [batch, F] raw features -> {output: float32 [batch]}."""
-        outputs = self._transform(x)
+        outputs = self._transform(x) if outputs is None else outputs
         if not self._matrices:
             return {name: outputs[name] for name in self.outputs}
         split = {}
@@ -131,8 +136,9 @@ class ServingModule:
         if self._matrix:
             x = self._transform(x)[self._matrix]
         elif self._named is not None:
-            normalized = self._normalize(x)
-            x = {n: normalized[n][:, tf.newaxis] for n in self._named}
+            outputs = self._transform(x)
+            values = {**{n: outputs[n] for n in self._extra}, **self._normalize(x, outputs)}
+            x = {n: tf.reshape(tf.cast(values[n], tf.float32), [-1, 1]) for n in self._named}
         elif self._variant == "tft":
             normalized = self._normalize(x)
             x = tf.stack([normalized[n] for n in self._model_inputs], axis=1)
@@ -200,6 +206,13 @@ class ServingModule:
             archive.add_endpoint(CLASSIFY, classify, input_signature=examples_spec)
         archive.write_out(path, verbose=False)
         set_method_names(path, {REGRESS: REGRESS_METHOD, CLASSIFY: CLASSIFY_METHOD})
+
+
+def _transformed_names(transform_dir: str) -> list:
+    """The transform graph's materialized outputs (transformed_metadata)."""
+    import tensorflow_transform as tft  # pylint: disable=import-outside-toplevel
+
+    return sorted(tft.TFTransformOutput(transform_dir).transformed_feature_spec())
 
 
 def _verify_sample(module, rows, model_outputs, pipeline_transform=None):
