@@ -47,6 +47,7 @@ _EXPORTS = {
     "verify": "normpipe.serving.verify",
     "compute_statistics": "normpipe.pipeline.api",
     "transform": "normpipe.pipeline.api",
+    "train": "normpipe.pipeline.api",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]

@@ -26,7 +26,7 @@ from typing import Optional, Tuple
 import numpy as np
 import tensorflow as tf
 
-from normpipe.components import statistics
+from normpipe.components import labels, statistics
 from normpipe.core import exact_float
 from normpipe.core.kernels import OUTPUT_LIMIT, scale_clip_float32
 
@@ -158,8 +158,9 @@ def normalized_outputs(inputs: dict, options: TransformOptions) -> dict:
 
 
 def label_column(inputs: dict, label: str) -> tf.Tensor:
-    """The numeric label as float32 [batch], missing as NaN."""
-    return tf.cast(statistics.as_column(inputs[label], label), tf.float32)
+    """The label as the graph emits it (see labels.label_output): a numeric
+    one as float32 [batch], missing as NaN; a string one as its class index."""
+    return labels.label_output(inputs[label], label)
 
 
 def make_preprocessing_fn(options: TransformOptions):

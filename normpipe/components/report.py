@@ -142,11 +142,15 @@ def metrics_section(metrics) -> str:
                 f"order; the large batch on all {_num(metrics.get('eval_rows'))} evaluation rows. Trained at batch "
                 f"size {_num(metrics.get('batch_size'))} for {_num(metrics.get('epochs'))} epochs."
                 if sample is not None else "")
+    classes = (f" Classes, in index order: {', '.join(f'<code>{_e(c)}</code>' for c in metrics['classes'])}."
+               if metrics.get("classes") else "")
+    user = (f" The model is the user's own (<code>{_e(metrics.get('model_fn'))}</code>): "
+            f"{_e(metrics['variants_not_trained'])}." if metrics.get("variants_not_trained") else "")
     budget = training_budget(metrics)
     coverage += f" {_e(budget)}" if budget else ""
     return (f"<h2>Model</h2><p>Label <code>{_e(metrics['label'])}</code> ({_e(metrics['task'])}); eval metric "
             "of each normalization variant at batch size 1 and at a large batch, beside a baseline that ignores "
-            f"the features.{coverage}</p>"
+            f"the features.{classes}{user}{coverage}</p>"
             + _table(("variant", "metric", "batch 1", large.replace("batch_", "batch "), "batch 1 vs"), rows))
 
 

@@ -30,6 +30,7 @@ import numpy as np
 import tensorflow as tf
 
 from normpipe.io import ingest
+from normpipe.components import labels
 from normpipe.components.train import eval_mask
 
 SAMPLE_ROWS = 1000
@@ -49,14 +50,20 @@ class Spool:
     eval_rows: int = 0
     label_sum: float = 0.0
     label_ones: int = 0
-    binary_labels: bool = True
+    all_labels: labels.LabelCounts = dataclasses.field(default_factory=labels.LabelCounts)  # every labelled row
+    train_labels: labels.LabelCounts = dataclasses.field(default_factory=labels.LabelCounts)
+    label_task: Optional[labels.LabelTask] = None  # set by the caller (labels.resolve_task); None: inferred
     sample_raw: Optional[np.ndarray] = None
     sample_normalized: Optional[np.ndarray] = None
     sample_y: Optional[np.ndarray] = None
 
     @property
     def task(self) -> str:
-        return "classification" if self.binary_labels else "regression"
+        return (self.label_task or labels.resolve_task(self.all_labels)).task
+
+    @property
+    def multiclass(self) -> bool:
+        return (self.label_task or labels.resolve_task(self.all_labels)).multiclass
 
     def _write(self, split: str, raw: np.ndarray, labelled: np.ndarray) -> None:
         chunks = self.train_chunks if split == "train" else self.eval_chunks
@@ -77,7 +84,8 @@ class Spool:
         self.eval_rows += int(held_out.sum())
         self.label_sum += float(train_y.astype(np.float64).sum())
         self.label_ones += int((train_y == 1).sum())
-        self.binary_labels = self.binary_labels and bool(np.isin(y, (0.0, 1.0)).all())
+        self.all_labels.add(y)
+        self.train_labels.add(train_y)
         if len(train_y):
             self._write("train", raw[~held_out], labelled[~held_out])
         if held_out.any():
@@ -99,7 +107,9 @@ def spool_splits(spec, graph, names, directory, sample_rows=SAMPLE_ROWS) -> Spoo
         outputs = graph(columns)
         raw = np.stack([columns[n] for n in spec.features], axis=1)
         normalized = np.stack([outputs[n] for n in names], axis=1)
-        spool.add(raw, normalized, columns[spec.label].astype(np.float32), sample_rows)
+        # a string label's value is its class index, which only the graph knows
+        y = outputs[spec.label] if spec.string_label else columns[spec.label].astype(np.float32)
+        spool.add(raw, normalized, y, sample_rows)
     return spool
 
 
@@ -176,7 +186,7 @@ def variant_datasets(spool: Spool, variants, seed=0, fill_missing=None, train_li
     """
     keys = sorted({INPUTS[v] for v in variants})
     fill = np.asarray(fill_missing if fill_missing is not None else np.zeros(spool.num_features), np.float64)
-    labels = lambda x, y: (x, {v: y for v in variants})  # noqa: E731
+    by_variant = lambda x, y: (x, {v: y for v in variants})  # noqa: E731
 
     train_prefixes, cut, train_rows = first_rows(spool, train_limit)
 
@@ -198,13 +208,13 @@ def variant_datasets(spool: Spool, variants, seed=0, fill_missing=None, train_li
             signature = (_input_signature(spool.num_features, keys), tf.TensorSpec([None], tf.float32))
             dataset = tf.data.Dataset.from_generator(generate, output_signature=signature)
             dataset = dataset.apply(tf.data.experimental.assert_cardinality(-(-rows // b)))
-            return dataset.map(labels).prefetch(2)
+            return dataset.map(by_variant).prefetch(2)
 
         return make
 
     def sample(b):
         inputs = _inputs(spool.sample_normalized, spool.sample_raw, fill, keys)
-        return tf.data.Dataset.from_tensor_slices((inputs, spool.sample_y)).batch(b).map(labels)
+        return tf.data.Dataset.from_tensor_slices((inputs, spool.sample_y)).batch(b).map(by_variant)
 
     return (factory(train_prefixes, True, train_rows), factory(spool.eval_chunks, False, spool.eval_rows), sample)
 
@@ -222,9 +232,14 @@ def baseline(spool: Spool, large_batch_key: str) -> dict:
         metric, score = "mae", lambda y: float(np.abs(y.astype(np.float64) - constant).sum())
         what = f"predict the training mean ({constant:.6g})"
     else:
-        constant = float(spool.label_ones * 2 >= spool.train_rows)
+        if spool.multiclass:
+            constant = spool.train_labels.majority()
+        else:
+            constant = float(spool.label_ones * 2 >= spool.train_rows)
         metric, score = "accuracy", lambda y: float((y == constant).sum())
-        what = f"predict the training majority class ({constant:g})"
+        classes = spool.label_task.classes if spool.label_task else ()
+        name = classes[int(constant)] if int(constant) < len(classes) else f"{constant:g}"
+        what = f"predict the training majority class ({name})"
     total = sum(score(np.load(p + ".normalized.npy")[:, -1]) for p in spool.eval_chunks)
     return {"what": what, "prediction": constant, "metric": metric,
             "batch_1": {metric: score(spool.sample_y) / len(spool.sample_y), "rows": int(len(spool.sample_y))},

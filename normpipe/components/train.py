@@ -15,8 +15,10 @@ How the normalization is embedded (`normalization`):
 Every variant sees the same rows in the same split: a row is held out for
 evaluation when a hash of its normalized float32 values and label (identical
 in the TFRecords and in the graph's output for the raw row) is 0 mod 5.
-The task is regression (MSE, reported as MAE) unless every label is 0 or 1
-(binary classification, reported as accuracy). Missing labels are dropped.
+The task is regression (MSE, reported as MAE), binary classification (labels
+0 and 1: a sigmoid output, binary cross-entropy) or multiclass (K classes: a
+softmax over K, sparse categorical cross-entropy), both reported as accuracy;
+labels.py decides which. Missing labels are dropped.
 Training streams from spool.py's chunks (the tft variant on the graph's
 normalized values, the others on raw float64); each variant is evaluated on every evaluation row
 at a large batch, and at batch size 1 on a fixed-size sample of them.
@@ -48,7 +50,11 @@ class TrainOptions:
     (units per hidden layer), eval_batch_size (the large evaluation batch),
     seed, comparison_rows (the variants other than `normalization`, trained
     only to be compared, train on the first that many training rows per
-    epoch, the same for each; None: on every row)."""
+    epoch, the same for each; None: on every row), task (None: inferred
+    from the label, see labels.py; "regression" or "classification"),
+    model_fn (a user's model instead of normpipe's: a dotted path
+    `package.module.function` or a callable, see user_model.py; None:
+    normpipe's own variants)."""
 
     normalization: str = "tft"
     epochs: int = 5
@@ -58,6 +64,8 @@ class TrainOptions:
     eval_batch_size: int = 4096
     seed: int = 0
     comparison_rows: Optional[int] = COMPARISON_ROWS
+    task: Optional[str] = None
+    model_fn: Optional[object] = None
 
     def __post_init__(self):
         if self.normalization not in VARIANTS:
@@ -66,6 +74,8 @@ class TrainOptions:
             raise ValueError(f"epochs and batch_size must be >= 1. Received: {self.epochs}, {self.batch_size}")
         if self.comparison_rows is not None and self.comparison_rows < 1:
             raise ValueError(f"comparison_rows must be >= 1 or None. Received: {self.comparison_rows}")
+        if self.task not in (None, "regression", "classification"):
+            raise ValueError(f"task must be None, 'regression' or 'classification'. Received: {self.task!r}")
 
     def batch_size_for(self, train_rows: int) -> int:
         return self.batch_size or auto_batch_size(train_rows)
@@ -113,30 +123,36 @@ def normalization_layer(variant, method, stats):
     return None
 
 
-def loss_and_metric(task):
+def loss_and_metric(task, num_classes=2):
     """(loss, a new metric object): MSE and MAE for regression, binary
-    cross-entropy and accuracy for classification."""
+    cross-entropy and accuracy for two classes, sparse categorical
+    cross-entropy and accuracy for more."""
+    if task == "classification" and num_classes > 2:
+        return "sparse_categorical_crossentropy", keras.metrics.SparseCategoricalAccuracy(name="accuracy")
     if task == "classification":
         return "binary_crossentropy", keras.metrics.BinaryAccuracy(name="accuracy")
     return "mse", keras.metrics.MeanAbsoluteError(name="mae")
 
 
-def build_model(variant, num_features, task, options, method="zscore", stats=None) -> keras.Model:
+def build_model(variant, num_features, task, options, method="zscore", stats=None, num_classes=2) -> keras.Model:
+    """normpipe's MLP; it ends in Dense(1) (regression), a sigmoid (two
+    classes) or a softmax over `num_classes` (more)."""
     keras.utils.set_random_seed(options.seed)
     raw = variant != "tft"
     inputs = keras.Input((num_features,), dtype="float64" if raw else "float32", name="features")
     h = normalization_layer(variant, method, stats)(inputs) if raw else inputs
     for units in options.hidden:
         h = keras.layers.Dense(units, activation="relu")(h)
-    activation = "sigmoid" if task == "classification" else None
-    outputs = keras.layers.Dense(1, activation=activation, name="prediction")(h)
+    multiclass = task == "classification" and num_classes > 2
+    activation = "softmax" if multiclass else "sigmoid" if task == "classification" else None
+    outputs = keras.layers.Dense(num_classes if multiclass else 1, activation=activation, name="prediction")(h)
     model = keras.Model(inputs, outputs, name=f"normpipe_{variant}")
-    loss, metric = loss_and_metric(task)
+    loss, metric = loss_and_metric(task, num_classes)
     model.compile(optimizer=keras.optimizers.Adam(options.learning_rate), loss=loss, metrics=[metric])
     return model
 
 
-def joint_model(models: dict, inputs_of: dict, task, options) -> keras.Model:
+def joint_model(models: dict, inputs_of: dict, task, options, num_classes=2) -> keras.Model:
     """The variants' models side by side in one Keras model, to train and
     evaluate them in one pass over the data.
 
@@ -154,8 +170,8 @@ def joint_model(models: dict, inputs_of: dict, task, options) -> keras.Model:
     inputs = {name: keras.Input(tensor.shape[1:], dtype=tensor.dtype, name=name) for name, tensor in first.items()}
     outputs = {variant: model(inputs[inputs_of[variant]]) for variant, model in models.items()}
     joint = keras.Model(inputs, outputs, name="normpipe_variants")
-    loss = {variant: loss_and_metric(task)[0] for variant in models}
-    metrics = {variant: [loss_and_metric(task)[1]] for variant in models}
+    loss = {variant: loss_and_metric(task, num_classes)[0] for variant in models}
+    metrics = {variant: [loss_and_metric(task, num_classes)[1]] for variant in models}
     joint.compile(optimizer=keras.optimizers.Adam(options.learning_rate), loss=loss, metrics=metrics,
                   steps_per_execution=16)
     return joint
@@ -199,16 +215,16 @@ def budgets(variants, exported) -> dict:
     return {v: "every_row" if network(v) == network(exported) else "comparison" for v in variants}
 
 
-def _fit(models, inputs_of, task, options, data, batch_size, verbose):
+def _fit(models, inputs_of, task, options, data, batch_size, verbose, num_classes=2):
     """Trains `models` side by side (joint_model) on data(batch_size)."""
-    joint = joint_model(models, inputs_of, task, options)
+    joint = joint_model(models, inputs_of, task, options, num_classes)
     needed = {inputs_of[v] for v in models}
     keep = lambda x, y: ({k: x[k] for k in needed}, {v: y[v] for v in models})  # noqa: E731
     joint.fit(data(batch_size).map(keep), epochs=options.epochs, shuffle=False, verbose=verbose)
 
 
 def fit_and_evaluate_variants(models: dict, inputs_of: dict, task, train_data, eval_data, sample_data, options,
-                              batch_size, verbose=2, comparison_data=None) -> dict:
+                              batch_size, verbose=2, comparison_data=None, num_classes=2) -> dict:
     """Trains `models` ({variant: build_model(...)}) side by side (see
     joint_model; a variant of SAME_NETWORK takes its source's weights) on
     train_data(batch_size); returns {variant: {"metric": name, "batch_1":
@@ -231,11 +247,12 @@ def fit_and_evaluate_variants(models: dict, inputs_of: dict, task, train_data, e
                   for b, data in (("every_row", train_data), ("comparison", comparison_data))]
     for networks, data in groups:
         if networks:
-            _fit({v: models[v] for v in networks}, inputs_of, task, options, data, batch_size, verbose)
+            _fit({v: models[v] for v in networks}, inputs_of, task, options, data, batch_size, verbose,
+                 num_classes)
     if trained != variants:
         share_trained_weights(models)
-    joint = joint_model(models, inputs_of, task, options)
-    metric = loss_and_metric(task)[1].name
+    joint = joint_model(models, inputs_of, task, options, num_classes)
+    metric = loss_and_metric(task, num_classes)[1].name
     results = {v: {"metric": metric} for v in variants}
     for variant in set(variants) - set(trained):
         results[variant]["network"] = SAME_NETWORK[variant]  # trained as that variant's, not again

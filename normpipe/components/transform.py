@@ -24,7 +24,7 @@ import pyarrow as pa
 import tensorflow as tf
 import tensorflow_transform.beam as tft_beam
 
-from normpipe.components import statistics
+from normpipe.components import labels, statistics
 from normpipe.components.preprocessing import TransformOptions, graph_config, is_internal, make_preprocessing_fn
 from normpipe.io import atomic
 from normpipe.io.column_names import MATRIX_INPUT
@@ -120,7 +120,8 @@ class AnalyzeAndTransform(beam.PTransform):
 FLOAT64_SPEC = {"dtype": "float64", "shape": [None], "sparse": False}
 
 
-def write_metadata(transform_dir: str, options: TransformOptions, numeric, renamed=None, int64_columns=()) -> None:
+def write_metadata(transform_dir: str, options: TransformOptions, numeric, renamed=None, int64_columns=(),
+                   string_label=False) -> None:
     """Records what the graph expects and emits, beside transform_fn/.
 
     `renamed` ({input column name: TensorFlow-safe name}, see column_names.py)
@@ -155,8 +156,8 @@ def write_metadata(transform_dir: str, options: TransformOptions, numeric, renam
     metadata_io.write_metadata(DatasetMetadata(schema), metadata_dir)
     specs = {MATRIX_INPUT: {**FLOAT64_SPEC, "shape": [None, len(options.features)],
                             "columns": list(options.features)}}
-    if options.label:
-        specs[options.label] = FLOAT64_SPEC
+    if options.label:  # a string label: its text, whose vocabulary gives the class names
+        specs[options.label] = {**FLOAT64_SPEC, "dtype": "string"} if string_label else FLOAT64_SPEC
     document = {
         **graph_config(options),
         "raw_inputs": list(specs),
@@ -164,6 +165,7 @@ def write_metadata(transform_dir: str, options: TransformOptions, numeric, renam
         "raw_specs": specs,
         "example_types": example_types,
         "renamed": dict(renamed or {}),
+        "classes": labels.read_classes(transform_dir) if string_label else None,
     }
     with tf.io.gfile.GFile(os.path.join(transform_dir, METADATA_FILE), "w") as f:
         json.dump(document, f, indent=2)
@@ -198,7 +200,7 @@ def read_metadata(transform_dir: str, graph=None) -> dict:
     transform_fn = (graph or statistics.load_transform_graph(transform_dir)).transform_fn
     specs = raw_input_specs(transform_fn)
     return {**statistics.read_graph_config(transform_fn, transform_dir), "raw_inputs": list(specs),
-            "raw_specs": specs, "raw_dtype": None, "renamed": {}}
+            "raw_specs": specs, "raw_dtype": None, "renamed": {}, "classes": labels.read_classes(transform_dir)}
 
 
 def graph_inputs(metadata: dict) -> list:
@@ -227,13 +229,18 @@ def adapt_inputs(columns: dict, raw_specs: dict, names) -> dict:
             missing = tf.fill([batch], tf.constant(np.nan, tf.float64))
             adapted[name] = tf.stack([columns.get(c, missing) for c in spec["columns"]], axis=1)
             continue
-        if dtype == tf.string:  # a string column the outputs do not read: "", or absent where VarLen (sparse)
-            adapted[name] = tf.SparseTensor(tf.zeros([0, 2], tf.int64), tf.zeros([0], tf.string), tf.stack([tf.cast(
-                batch, tf.int64), 1])) if spec["sparse"] else tf.fill([batch] + [1] * (len(spec["shape"]) - 1), "")
-            continue
-        value = columns[name] if name in columns else tf.fill([batch], tf.constant(np.nan, tf.float64))
+        if dtype == tf.string:
+            given = columns.get(name)
+            if given is None or given.dtype != tf.string:  # a string column the outputs do not read: "", or absent
+                adapted[name] = tf.SparseTensor(tf.zeros([0, 2], tf.int64), tf.zeros([0], tf.string), tf.stack([tf.cast(
+                    batch, tf.int64), 1])) if spec["sparse"] else tf.fill([batch] + [1] * (len(spec["shape"]) - 1), "")
+                continue
+            value = given
+        else:
+            value = columns[name] if name in columns else tf.fill([batch], tf.constant(np.nan, tf.float64))
         if spec["sparse"]:
-            present = tf.where(tf.logical_not(tf.math.is_nan(value)))
+            absent = tf.equal(value, "") if dtype == tf.string else tf.math.is_nan(value)
+            present = tf.where(tf.logical_not(absent))
             indices = tf.concat([present, tf.zeros_like(present)], axis=1)
             values = tf.cast(tf.gather_nd(value, present), dtype)
             adapted[name] = tf.SparseTensor(indices, values, tf.stack([tf.cast(batch, tf.int64), 1]))
@@ -262,7 +269,8 @@ class TransformGraph:
 
     def __call__(self, columns: dict) -> dict:
         """columns: {raw name: float64 [n]} -> {output name: float32 [n]}."""
-        tensors = {n: tf.constant(np.asarray(v, np.float64)) for n, v in columns.items() if n in self._read}
+        tensors = {n: tf.constant(v if np.asarray(v).dtype.kind in "OSU" else np.asarray(v, np.float64))
+                   for n, v in columns.items() if n in self._read}
         inputs = adapt_inputs(tensors, self.metadata["raw_specs"], self.metadata["raw_inputs"])
         outputs = self._graph.transform_fn(inputs)
         return {k: v.numpy() for k, v in outputs.items() if not is_internal(k)}

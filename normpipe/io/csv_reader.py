@@ -138,6 +138,12 @@ def _finite_float_list(column: pa.Array, offsets: pa.Array):
     return pa.ListArray.from_arrays(offsets, pa.array(values))
 
 
+def to_text_list_column(values: pa.Array) -> pa.ListArray:
+    """Text values as a list<binary> of length 1 per row, missing as b""."""
+    values = pc.fill_null(values.cast(pa.binary()), b"")
+    return pa.ListArray.from_arrays(pa.array(np.arange(len(values) + 1, dtype=np.int32)), values)
+
+
 class ReadCsvRange(beam.DoFn):
     """Parses one byte range of a CSV file into canonical record batches.
 
@@ -158,11 +164,12 @@ class ReadCsvRange(beam.DoFn):
     the name shown in messages (the header's own).
     """
 
-    def __init__(self, columns, numeric, block_size=DEFAULT_BLOCK_SIZE, bad_values="error", labels=None):
+    def __init__(self, columns, numeric, block_size=DEFAULT_BLOCK_SIZE, bad_values="error", labels=None, strings=()):
         if bad_values not in BAD_VALUES:
             raise ValueError(f"bad_values must be 'error' or 'missing'. Received: {bad_values!r}")
         self._columns = list(columns)
         self._numeric = list(numeric)
+        self._strings = list(strings)  # text columns emitted as list<binary> ("" = missing), after the numeric ones
         self._block_size = block_size
         self._bad_values = bad_values
         self._labels = dict(labels or {})
@@ -217,8 +224,8 @@ class ReadCsvRange(beam.DoFn):
             ),
             parse_options=pacsv.ParseOptions(newlines_in_values=quoted),
             convert_options=pacsv.ConvertOptions(
-                column_types={name: kind for name in self._numeric},
-                include_columns=self._numeric,
+                column_types={**{name: kind for name in self._numeric}, **{n: pa.binary() for n in self._strings}},
+                include_columns=self._numeric + self._strings,
                 strings_can_be_null=True,
                 quoted_strings_can_be_null=True,
             ),
@@ -263,8 +270,10 @@ class ReadCsvRange(beam.DoFn):
                     raise self._value_error(path, first, rows_before + index, name, column[index].as_py())
                 counts[name] = int(bad.sum())
             columns.append(to_dense_list_column(values))
+        for column in batch.columns[len(self._numeric):]:
+            columns.append(to_text_list_column(column.combine_chunks() if hasattr(column, "combine_chunks") else column))
         self._rows.inc(batch.num_rows)
-        outputs = [pa.RecordBatch.from_arrays(columns, self._numeric)]
+        outputs = [pa.RecordBatch.from_arrays(columns, self._numeric + self._strings)]
         if counts:
             outputs.append(beam.pvalue.TaggedOutput(BAD_VALUES_TAG, counts))
         return outputs

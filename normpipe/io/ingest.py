@@ -95,16 +95,23 @@ beam.coders.registry.register_coder(pa.RecordBatch, RecordBatchCoder)
 
 def canonical_schema(spec: InputSpec) -> pa.Schema:
     """The readers' record batches: list<double> per numeric column."""
-    return _double_lists(spec.numeric)
+    return _double_lists(spec.numeric, _text_label(spec))
 
 
 def _matrix_schema(spec: InputSpec) -> pa.Schema:
     """The `to_feature_matrix` batches: the features' list column, then the label's."""
-    return _double_lists([MATRIX_INPUT] + ([spec.label] if spec.label else []))
+    return _double_lists([MATRIX_INPUT] + ([spec.label] if spec.label and not spec.string_label else []),
+                         _text_label(spec))
 
 
-def _double_lists(names) -> pa.Schema:
-    return pa.schema([pa.field(name, pa.list_(pa.float64())) for name in names])
+def _text_label(spec: InputSpec):
+    return [spec.label] if spec.string_label else []
+
+
+def _double_lists(names, text=()) -> pa.Schema:
+    """list<double> columns, then list<binary> ones (a string label)."""
+    return pa.schema([pa.field(name, pa.list_(pa.float64())) for name in names]
+                     + [pa.field(name, pa.list_(pa.binary())) for name in text])
 
 
 def tensor_adapter_config(spec: InputSpec):
@@ -161,7 +168,8 @@ def csv_range_reader(spec: InputSpec) -> csv_reader.ReadCsvRange:
     """The CSV DoFn for `spec`; messages name columns as the header does."""
     labels = dict(zip(spec.columns, spec.original_columns))
     block_size = spec.block_size or csv_reader.block_size_for(len(spec.columns))
-    return csv_reader.ReadCsvRange(spec.columns, spec.numeric, block_size, spec.bad_values, labels)
+    return csv_reader.ReadCsvRange(spec.columns, spec.numeric, block_size, spec.bad_values, labels,
+                                   strings=(spec.label,) if spec.string_label else ())
 
 
 def parquet_row_group_reader(spec: InputSpec) -> parquet_reader.ReadParquetRowGroup:
@@ -284,4 +292,5 @@ def first_rows(spec: InputSpec, limit: int):
 def iter_columns(spec: InputSpec):
     """`iter_record_batches` as {numeric column: float64 [n] array} dicts (NaN = missing)."""
     for batch in iter_record_batches(spec):
-        yield {n: batch.column(i).flatten().to_numpy(zero_copy_only=False) for i, n in enumerate(spec.numeric)}
+        names = list(spec.numeric) + _text_label(spec)  # a string label as an array of bytes
+        yield {n: batch.column(i).flatten().to_numpy(zero_copy_only=False) for i, n in enumerate(names)}

@@ -54,6 +54,7 @@ class InputSpec:
     original_columns: Tuple[str, ...] = ()
     bad_values: str = "error"
     mostly_numeric: Tuple[str, ...] = ()
+    string_label: bool = False  # a CSV label read as text (a class name), not in `numeric`
 
     def __post_init__(self):
         if self.format not in FORMATS:
@@ -70,7 +71,7 @@ class InputSpec:
 
     @property
     def numeric(self) -> Tuple[str, ...]:
-        return self.features + ((self.label,) if self.label else ())
+        return self.features + ((self.label,) if self.label and not self.string_label else ())
 
     @property
     def renamed(self) -> Dict[str, str]:
@@ -236,8 +237,9 @@ def _make_spec(files, fmt, columns, originals, inferred, features, label, types,
     shown = dict(zip(columns, originals))
     if label is not None:
         (label,) = column_names.resolve("--label", [label], originals, columns)
-        if label in strings:
-            raise UserError(f"--label {shown[label]!r}: column is not numeric (type {types[label]})")
+        if label in strings and fmt != "csv":
+            raise UserError(f"--label {shown[label]!r}: column is not numeric (type {types[label]}); a string "
+                            "label (class names) is read from CSV input only")
     features = column_names.resolve("--features", features, originals, columns)
     if features:
         twice = sorted(shown[n] for n, k in collections.Counter(features).items() if k > 1)
@@ -255,8 +257,10 @@ def _make_spec(files, fmt, columns, originals, inferred, features, label, types,
     if not chosen:
         listed = ", ".join(shown[n] for n in strings)
         raise UserError(f"{files[0]}: no numeric feature columns found (string columns: {listed})")
+    string_label = label is not None and label in strings
+    strings = tuple(n for n in strings if n != label)
     return InputSpec(tuple(files), fmt, tuple(columns), chosen, strings, label,
-                     original_columns=tuple(originals), bad_values=bad_values)
+                     original_columns=tuple(originals), bad_values=bad_values, string_label=string_label)
 
 
 def inspect_tfrecord(files, features=None, label=None, bad_values="error", sample_size=1000) -> InputSpec:

@@ -1,11 +1,11 @@
-"""Whole stages as Python functions: what `normpipe stats` and `normpipe
-transform` run, without the command line."""
+"""Whole stages as Python functions: what `normpipe stats`, `normpipe
+transform` and `normpipe train` run, without the command line."""
 
 from typing import Optional, Sequence
 
 from normpipe.pipeline import stats as _stats
 from normpipe.pipeline import transform as _transform
-from normpipe.pipeline.config import InputConfig
+from normpipe.pipeline.config import ExportConfig, InputConfig
 
 
 def compute_statistics(input: str, output_dir: str, *, format: Optional[str] = None,  # noqa: A002
@@ -38,6 +38,31 @@ def transform(input: str, output_dir: str, *, method: str = "zscore", format: Op
     config = _transform.TransformConfig(input=source, output_dir=output_dir, method=method, materialize=materialize)
     _, document = _transform.run_transform(config, beam_args)
     return document
+
+
+def train(input: str, output_dir: str, *, label: str, task: Optional[str] = None,  # noqa: A002
+          model_fn=None, method: str = "zscore", normalization: str = "tft", epochs: int = 5,
+          batch_size: Optional[int] = None, format: Optional[str] = None,  # noqa: A002
+          features: Optional[Sequence[str]] = None, all_variants: bool = True, model_name: str = "normpipe",
+          bad_values: str = "error", beam_args: Sequence[str] = ()):
+    """What `normpipe train` runs: transform, train, export; returns
+    (metrics.json document, the export's version directory).
+
+    `task`: "regression" or "classification" (None: inferred, see
+    normpipe/components/labels.py). `model_fn`: a callable or a dotted path,
+    called as model_fn(feature_names=[...], num_classes=K) (K = 0 for
+    regression), returning a compiled Keras 3 model that is trained and
+    exported instead of normpipe's variants.
+    """
+    from normpipe.components.train import TrainOptions  # pylint: disable=import-outside-toplevel
+    from normpipe.pipeline import train as _train  # pylint: disable=import-outside-toplevel
+
+    source = InputConfig(path=input, format=format, features=_tuple(features), label=label, bad_values=bad_values)
+    options = TrainOptions(normalization=normalization, epochs=epochs, batch_size=batch_size, task=task,
+                           model_fn=model_fn)
+    config = _train.TrainConfig(input=source, output_dir=output_dir, method=method, options=options,
+                                export=ExportConfig(model_name=model_name), all_variants=all_variants)
+    return _train.run_train(config, beam_args)
 
 
 def _tuple(values):

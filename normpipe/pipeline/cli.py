@@ -36,6 +36,14 @@ def _add_input_flags(parser):
     )
 
 
+def _add_model_flags(parser):
+    parser.add_argument("--task", choices=("regression", "classification"),
+                        help="what the label is (default: inferred: strings, 0/1 or a few non-negative integers "
+                             "are classes, other numbers regression)")
+    parser.add_argument("--model-fn", help="package.module.function returning a compiled Keras 3 model, called as "
+                        "model_fn(feature_names=[...], num_classes=K); the variants are then not trained")
+
+
 def _add_overwrite_flag(parser):
     parser.add_argument(
         "--overwrite", action=argparse.BooleanOptionalAction, default=False,
@@ -68,6 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
     trn.add_argument("--allow-batch-statistics", action=argparse.BooleanOptionalAction, default=False)
     trn.add_argument("--all-variants", action=argparse.BooleanOptionalAction, default=True,
                      help="also train the other variants to report their metrics (default: yes)")
+    _add_model_flags(trn)
     trn.add_argument("--epochs", type=int, default=5)
     trn.add_argument("--batch-size", type=int, help="training batch size (default: from the row count, 64 to 4096)")
     _add_comparison_rows_flag(trn)
@@ -89,6 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
                      "directory at this path (e.g. /models); default: its absolute local path")
     run.add_argument("--batch-sizes", type=_split_ints, default=(1, 2, 8, 32, 128, 1024, 8192))
     run.add_argument("--seed", type=int, default=0)
+    _add_model_flags(run)
     run.add_argument("--epochs", type=int, default=5)
     run.add_argument("--batch-size", type=int, help="training batch size (default: from the row count, 64 to 4096)")
     _add_comparison_rows_flag(run)
@@ -221,7 +231,8 @@ def _train_options(args):
     from normpipe.components.train import TrainOptions  # pylint: disable=import-outside-toplevel
 
     return TrainOptions(normalization=args.normalization, epochs=args.epochs, batch_size=args.batch_size,
-                        comparison_rows=args.comparison_rows or None)
+                        comparison_rows=args.comparison_rows or None, task=getattr(args, "task", None),
+                        model_fn=getattr(args, "model_fn", None))
 
 
 def _run_command(args, beam_args, argv=()) -> int:

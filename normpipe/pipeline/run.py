@@ -21,6 +21,7 @@ from normpipe.io import atomic, ingest
 from normpipe.serving import export, servable_files, serving_layout
 from normpipe.components.train import TrainOptions
 from normpipe.io import paths
+from normpipe.core.errors import UserError
 from normpipe.pipeline.compare import run_compare
 from normpipe.pipeline.config import ExportConfig, InputConfig
 from normpipe.pipeline.progress import progress
@@ -110,6 +111,8 @@ def run_all(config: RunConfig, argv, beam_args=()) -> dict:
         check_config(train_config)
     else:
         serving_layout.check_model_name(config.export.model_name)
+        if config.options.task or config.options.model_fn:
+            raise UserError("--task and --model-fn need --label: without one there is nothing to train")
     transform_config = TransformConfig(input=config.input, output_dir=out, method=config.method,
                                        materialize=config.materialize)
     spec, stats = stages.run("statistics+transform", run_transform, transform_config, beam_args)

@@ -18,7 +18,7 @@ import time
 import numpy as np
 import tensorflow as tf
 
-from normpipe.components import compare, spool, train, transform
+from normpipe.components import compare, labels, spool, train, transform, user_model
 from normpipe.components.report import training_budget
 from normpipe.io import atomic
 from normpipe.serving import export, serving_layout
@@ -61,6 +61,12 @@ def check_config(config: TrainConfig) -> None:
         )
     serving_layout.check_model_name(config.export.model_name)
     serving_layout.serving_inputs_for(config.export.serving_inputs, 0)
+    labels.check_task(config.options.task)
+    if config.options.model_fn is not None:
+        user_model.load_model_fn(config.options.model_fn)
+        if config.normalization != "tft":
+            raise UserError("--model-fn takes the transformed features: it needs --normalization tft. "
+                            f"Received: {config.normalization}")
 
 
 def run_train(config: TrainConfig, beam_args=()):
@@ -70,7 +76,7 @@ def run_train(config: TrainConfig, beam_args=()):
     return train_and_export(spec, stats_document, config)
 
 
-def _model_input_fn(variant, model, graph, names, features):
+def _model_input_fn(variant, model, graph, names, features, num_classes=0):
     """Rows -> what the model takes, for the in-pipeline predictions."""
 
     def predict(rows):
@@ -82,7 +88,8 @@ def _model_input_fn(variant, model, graph, names, features):
             x = rows
         # One call on a float64 tensor for the whole sample, as one serving
         # request would be (model.predict would cast numpy float64 to float32).
-        return np.asarray(model(tf.constant(x), training=False)).reshape(-1)
+        x = user_model.as_model_input(tf.constant(x), model, names) if variant == "tft" else tf.constant(x)
+        return user_model.scores(model(x, training=False), num_classes)
 
     return predict
 
@@ -117,7 +124,9 @@ def train_variants(spec, stats, rows, config: TrainConfig, method):
     options = config.options
     batch_size = options.batch_size_for(rows.train_rows)
     variants = train.VARIANTS if config.all_variants else (config.normalization,)
-    models = {v: train.build_model(v, len(spec.features), rows.task, options, method, stats) for v in variants}
+    k = max(rows.label_task.num_classes, 2) if rows.label_task else 2
+    models = {v: train.build_model(v, len(spec.features), rows.task, options, method, stats, num_classes=k)
+              for v in variants}
     data = spool.variant_datasets(rows, variants, options.seed, stats["mean"])
     budget = train.budgets(variants, config.normalization)
     limit = min(options.comparison_rows or rows.train_rows, rows.train_rows)
@@ -130,17 +139,51 @@ def train_variants(spec, stats, rows, config: TrainConfig, method):
              f"{''.join('; ' + s for s in shared)}{_budget_line(variants, budget, limit, rows.train_rows)})")
     started = time.time()
     results = train.fit_and_evaluate_variants(models, spool.INPUTS, rows.task, data[0], data[1], data[2], options,
-                                              batch_size, comparison_data=comparison)
+                                              batch_size, comparison_data=comparison, num_classes=k)
     seconds = round(time.time() - started, 2)
+    return _variant_metrics(results, rows, options, seconds, budget, limit), models, batch_size
+
+
+def _variant_metrics(results, rows, options, seconds, budget=None, limit=None) -> dict:
+    """metrics.json's record of each trained model: its evaluation, the rows it
+    trained on per epoch and its budget (see train.budgets)."""
+    budget = budget or {v: "every_row" for v in results}
     metrics = {}
-    for variant in variants:
-        result = results[variant]
+    for variant, result in results.items():
         result["batch_1"]["rows"] = int(len(rows.sample_y))
         result[f"batch_{options.eval_batch_size}"]["rows"] = int(rows.eval_rows)
         used = rows.train_rows if budget[variant] == "every_row" else limit
         metrics[variant] = {**result, "train_rows": int(used), "budget": budget[variant],
                             "eval_rows": int(rows.eval_rows), "seconds": seconds}
-    return metrics, models, batch_size
+    return metrics
+
+
+USER_MODEL = "model_fn"  # the name of a user's model among the variants in metrics.json
+
+
+def train_user_model(names, rows, config: TrainConfig):
+    """Trains the model config.options.model_fn builds on the graph's normalized
+    features (as the tft variant is trained); returns ({USER_MODEL: metrics},
+    {USER_MODEL: model}, batch size)."""
+    options, task = config.options, rows.label_task
+    model = user_model.build(config.options.model_fn, names, task.num_classes)
+    batch_size = options.batch_size_for(rows.train_rows)
+    progress(f"train: the model of --model-fn ({options.epochs} epochs, batch size {batch_size}); "
+             "the normalization variants are not trained")
+    train_data, eval_data, sample_data = spool.variant_datasets(rows, ["tft"], options.seed)
+    as_input = lambda x, y: (user_model.as_model_input(x["normalized"], model, names), y["tft"])  # noqa: E731
+    started = time.time()
+    model.fit(train_data(batch_size).map(as_input), epochs=options.epochs, shuffle=False, verbose=2)
+    result = {"metric": None}
+    for batch, data in ((1, sample_data(1)), (options.eval_batch_size, eval_data(options.eval_batch_size))):
+        predicted, labelled = [], []
+        for x, y in data.map(as_input):
+            predicted.append(np.asarray(model(x, training=False)))
+            labelled.append(y.numpy())
+        name, value = user_model.metric_value(np.concatenate(predicted), np.concatenate(labelled), task.num_classes)
+        result["metric"], result[f"batch_{batch}"] = name, {name: value}
+    return _variant_metrics({USER_MODEL: result}, rows, options, round(time.time() - started, 2)), \
+        {USER_MODEL: model}, batch_size
 
 
 def _spool_dir(out):
@@ -150,7 +193,8 @@ def _spool_dir(out):
 
 
 def train_and_export(spec, stats_document, config: TrainConfig):
-    """Trains the variants on the transform stage's outputs; exports the chosen one."""
+    """Trains the variants (or the model of config.options.model_fn) on the transform
+    stage's outputs; exports the chosen one."""
     out = config.output_dir
     graph = transform.TransformGraph(paths.join(out, "transform"))
     method = "zscore" if "zscore" in graph.metadata["methods"] else "minmax"
@@ -163,33 +207,51 @@ def train_and_export(spec, stats_document, config: TrainConfig):
         if rows.train_rows == 0 or rows.eval_rows == 0:
             raise UserError(f"too few labelled rows to train and evaluate ({rows.train_rows} train, "
                             f"{rows.eval_rows} eval)")
+        rows.label_task = labels.resolve_task(rows.all_labels, config.options.task, graph.metadata.get("classes"), spec.label)
         seconds = time.time() - started
-        progress(f"train: label {spec.label!r} ({rows.task}); {rows.train_rows:,} train / {rows.eval_rows:,} eval "
-                 f"rows read, split and spooled in {seconds:.1f}s ({rows_per_s(rows.train_rows + rows.eval_rows, seconds)}); "
+        classes = f", {rows.label_task.num_classes} classes" if rows.task == "classification" else ""
+        progress(f"train: label {spec.label!r} ({rows.task}{classes}); {rows.train_rows:,} train / "
+                 f"{rows.eval_rows:,} eval rows read, split and spooled in {seconds:.1f}s "
+                 f"({rows_per_s(rows.train_rows + rows.eval_rows, seconds)}); "
                  f"batch size 1 evaluated on the first {len(rows.sample_y):,} eval rows")
-        metrics, models, batch_size = train_variants(spec, stats, rows, config, method)
-        options = config.options
-        large = f"batch_{options.eval_batch_size}"
-        document = {"label": spec.label, "task": rows.task, "method": method, "exported": config.normalization,
-                    "batch_size": batch_size, "epochs": options.epochs, "eval_batch_size": options.eval_batch_size,
-                    "train_rows": int(rows.train_rows), "comparison_rows": options.comparison_rows,
-                    "eval_sample_rows": int(len(rows.sample_y)), "eval_rows": int(rows.eval_rows),
-                    "baseline": spool.baseline(rows, large), "variants": metrics}
+        if config.options.model_fn is not None:
+            metrics, models, batch_size = train_user_model(names, rows, config)
+        else:
+            metrics, models, batch_size = train_variants(spec, stats, rows, config, method)
+        document = _metrics_document(spec, rows, config, method, metrics, batch_size)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-    chosen = models[config.normalization]
+    exported = USER_MODEL if config.options.model_fn is not None else config.normalization
+    chosen, variant = models[exported], "tft" if config.options.model_fn is not None else config.normalization
     _save_keras(chosen, paths.join(out, "model", "model.keras"))
     atomic.write_json_atomic(paths.join(out, "model", "metrics.json"), document)
     # The verify sample: the rows whose normalized values the transform
     # stage's Beam run recorded (transform.SAMPLE_FILE).
     version_dir = export.export_model(
         paths.join(out, "transform"), paths.join(out, "serving"), config.export.model_name, config.export.model_version,
-        model=chosen, variant=config.normalization, model_inputs=names, task=rows.task,
+        model=chosen, variant=variant, model_inputs=names, task=rows.task,
         base_path=config.export.serving_base_path, serving_inputs=config.export.serving_inputs,
-        predict_fn=_model_input_fn(config.normalization, chosen, graph, names, spec.features),
+        classes=rows.label_task.classes or None,
+        predict_fn=_model_input_fn(variant, chosen, graph, names, spec.features, rows.label_task.num_classes),
     )
     progress(f"exported {version_dir}")
     return document, version_dir
+
+
+def _metrics_document(spec, rows, config, method, metrics, batch_size) -> dict:
+    options = config.options
+    large = f"batch_{options.eval_batch_size}"
+    document = {"label": spec.label, "task": rows.task, "method": method,
+                "exported": USER_MODEL if config.options.model_fn is not None else config.normalization,
+                "batch_size": batch_size, "epochs": options.epochs, "eval_batch_size": options.eval_batch_size,
+                "eval_sample_rows": int(len(rows.sample_y)), "eval_rows": int(rows.eval_rows),
+                "baseline": spool.baseline(rows, large), "variants": metrics}
+    if rows.task == "classification" and rows.label_task.classes != ("0", "1"):  # binary 0/1: as it always was
+        document["classes"] = list(rows.label_task.classes)
+    if config.options.model_fn is not None:
+        document["model_fn"] = config.options.model_fn if isinstance(config.options.model_fn, str) else repr(config.options.model_fn)
+        document["variants_not_trained"] = "a model_fn was given: the normalization variants were not trained"
+    return document
 
 
 def _cell(value) -> str:
@@ -229,6 +291,10 @@ def format_metrics(document) -> str:
     for variant, m in document["variants"].items():
         lines.append(f"{variant:<10} {metric:<9} {_cell(m['batch_1'][metric])} {_cell(m[large][metric])}"
                      + _verdict(m, baseline, metric, large))
+    if document.get("classes"):
+        lines.insert(1, f"classes (index order): {', '.join(document['classes'])}")
+    if document.get("variants_not_trained"):
+        lines.append(f"{document['variants_not_trained']} (--model-fn {document.get('model_fn')})")
     collapse, budget = per_batch_collapse(document), training_budget(document)
     return "\n".join(lines + [line for line in (collapse, budget) if line])
 

@@ -67,7 +67,8 @@ def run_transform(config: TransformConfig, beam_args=()):
                     sample=sample, sample_path=os.path.join(transform_dir, transform.SAMPLE_FILE),
                 )
             )
-        transform.write_metadata(transform_dir, options, spec.numeric, spec.renamed, spec.int64_columns)
+        transform.write_metadata(transform_dir, options, spec.numeric, spec.renamed, spec.int64_columns,
+                                 string_label=spec.string_label)
         stats, bad_counts = read_results(config, spec, transform_dir, bad_values_path, start, "transform",
                                          "analyzed and transformed")
         atomic.publish_directory(transform_dir, os.path.join(config.output_dir, "transform"))

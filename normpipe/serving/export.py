@@ -4,7 +4,11 @@ Signatures (tag `serve`):
 
   serving_default     one DT_DOUBLE [None] input per raw feature (NaN =
                       missing, imputed in-graph) -> `prediction` [None]
-                      (float32), or, without a model, the normalized features
+                      (float32; more than two classes: [None, K]
+                      probabilities), or, without a model, the normalized
+                      features
+  regress / classify  (with a model) TF Serving's method names; classify's
+                      `classes` are the class names, `scores` [None, K]
   serving_examples    `examples`: DT_STRING [None] serialized tf.train.Example
                       (float features; absent = missing) -> the same outputs
   transform_features  raw features in, the tf.Transform graph's normalized
@@ -41,7 +45,7 @@ import shutil
 import numpy as np
 import tensorflow as tf
 
-from normpipe.components import transform
+from normpipe.components import transform, user_model
 from normpipe.core.errors import UserError
 from normpipe.serving.example_parsing import example_types, parse_example_matrix
 from normpipe.serving.sample_rows import pipeline_sample, statistics_rows
@@ -63,13 +67,16 @@ class ServingModule:
     """
 
     def __init__(self, transform_dir: str, model=None, variant="tft", model_inputs=None, task=None,
-                 serving_inputs="auto"):
+                 serving_inputs="auto", classes=None):
         from tensorflow_transform.saved import saved_transform_io_v2  # pylint: disable=import-outside-toplevel
 
         if task not in (None, "regression", "classification"):
             raise ValueError(f"task must be 'regression' or 'classification'. Received: {task!r}")
         # What TF Serving's Regress or Classify API may call (with a model only).
         self.task = (task or "regression") if model is not None else None
+        # classify's class names in index order (default "0", "1"); more than
+        # two: the model's output is [batch, K] probabilities
+        self.classes = [str(c) for c in classes] if classes else ["0", "1"]
         self.metadata = transform.read_metadata(transform_dir)
         self.features = list(self.metadata["features"])
         self.outputs = [o for m in self.metadata["methods"] for o in self.metadata["outputs"][m]]
@@ -77,6 +84,13 @@ class ServingModule:
         self.model = model
         self._variant = variant
         self._model_inputs = list(model_inputs or [])
+        # A user model with named inputs takes a dict of [batch, 1] features:
+        # normalized ones, or other outputs of a user's preprocessing_fn
+        # (`_extra`, e.g. a vocabulary id of a numeric feature).
+        self._named = None
+        if model is not None and variant == "tft":
+            self._named = user_model.input_names(model, self.outputs + _transformed_names(transform_dir))
+        self._extra = [n for n in self._named or () if n not in self.outputs]
         # Graphs that emit each method's features as one matrix (normpipe's
         # own) are asked for those matrices only, and the request is given
         # to them as one matrix where the graph takes one: the serving
@@ -90,7 +104,7 @@ class ServingModule:
         # A tft model whose input is one method's features in order reads that
         # method's matrix output.
         self._matrix = None
-        if model is not None and variant == "tft" and self._matrices:
+        if model is not None and variant == "tft" and self._matrices and self._named is None:
             for method, key in zip(self.metadata["methods"], self._matrices):
                 if self._model_inputs == list(self.metadata["outputs"][method]):
                     self._matrix = key
@@ -102,7 +116,7 @@ class ServingModule:
         self._inputs = transform.graph_inputs(self.metadata)
         spec = self.metadata["raw_specs"].get(self._inputs[0], {}) if len(self._inputs) == 1 else {}
         self._takes_matrix = spec.get("columns") == self.features
-        self._loader.finalize(self._inputs, self._matrices or self.outputs)
+        self._loader.finalize(self._inputs, (self._matrices or self.outputs) + self._extra)
         # The loaded graph owns the variables the pruned function reads;
         # tracking it puts them in the export (as TransformFeaturesLayer does).
         self.transform = self._loader._imported  # pylint: disable=protected-access
@@ -119,9 +133,9 @@ class ServingModule:
             raw = transform.adapt_inputs(self._columns(x), self.metadata["raw_specs"], self._inputs)
         return self._loader.apply_transform_model(raw)
 
-    def _normalize(self, x) -> dict:
+    def _normalize(self, x, outputs=None) -> dict:
         """float64 [batch, F] raw features -> {output: float32 [batch]}."""
-        outputs = self._transform(x)
+        outputs = self._transform(x) if outputs is None else outputs
         if not self._matrices:
             return {name: outputs[name] for name in self.outputs}
         split = {}
@@ -156,11 +170,19 @@ class ServingModule:
             return self._served(x)
         if self._matrix:
             x = self._transform(x)[self._matrix]
+        elif self._named is not None:
+            outputs = self._transform(x)
+            values = {**{n: outputs[n] for n in self._extra}, **self._normalize(x, outputs)}
+            x = {n: tf.reshape(tf.cast(values[n], tf.float32), [-1, 1]) for n in self._named}
         elif self._variant == "tft":
             normalized = self._normalize(x)
             x = tf.stack([normalized[n] for n in self._model_inputs], axis=1)
-        prediction = self.model(x, training=False)
-        return {PREDICTION: tf.reshape(tf.cast(prediction, tf.float32), [-1])}
+        prediction = tf.cast(self.model(x, training=False), tf.float32)
+        if self.task == "classification" and len(self.classes) > 2:
+            return {PREDICTION: tf.reshape(prediction, [-1, len(self.classes)])}
+        if self.task == "classification" and prediction.shape.rank == 2 and prediction.shape[-1] == 2:
+            prediction = prediction[:, 1]  # a user model's [batch, 2]: P(class 1)
+        return {PREDICTION: tf.reshape(prediction, [-1])}
 
     def _stack(self, inputs: dict):
         if self.serving_inputs == "matrix":
@@ -228,13 +250,20 @@ class ServingModule:
         elif self.task == "classification":
             def classify(inputs):
                 p = self.predict_examples(inputs)[PREDICTION]
-                scores = tf.stack([1.0 - p, p], axis=1)
-                classes = tf.tile(tf.constant([["0", "1"]]), tf.stack([tf.shape(p)[0], 1]))
+                scores = p if len(self.classes) > 2 else tf.stack([1.0 - p, p], axis=1)
+                classes = tf.tile(tf.constant([self.classes]), tf.stack([tf.shape(p)[0], 1]))
                 return {"classes": classes, "scores": scores}
 
             archive.add_endpoint(CLASSIFY, classify, input_signature=examples_spec)
         archive.write_out(path, verbose=False)
         set_method_names(path, {REGRESS: REGRESS_METHOD, CLASSIFY: CLASSIFY_METHOD})
+
+
+def _transformed_names(transform_dir: str) -> list:
+    """The transform graph's materialized outputs (transformed_metadata)."""
+    import tensorflow_transform as tft  # pylint: disable=import-outside-toplevel
+
+    return sorted(tft.TFTransformOutput(transform_dir).transformed_feature_spec())
 
 
 def _verify_sample(module, rows, model_outputs, pipeline_transform=None):
@@ -251,15 +280,16 @@ def _verify_sample(module, rows, model_outputs, pipeline_transform=None):
         "output_columns": module.output_columns(),
         "example_types": example_types(module.metadata, module.features),
         "task": module.task,
+        "classes": module.classes if module.task == "classification" else None,
         "rows": [[None if np.isnan(v) else float(v) for v in row] for row in rows],
         "transform_features": {k: v.astype(np.float64).tolist() for k, v in normalized.items()},
         "pipeline_transform": pipeline_transform,
-        "predictions": None if model_outputs is None else [float(v) for v in model_outputs],
+        "predictions": None if model_outputs is None else np.asarray(model_outputs, np.float64).tolist(),
     }
 
 
 def write_servable(path: str, transform_dir: str, model=None, variant="tft", model_inputs=None, sample_rows=None,
-                   predict_fn=None, model_name="normpipe", task=None, serving_inputs="auto") -> None:
+                   predict_fn=None, model_name="normpipe", task=None, serving_inputs="auto", classes=None) -> None:
     """Writes a servable SavedModel at `path` (a new directory), with its
     assets.extra: warmup requests, the verify sample, the input names.
 
@@ -268,11 +298,13 @@ def write_servable(path: str, transform_dir: str, model=None, variant="tft", mod
     Beam pipeline's values for them, else `statistics_rows`); predict_fn(rows)
     -> the in-pipeline model's predictions for them, recorded so verify can
     check serving against it (default: the model applied before saving).
-    task: "regression" (a `regress` signature) or "classification" (a
-    binary label: `classify`), for an export with a model. serving_inputs:
-    "named", "matrix" or "auto" (see the module docstring).
+    task: "regression" (a `regress` signature) or "classification"
+    (`classify`), for an export with a model; classes: the class names in
+    index order (default "0", "1"; more than two: a softmax model).
+    serving_inputs: "named", "matrix" or "auto" (see the module docstring).
     """
-    module = ServingModule(transform_dir, model, variant, model_inputs, task, serving_inputs)
+    module = ServingModule(transform_dir, model, variant, model_inputs, task, serving_inputs=serving_inputs,
+                           classes=classes)
     module.write(path)
     extra = paths.join(path, "assets.extra")
     paths.makedirs(extra)
@@ -300,7 +332,7 @@ def write_servable(path: str, transform_dir: str, model=None, variant="tft", mod
 
 def export_model(transform_dir, serving_root, model_name, version=None, model=None, variant="tft",
                  model_inputs=None, sample_rows=None, predict_fn=None, task=None, base_path=None,
-                 serving_inputs="auto") -> str:
+                 serving_inputs="auto", classes=None) -> str:
     """Exports a servable as <serving_root>/<model_name>/<version>/ and
     rewrites models.config; returns the version directory.
 
@@ -317,7 +349,7 @@ def export_model(transform_dir, serving_root, model_name, version=None, model=No
     staging = paths.local_temp_dir(".export-", model_dir)
     try:
         write_servable(staging, transform_dir, model, variant, model_inputs, sample_rows, predict_fn, model_name, task,
-                       serving_inputs)
+                       serving_inputs=serving_inputs, classes=classes)
         final = publish_version(staging, model_dir, version)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)

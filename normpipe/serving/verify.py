@@ -16,7 +16,8 @@ whatever process calls it (the CLI is a fresh one). Checks:
   prediction_skew  serving_default equals the in-pipeline model's predictions
                    within 1e-5 (exports with a model)
   examples         serving_examples (and regress or classify, with TF
-                   Serving's method names) on the same rows as tf.train.Examples
+                   Serving's method names; classify's classes are the
+                   recorded class names) on the same rows as tf.train.Examples
                    built with the data's own types (int64_list for integer
                    columns, float_list for the others) equals serving_default
                    on the values those Examples carry, within 1e-5 relative
@@ -217,7 +218,14 @@ def check_examples(server, sample, rows):
         if task == "regression":
             served = np.asarray(server.run(layout.REGRESS, {"inputs": serialized})["outputs"]).reshape(-1)
         else:
-            served = np.asarray(server.run(layout.CLASSIFY, {"inputs": serialized})["scores"])[:, 1]
+            classified = server.run(layout.CLASSIFY, {"inputs": serialized})
+            served = np.asarray(classified["scores"])
+            classes = sample.get("classes") or ["0", "1"]
+            found = [c.decode("utf-8") if isinstance(c, bytes) else str(c) for c in np.asarray(classified["classes"])[0]]
+            if found != list(classes):
+                return False, f"classify returns classes {found}, expected {list(classes)}"
+            expected = np.asarray(from_features[layout.PREDICTION])
+            served = served[:, 1] if expected.ndim == 1 else served
         gap = relative_error(served, expected)
         worst = max(worst, gap)
         detail += f"; {layout.REGRESS if task == 'regression' else layout.CLASSIFY} vs serving_default {gap:.3g}"

@@ -26,6 +26,12 @@ defaults as on the command line):
                 names, strings included; a VarLen (sparse) one densified to
                 [batch, 1] with "" or 0 where a row has no value
   epochs, batch_size, learning_rate, hidden, shuffle_buffer   run_fn's training
+  task          "regression" or "classification" (default: inferred from the
+                labels, see normpipe/components/labels.py); a string label
+                is classes, their names the graph's vocabulary
+  model_fn      "package.module.function" (or a callable) returning a
+                compiled Keras 3 model, called as model_fn(feature_names=[...],
+                num_classes=K), trained by run_fn instead of normpipe's model
 
 The preprocessing_fn takes what TFX Transform passes: dense [batch, 1] int64
 or float32 features (fixed-length in the schema), tf.SparseTensor for VarLen
@@ -42,13 +48,12 @@ nothing in normpipe imports it.
 import dataclasses
 
 from normpipe.components import preprocessing, train, transform
-from normpipe.serving import export
 from normpipe.io import paths
 from normpipe.tfx.normalization import check_passthrough, normalize, normalize_options, passthrough_outputs
 
 __all__ = ["normalize", "preprocessing_fn", "run_fn", "FnArgs", "transform_options"]
 
-_TRAIN_KEYS = {"epochs", "batch_size", "learning_rate", "hidden", "shuffle_buffer"}
+_TRAIN_KEYS = {"epochs", "batch_size", "learning_rate", "hidden", "shuffle_buffer", "task", "model_fn"}
 _KEYS = {"features", "label", "method", "exponents", "centers", "passthrough"} | _TRAIN_KEYS
 
 
@@ -97,45 +102,21 @@ def run_fn(fn_args):
     """TFX Trainer's entry point.
 
     Trains normpipe's model (the `tft` variant: it takes the transformed
-    features) through `input_fn` on `fn_args.train_files`, evaluates it on
+    features), or custom_config["model_fn"]'s, through `input_fn` on `fn_args.train_files`, evaluates it on
     `fn_args.eval_files`, and writes at `fn_args.serving_model_dir` the
     servable `normpipe train` exports: the transform graph in front of the
     model, with serving_default, serving_examples and transform_features.
     `fn_args.train_steps` / `eval_steps`, when set, bound the steps.
     """
-    import tensorflow as tf  # pylint: disable=import-outside-toplevel
-    import tensorflow_transform as tft  # pylint: disable=import-outside-toplevel
-
-    from normpipe.components.dataset import input_fn  # pylint: disable=import-outside-toplevel
+    from normpipe.tfx import trainer  # pylint: disable=import-outside-toplevel
 
     config = _check_config(getattr(fn_args, "custom_config", None))
     label = config.get("label")
     if not label:
         raise ValueError(f"run_fn needs custom_config['label']. Received: {config!r}")
-    tft_output = tft.TFTransformOutput(fn_args.transform_output)
-    metadata = transform.read_metadata(fn_args.transform_output)
-    method = "zscore" if "zscore" in metadata["methods"] else "minmax"
-    names = list(metadata["outputs"][method])
     options = train.TrainOptions(**{k: tuple(v) if k == "hidden" else v for k, v in config.items()
-                                    if k in _TRAIN_KEYS - {"shuffle_buffer"}})
-    buffer = int(config.get("shuffle_buffer", 100_000))
-    batch_size = options.batch_size or train.DEFAULT_BATCH_SIZE
-
-    def data(files, batch_size, shuffle, epochs=1):
-        return input_fn(files, tft_output, batch_size, label, features=names, shuffle=shuffle, num_epochs=epochs,
-                        shuffle_buffer=buffer, seed=options.seed)
-
-    labels = data(fn_args.train_files, 65536, False).map(lambda x, y: y)
-    task = "classification" if all(bool(tf.reduce_all((y == 0) | (y == 1))) for y in labels) else "regression"
-    model = train.build_model("tft", len(names), task, options, method)
-    steps = getattr(fn_args, "train_steps", None)
-    if steps:
-        model.fit(data(fn_args.train_files, batch_size, True, None), epochs=1, steps_per_epoch=steps, verbose=2)
-    else:
-        model.fit(data(fn_args.train_files, batch_size, True), epochs=options.epochs, verbose=2)
-    model.evaluate(data(fn_args.eval_files, options.eval_batch_size, False), steps=getattr(fn_args, "eval_steps", None)
-                   or None, verbose=2)
-    export.write_servable(fn_args.serving_model_dir, fn_args.transform_output, model, "tft", names, task=task)
+                                    if k in _TRAIN_KEYS - {"shuffle_buffer", "task", "model_fn"}})
+    trainer.train_and_write(fn_args, config, label, options, int(config.get("shuffle_buffer", 100_000)))
     return paths.absolute(fn_args.serving_model_dir)
 
 

@@ -1,0 +1,67 @@
+"""run_fn's training: normpipe's model or the user's `model_fn`, any label.
+
+The task comes from the labels as `normpipe train` decides it
+(components/labels.py): a string label's classes are the transform graph's
+vocabulary, an integer label with a few values is multiclass, and
+custom_config["task"] overrides the inference. custom_config["model_fn"]
+(a dotted path or a callable, see components/user_model.py) replaces
+normpipe's MLP; a model with named inputs may take any transformed feature,
+a vocabulary id of the user's own preprocessing_fn included.
+"""
+
+import numpy as np
+
+from normpipe.components import labels, train, transform, user_model
+from normpipe.serving import export
+
+
+def label_task(data, label, config, classes) -> labels.LabelTask:
+    """The LabelTask of the training labels (one pass over them)."""
+    counts = labels.LabelCounts()
+    for y in data:
+        counts.add(np.asarray(y, np.float64))
+    return labels.resolve_task(counts, config.get("task"), classes, label)
+
+
+def _as_float_columns(x: dict, names) -> dict:
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+
+    return {n: tf.reshape(tf.cast(x[n], tf.float32), [-1, 1]) for n in names}
+
+
+def train_and_write(fn_args, config, label, options, shuffle_buffer):
+    """Trains (normpipe's model or model_fn's) and writes the servable."""
+    import tensorflow_transform as tft  # pylint: disable=import-outside-toplevel
+
+    from normpipe.components.dataset import input_fn  # pylint: disable=import-outside-toplevel
+
+    tft_output = tft.TFTransformOutput(fn_args.transform_output)
+    metadata = transform.read_metadata(fn_args.transform_output)
+    method = "zscore" if "zscore" in metadata["methods"] else "minmax"
+    names = list(metadata["outputs"][method])
+    available = sorted(n for n in tft_output.transformed_feature_spec() if n != label)
+    batch_size = options.batch_size or train.DEFAULT_BATCH_SIZE
+
+    def data(files, batch_size, shuffle, epochs=1, matrix=True):
+        return input_fn(files, tft_output, batch_size, label, features=names if matrix else None, shuffle=shuffle,
+                        num_epochs=epochs, shuffle_buffer=shuffle_buffer, seed=options.seed)
+
+    task = label_task((y for _, y in data(fn_args.train_files, 65536, False)), label, config, metadata.get("classes"))
+    if config.get("model_fn") is not None:
+        model = user_model.build(config["model_fn"], names, task.num_classes, available, where="custom_config model_fn")
+    else:
+        model = train.build_model("tft", len(names), task.task, options, method, num_classes=max(task.num_classes, 2))
+    named = user_model.input_names(model, available)
+    prepare = (lambda x, y: (_as_float_columns(x, named), y)) if named else (lambda x, y: (x, y))  # noqa: E731
+    steps = getattr(fn_args, "train_steps", None)
+    if steps:
+        model.fit(data(fn_args.train_files, batch_size, True, None, named is None).map(prepare), epochs=1,
+                  steps_per_epoch=steps, verbose=2)
+    else:
+        model.fit(data(fn_args.train_files, batch_size, True, matrix=named is None).map(prepare),
+                  epochs=options.epochs, verbose=2)
+    model.evaluate(data(fn_args.eval_files, options.eval_batch_size, False, matrix=named is None).map(prepare),
+                   steps=getattr(fn_args, "eval_steps", None) or None, verbose=2)
+    export.write_servable(fn_args.serving_model_dir, fn_args.transform_output, model, "tft", names, task=task.task,
+                          classes=task.classes or None)
+    return model, task
