@@ -173,8 +173,10 @@ def test_plain_analyze_and_transform_with_float64_inputs(tmp_path):
 
 def _trace(fn, inputs_spec):
     """Traces fn in a tf.function, as tf.Transform traces a preprocessing_fn
-    (analyzers are only placeholders here; nothing runs)."""
-    return tf.function(fn).get_concrete_function(inputs_spec)
+    (analyzers are only placeholders here; nothing runs). tf.Transform's
+    analyzers trace only inside its graph context, as its own tracing sets."""
+    with tft.graph_context.TFGraphContext(module_to_export=tf.Module(), temp_dir=None, evaluated_replacements=None):
+        return tf.function(fn).get_concrete_function(inputs_spec)
 
 
 SPEC = {
