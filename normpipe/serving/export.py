@@ -48,7 +48,7 @@ import tensorflow as tf
 from normpipe.components import transform, user_model
 from normpipe.core.errors import UserError
 from normpipe.serving.example_parsing import example_types, parse_example_matrix
-from normpipe.serving.sample_rows import pipeline_sample, statistics_rows
+from normpipe.serving.sample_rows import pipeline_sample, statistics_rows, verify_sample
 from normpipe.serving.servable_files import publish_version, set_method_names, write_models_config, write_warmup
 # The layout of a version directory and the names requests use, kept in
 # serving_layout (which `normpipe verify` imports without tf.Transform).
@@ -266,28 +266,6 @@ def _transformed_names(transform_dir: str) -> list:
     return sorted(tft.TFTransformOutput(transform_dir).transformed_feature_spec())
 
 
-def _verify_sample(module, rows, model_outputs, pipeline_transform=None):
-    """Raw rows with the pipeline's own outputs for them, for `normpipe verify`.
-
-    `pipeline_transform`: the normalized values the Beam pipeline computed
-    for these rows (transform.SAMPLE_FILE); `transform_features`: what the
-    export's module computed before it was saved.
-    """
-    normalized = {k: v.numpy() for k, v in module.normalized_features(rows).items()}
-    return {
-        "features": module.features,
-        "serving_inputs": module.serving_inputs,
-        "output_columns": module.output_columns(),
-        "example_types": example_types(module.metadata, module.features),
-        "task": module.task,
-        "classes": module.classes if module.task == "classification" else None,
-        "rows": [[None if np.isnan(v) else float(v) for v in row] for row in rows],
-        "transform_features": {k: v.astype(np.float64).tolist() for k, v in normalized.items()},
-        "pipeline_transform": pipeline_transform,
-        "predictions": None if model_outputs is None else np.asarray(model_outputs, np.float64).tolist(),
-    }
-
-
 def write_servable(path: str, transform_dir: str, model=None, variant="tft", model_inputs=None, sample_rows=None,
                    predict_fn=None, model_name="normpipe", task=None, serving_inputs="auto", classes=None) -> None:
     """Writes a servable SavedModel at `path` (a new directory), with its
@@ -327,7 +305,7 @@ def write_servable(path: str, transform_dir: str, model=None, variant="tft", mod
     sample_rows = sample_rows[:sample_limit(len(module.features))]
     outputs = None if predict_fn is None else predict_fn(sample_rows)
     with paths.open(paths.join(extra, VERIFY_SAMPLE), "w") as f:
-        json.dump(_verify_sample(module, sample_rows, outputs, pipeline_values), f)
+        json.dump(verify_sample(module, sample_rows, outputs, pipeline_values), f)
 
 
 def export_model(transform_dir, serving_root, model_name, version=None, model=None, variant="tft",

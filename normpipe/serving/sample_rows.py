@@ -1,6 +1,7 @@
 """Raw rows for an export's warmup requests and verify sample, when the
 caller gives none: the rows the transform stage's Beam run recorded with
-its values for them, or rows built from the statistics in the graph.
+its values for them, or rows built from the statistics in the graph; and
+the verify sample itself, those rows with the outputs computed for them.
 """
 
 import json
@@ -44,3 +45,25 @@ def statistics_rows(transform_dir: str, metadata, features) -> np.ndarray:
             column = np.round(column)
         columns.append(column)
     return np.stack(columns, axis=1)
+
+
+def verify_sample(module, rows, model_outputs, pipeline_transform=None):
+    """Raw rows with the pipeline's own outputs for them, for `normpipe verify`.
+
+    `pipeline_transform`: the normalized values the Beam pipeline computed
+    for these rows (transform.SAMPLE_FILE); `transform_features`: what the
+    export's module computed before it was saved.
+    """
+    normalized = {k: v.numpy() for k, v in module.normalized_features(rows).items()}
+    return {
+        "features": module.features,
+        "serving_inputs": module.serving_inputs,
+        "output_columns": module.output_columns(),
+        "example_types": example_types(module.metadata, module.features),
+        "task": module.task,
+        "classes": module.classes if module.task == "classification" else None,
+        "rows": [[None if np.isnan(v) else float(v) for v in row] for row in rows],
+        "transform_features": {k: v.astype(np.float64).tolist() for k, v in normalized.items()},
+        "pipeline_transform": pipeline_transform,
+        "predictions": None if model_outputs is None else np.asarray(model_outputs, np.float64).tolist(),
+    }

@@ -283,9 +283,9 @@ def test_summary_points_to_the_request_of_a_wide_model(tmp_path):
 
 def test_comparison_rows_flag_default_is_the_training_budget():
     from normpipe.components import train
-    from normpipe.pipeline import cli
+    from normpipe.pipeline import cli, flags
 
-    assert cli.COMPARISON_ROWS == train.COMPARISON_ROWS == train.TrainOptions().comparison_rows
+    assert flags.COMPARISON_ROWS == train.COMPARISON_ROWS == train.TrainOptions().comparison_rows
     args = cli.build_parser().parse_args(["run", "--input", "x", "--output-dir", "o"])
     assert args.comparison_rows == train.COMPARISON_ROWS and args.serving_inputs == "auto"
 
