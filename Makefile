@@ -6,7 +6,7 @@ PYTHON := $(VENV)/bin/python
 STAMP := $(VENV)/.normpipe-installed
 DEMO_OUT ?= out/demo
 
-.PHONY: install demo test test-fast dist clean
+.PHONY: install demo lint test test-fast dist clean
 
 $(STAMP): setup.py pyproject.toml normpipe/version.py
 	test -x $(PYTHON) || python3 -m venv $(VENV)
@@ -20,10 +20,14 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/normpipe demo --output-dir $(DEMO_OUT)
 
-test: $(STAMP)
+# The linter first ([tool.ruff] in pyproject.toml), then the whole suite.
+lint: $(STAMP)
+	$(VENV)/bin/ruff check normpipe tests benchmarks setup.py
+
+test: lint
 	$(PYTHON) -m pytest -q tests
 
-test-fast: $(STAMP)
+test-fast: lint
 	$(PYTHON) -m pytest -q -m "not slow" tests
 
 # The sdist and the wheel, in dist/.

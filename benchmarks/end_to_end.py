@@ -228,7 +228,7 @@ def metrics_table(results):
             small, big = m["variants"][v]["batch_1"]["mae"], m["variants"][v][large]["mae"]
             cells.append(f"{'NaN' if small is None else f'{small:.3f}'} / {'NaN' if big is None else f'{big:.3f}'}")
         lines.append(f"| {_rows(r['rows'])} (batch {m['batch_size']}) | " + " | ".join(cells) + " |")
-    lines.append(f"| Keras script MAE at batch 4096 | " + ", ".join(
+    lines.append("| Keras script MAE at batch 4096 | " + ", ".join(
         f"{_rows(r['rows'])}: {r['keras']['mae']:.3f}" for r in results) + " |" + " |" * len(VARIANTS))
     return "\n".join(lines)
 

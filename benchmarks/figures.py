@@ -45,7 +45,9 @@ def stats_figures(results):
         st = taxi["stage_s"]
         stages["normpipe\ntaxi 15k"] = {
             **{k: st[k] for k in ("parse", "convert", "analyze") if k in st},
-            "rest of the Beam pipeline": max(st.get("pipeline", 0.0) - sum(st.get(k, 0.0) for k in ("parse", "convert", "analyze")), 0.0),
+            "rest of the Beam pipeline": max(
+                st.get("pipeline", 0.0) - sum(st.get(k, 0.0) for k in ("parse", "convert", "analyze")), 0.0
+            ),
             "write": st.get("write", 0.0),
             "start-up, imports, exit": max(taxi["median_s"] - st.get("pipeline", 0.0) - st.get("write", 0.0), 0.0),
         }

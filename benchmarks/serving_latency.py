@@ -103,7 +103,10 @@ def main(argv=None):
         for variant, results in all_results.items():
             ok = results[1]["overhead"] <= 0.05
             status |= 0 if ok else 1
-            print(f"{'PASS' if ok else 'FAIL'}  {variant}: in-graph normalization adds <= 5% at batch 1: {results[1]['overhead']:+.1%}")
+            print(
+                f"{'PASS' if ok else 'FAIL'}  {variant}: in-graph normalization adds <= 5% at batch 1: "
+                f"{results[1]['overhead']:+.1%}"
+            )
         os.makedirs(os.path.join(ROOT, "benchmarks", "results"), exist_ok=True)
         with open(os.path.join(ROOT, "benchmarks", "results", "serving_latency.json"), "w") as f:
             json.dump({v: {str(k): r for k, r in res.items()} for v, res in all_results.items()}, f, indent=2)

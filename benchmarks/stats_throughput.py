@@ -40,7 +40,8 @@ MP_FLAGS = ("--direct_running_mode=multi_processing", "--direct_num_workers=2")
 SIZE_20M = 20_000_000
 # normpipe's progress line: "[normpipe   9.4s] statistics: 5,000,000 rows analyzed in 9.0s"
 _PIPELINE_TIME = re.compile(r"rows analyzed in ([\d.]+)s")
-# and where the time went: "time: parse 1.20s, convert 0.30s, analyze 0.40s (summed over workers); pipeline 2.50s wall, write 0.01s"
+# and where the time went:
+# "time: parse 1.20s, convert 0.30s, analyze 0.40s (summed over workers); pipeline 2.50s wall, write 0.01s"
 _STAGE_TIME = re.compile(r"(parse|convert|analyze|pipeline|write) ([\d.]+)s")
 _STAGE_LINE = re.compile(r"\] time: (.*)$", re.MULTILINE)
 
@@ -86,7 +87,10 @@ def _methods(text):
 def build_parser():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--sizes", type=measure.parse_sizes, help="row counts (default 1000000,5000000; --quick: 200000,1000000)")
-    p.add_argument("--slow-peer-sizes", type=measure.parse_sizes, help="row counts for tft (default 200000,1000000; --quick: 50000,200000)")
+    p.add_argument(
+        "--slow-peer-sizes", type=measure.parse_sizes,
+        help="row counts for tft (default 200000,1000000; --quick: 50000,200000)",
+    )
     p.add_argument("--repeats", type=int, help="runs per method and size, median reported (default 3; --quick: 1)")
     p.add_argument("--warmup", type=int, default=1, help="untimed runs per method at its smallest size first (default 1)")
     p.add_argument("--methods", type=_methods, default=list(METHODS), help=f"subset of {','.join(METHODS)}")

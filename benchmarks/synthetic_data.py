@@ -131,7 +131,10 @@ def ensure_csv(data_dir: str, rows: int, seed: int) -> str:
             for name in FEATURES:
                 moments[name].add(columns[name])
             pacsv.write_csv(_to_table(columns), f, options)
-    reference = {"version": REFERENCE_VERSION, "rows": rows, "seed": seed, "features": {n: m.as_dict() for n, m in moments.items()}}
+    reference = {
+        "version": REFERENCE_VERSION, "rows": rows, "seed": seed,
+        "features": {n: m.as_dict() for n, m in moments.items()},
+    }
     with open(path + ".ref.json", "w", encoding="utf-8") as f:
         json.dump(reference, f, indent=2)
     os.replace(tmp, path)

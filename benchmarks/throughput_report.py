@@ -148,7 +148,10 @@ def markdown_table(results):
         rss = " / ".join(f"{s['peak_rss_mb']:.0f}" for s in m["sizes"])
         if key == "normpipe_mp":
             rss += " (tree PSS " + " / ".join(f"{s['tree_pss_mb']:.0f}" for s in m["sizes"]) + ")"
-        ratio = {"normpipe": "1", "normpipe_mp": "-", "normpipe_parquet": "-"}.get(key) or _num(results["ratios"].get(key), ".2f") + "x"
+        ratio = (
+            {"normpipe": "1", "normpipe_mp": "-", "normpipe_parquet": "-"}.get(key)
+            or _num(results["ratios"].get(key), ".2f") + "x"
+        )
         acc = _largest(m)["accuracy"]
         lines.append(
             f"| {m['label']} | {sizes} | {times} | {_num(m['fixed_cost_s'], '.2f')} | {_num(m['marginal_rows_per_s'], ',.0f')} | "
@@ -159,15 +162,17 @@ def markdown_table(results):
 
 def print_report(results):
     methods = results["methods"]
-    print("\n== Per method (median of %d; marginal and t(0) from smallest and largest size)" % results["config"]["repeats"])
-    for key, m in methods.items():
+    repeats = results["config"]["repeats"]
+    print(f"\n== Per method (median of {repeats}; marginal and t(0) from smallest and largest size)")
+    for m in methods.values():
         if "error" in m:
             print(f"{m['label']}: FAILED")
             continue
         print(f"{m['label']}")
         for s in m["sizes"]:
             print(f"  {s['rows']:>11,} rows: {s['median_s']:7.2f} s (cpu {statistics.median(s['cpu_s']):6.2f} s)"
-                  f"   peak RSS {s['peak_rss_mb']:6.0f} MB   tree RSS {s['tree_rss_mb']:6.0f} MB   tree PSS {s['tree_pss_mb']:6.0f} MB")
+                  f"   peak RSS {s['peak_rss_mb']:6.0f} MB   tree RSS {s['tree_rss_mb']:6.0f} MB"
+                  f"   tree PSS {s['tree_pss_mb']:6.0f} MB")
         print(f"  fixed cost t(0) {_num(m['fixed_cost_s'], '.2f')} s   marginal {_num(m['marginal_rows_per_s'], ',.0f')} rows/s")
         inside = [s.get("pipeline_s") for s in m["sizes"]]
         if None not in inside:
@@ -189,7 +194,7 @@ def print_report(results):
     for key, r in results["ratios"].items():
         print(f"  vs {methods[key]['label']}: {r:.2f}x")
     print(f"\n== Accuracy on {synthetic_data.OFFSET_FEATURE} (1e6 + N(0,1)), relative error vs numpy float64, largest size")
-    for key, m in methods.items():
+    for m in methods.values():
         if "error" not in m:
             a = _largest(m)["accuracy"]
             print(f"  {m['label']:<46} mean {_sci(a['mean_rel_err'])}   std {_sci(a['std_rel_err'])}   (std = {a['std']:.9g})")
@@ -208,7 +213,8 @@ def print_extras(results):
     if "median_s" in taxi:
         print(f"\n== normpipe on chicago_taxi_15k.csv (15,002 rows): {taxi['median_s']:.2f} s start to exit "
               f"(peak RSS {taxi['peak_rss_mb']:.0f} MB); python + `import normpipe.pipeline.stats` alone: "
-              f"{taxi['python_and_imports_s']:.2f} s; `import apache_beam` alone: {taxi.get('python_and_apache_beam_s', float('nan')):.2f} s; "
+              f"{taxi['python_and_imports_s']:.2f} s; `import apache_beam` alone: "
+              f"{taxi.get('python_and_apache_beam_s', float('nan')):.2f} s; "
               f"normpipe's 'analyzed in': {taxi['pipeline_s']:.2f} s")
     big = results.get("20m") or {}
     for key, s in big.items():

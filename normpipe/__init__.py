@@ -50,7 +50,7 @@ _EXPORTS = {
     "train": "normpipe.pipeline.api",
 }
 
-__all__ = sorted(_EXPORTS) + ["__version__"]
+__all__ = [*sorted(_EXPORTS), "__version__"]  # noqa: PLE0604  (built from _EXPORTS, one source)
 # TFX artifact types, by their type names (see the docstring); need TFX
 _ARTIFACT_TYPES = {
     "NormalizationStatistics": "normpipe.tfx.components.artifacts",

@@ -4,9 +4,9 @@ import csv
 import os
 import socket
 import statistics
-from fractions import Fraction
 import subprocess
 import sys
+from fractions import Fraction
 
 import numpy as np
 import pytest

@@ -21,9 +21,9 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import keras  # noqa: E402  (after the log-level setting)
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
+import keras
+import numpy as np
+import pandas as pd
 
 
 def main(argv) -> int:

@@ -19,14 +19,14 @@ import tempfile
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import apache_beam as beam  # noqa: E402
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
-import tensorflow_transform as tft  # noqa: E402
-import tensorflow_transform.beam as tft_beam  # noqa: E402
-from apache_beam.options.pipeline_options import PipelineOptions  # noqa: E402
-from tensorflow_transform.tf_metadata import schema_utils  # noqa: E402
-from tfx_bsl.tfxio import csv_tfxio  # noqa: E402
+import apache_beam as beam
+import numpy as np
+import tensorflow as tf
+import tensorflow_transform as tft
+import tensorflow_transform.beam as tft_beam
+from apache_beam.options.pipeline_options import PipelineOptions
+from tensorflow_transform.tf_metadata import schema_utils
+from tfx_bsl.tfxio import csv_tfxio
 
 STATS = ("mean", "var", "min", "max")
 

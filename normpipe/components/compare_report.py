@@ -3,16 +3,18 @@
 All three are written to temporary names and renamed into place.
 """
 
-import json
 import io
+import json
 
 import matplotlib
 
 matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt  # pylint: disable=wrong-import-position
 
-from normpipe.io import atomic  # pylint: disable=wrong-import-position
-from normpipe.io import paths  # pylint: disable=wrong-import-position
+from normpipe.io import (
+    atomic,  # pylint: disable=wrong-import-position
+    paths,  # pylint: disable=wrong-import-position
+)
 
 
 def _fmt(value):
@@ -99,7 +101,10 @@ def conclusions(summary, sizes, methods, num_examples):
         "analyzers and embedded in the graph, give every row the same value in training and in serving."
     )
     if largest >= num_examples:
-        out.append(f"With one batch of {largest} >= {num_examples:,} rows the per-batch statistics are the full ones and the error is ~0.")
+        out.append(
+            f"With one batch of {largest} >= {num_examples:,} rows the per-batch statistics are the full ones "
+            "and the error is ~0."
+        )
     return out
 
 

@@ -15,8 +15,7 @@ from typing import Optional, Sequence, Union
 import numpy as np
 import tensorflow as tf
 
-from normpipe.io import atomic
-from normpipe.io import paths
+from normpipe.io import atomic, paths
 
 EVAL_BUCKETS = 5
 _MIX = np.uint64(0x9E3779B97F4A7C15)

@@ -30,8 +30,13 @@ from keras import ops
 from normpipe.core.kernels import OUTPUT_LIMIT, scale_clip_float32
 
 __all__ = [
-    "OUTPUT_LIMIT", "MinValue", "BatchMinMax", "BatchZScore", "LearnedNormalization", "DatasetZScore",
+    "OUTPUT_LIMIT",
+    "BatchMinMax",
+    "BatchZScore",
     "DatasetMinMax",
+    "DatasetZScore",
+    "LearnedNormalization",
+    "MinValue",
 ]
 
 RECIPE_EPSILON = 1e-7  # the recipe's own, kept to reproduce its behaviour
@@ -327,7 +332,7 @@ class DatasetMinMax(_DatasetLayer):
            [2. , 0. ]], dtype=float32)
     """
 
-    def __init__(self, min, max, mean, **kwargs):  # noqa: A002 -- the statistics' own names
+    def __init__(self, min, max, mean, **kwargs):
         super().__init__(**kwargs)
         self._shift, self._max = _as_vector("min", min), _as_vector("max", max)
         self._fill = _as_vector("mean", mean)

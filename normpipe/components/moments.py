@@ -146,18 +146,18 @@ def summarize(matrix: np.ndarray, features) -> dict:
 def unscaled(stats: dict, count: int) -> dict:
     """mean/var/std/min/max of the raw values, from statistics of x * 2**k."""
     if not count:
-        return dict(mean=None, var=None, std=None, min=None, max=None)
+        return {"mean": None, "var": None, "std": None, "min": None, "max": None}
     k = -int(stats["exponent"])
     scaled_var = stats["var"] if stats["var"] > 0 else 0.0
     with np.errstate(over="ignore"):
         var = float(np.ldexp(scaled_var, 2 * k))
-    return dict(
-        mean=float(np.ldexp(stats["mean"], k)),
-        var=var if math.isfinite(var) else None,  # beyond float64 only when std > 1.3e154
-        std=float(np.ldexp(math.sqrt(scaled_var), k)),
-        min=stats["min"],
-        max=stats["max"],
-    )
+    return {
+        "mean": float(np.ldexp(stats["mean"], k)),
+        "var": var if math.isfinite(var) else None,  # beyond float64 only when std > 1.3e154
+        "std": float(np.ldexp(math.sqrt(scaled_var), k)),
+        "min": stats["min"],
+        "max": stats["max"],
+    }
 
 
 class MergeMoments(beam.CombineFn):

@@ -14,8 +14,7 @@ import html
 import json
 
 from normpipe.components.report_headline import headline_box
-from normpipe.io import atomic
-from normpipe.io import paths
+from normpipe.io import atomic, paths
 
 _STYLE = """
 body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1100px;color:#222;padding:0 1em}
@@ -125,7 +124,7 @@ def metrics_section(metrics) -> str:
         return "<h2>Model</h2><p>No label: the export is the normalization itself.</p>"
     rows = []
     first = next(iter(metrics["variants"].values()))
-    large = [k for k in first if k.startswith("batch_") and k != "batch_1"][0]
+    large = next(k for k in first if k.startswith("batch_") and k != "batch_1")
     metric = first["metric"]
     baseline = metrics.get("baseline") or {}
     base_small = baseline.get("batch_1", {}).get(metric)

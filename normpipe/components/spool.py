@@ -29,9 +29,9 @@ from typing import List, Optional
 import numpy as np
 import tensorflow as tf
 
-from normpipe.io import ingest
 from normpipe.components import labels
 from normpipe.components.train import eval_mask
+from normpipe.io import ingest
 
 SAMPLE_ROWS = 1000
 _WINDOW_CHUNKS = 4
@@ -186,7 +186,7 @@ def variant_datasets(spool: Spool, variants, seed=0, fill_missing=None, train_li
     """
     keys = sorted({INPUTS[v] for v in variants})
     fill = np.asarray(fill_missing if fill_missing is not None else np.zeros(spool.num_features), np.float64)
-    by_variant = lambda x, y: (x, {v: y for v in variants})  # noqa: E731
+    by_variant = lambda x, y: (x, dict.fromkeys(variants, y))  # noqa: E731
 
     train_prefixes, cut, train_rows = first_rows(spool, train_limit)
 
@@ -242,5 +242,5 @@ def baseline(spool: Spool, large_batch_key: str) -> dict:
         what = f"predict the training majority class ({name})"
     total = sum(score(np.load(p + ".normalized.npy")[:, -1]) for p in spool.eval_chunks)
     return {"what": what, "prediction": constant, "metric": metric,
-            "batch_1": {metric: score(spool.sample_y) / len(spool.sample_y), "rows": int(len(spool.sample_y))},
+            "batch_1": {metric: score(spool.sample_y) / len(spool.sample_y), "rows": len(spool.sample_y)},
             large_batch_key: {metric: total / spool.eval_rows, "rows": int(spool.eval_rows)}}

@@ -50,8 +50,8 @@ import tensorflow_transform.beam as tft_beam
 
 from normpipe.components import moments
 from normpipe.core import exact_float, graph_constants
-from normpipe.io.column_names import MATRIX_INPUT
 from normpipe.core.errors import UserError
+from normpipe.io.column_names import MATRIX_INPUT
 
 STATS_KEY = "__statistics__"
 STATISTICS_NODE = "normpipe_statistics"

@@ -211,7 +211,7 @@ def budgets(variants, exported) -> dict:
     trained = networks_to_train(variants)
     network = lambda v: SAME_NETWORK[v] if v not in trained else v  # noqa: E731
     if exported not in variants:
-        return {v: "every_row" for v in variants}
+        return dict.fromkeys(variants, "every_row")
     return {v: "every_row" if network(v) == network(exported) else "comparison" for v in variants}
 
 

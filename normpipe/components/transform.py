@@ -195,7 +195,7 @@ def read_metadata(transform_dir: str, graph=None) -> dict:
     if tf.io.gfile.exists(path):
         with tf.io.gfile.GFile(path) as f:
             document = json.load(f)
-        document.setdefault("raw_specs", {name: FLOAT64_SPEC for name in document["raw_inputs"]})
+        document.setdefault("raw_specs", dict.fromkeys(document["raw_inputs"], FLOAT64_SPEC))
         return document
     transform_fn = (graph or statistics.load_transform_graph(transform_dir)).transform_fn
     specs = raw_input_specs(transform_fn)

@@ -23,9 +23,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
+from normpipe.core.errors import UserError
 from normpipe.io import csv_lines, csv_values
 from normpipe.io.csv_lines import is_gzip
-from normpipe.core.errors import UserError
 
 # pyarrow parses several blocks at once; each becomes a record batch that
 # tf.Transform expands into several float64 copies. 4 MB blocks (about 55k
@@ -224,7 +224,7 @@ class ReadCsvRange(beam.DoFn):
             ),
             parse_options=pacsv.ParseOptions(newlines_in_values=quoted),
             convert_options=pacsv.ConvertOptions(
-                column_types={**{name: kind for name in self._numeric}, **{n: pa.binary() for n in self._strings}},
+                column_types={**dict.fromkeys(self._numeric, kind), **{n: pa.binary() for n in self._strings}},
                 include_columns=self._numeric + self._strings,
                 strings_can_be_null=True,
                 quoted_strings_can_be_null=True,

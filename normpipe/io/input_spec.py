@@ -18,9 +18,9 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 
 from normpipe.core import exact_float
+from normpipe.core.errors import UserError
 from normpipe.io import column_names, csv_lines, csv_reader, csv_values, parquet_reader, tfrecord_reader
 from normpipe.io.input_files import expand_input
-from normpipe.core.errors import UserError
 
 FORMATS = ("csv", "tfrecord", "parquet")
 TFRECORD_SUFFIXES = (".tfrecord", ".tfrecords", ".tfrecord.gz", ".tfrecords.gz", ".tfr")

@@ -20,9 +20,9 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 
+from normpipe.core.errors import UserError
 from normpipe.io import csv_values
 from normpipe.io.csv_reader import BAD_VALUES, BAD_VALUES_TAG, to_dense_list_column
-from normpipe.core.errors import UserError
 
 PARQUET_SUFFIXES = (".parquet", ".parq", ".pq")
 BATCH_ROWS = 131072

@@ -153,7 +153,7 @@ def mtime(path: str) -> float:
         return 0.0
 
 
-def open(path: str, mode: str = "r"):  # pylint: disable=redefined-builtin
+def open(path: str, mode: str = "r"):  # noqa: A001  (paths.open: the module's open for paths and URIs)
     """A file object: text (UTF-8) or binary ('b' in `mode`)."""
     if is_local(path):
         return builtins.open(path, mode, **({} if "b" in mode else {"encoding": "utf-8"}))

@@ -15,9 +15,9 @@ import pyarrow.compute as pc
 from apache_beam.io.tfrecordio import _TFRecordUtil  # the framing checksums
 from tensorflow_metadata.proto.v0 import schema_pb2
 
+from normpipe.core.errors import UserError
 from normpipe.io import csv_lines
 from normpipe.io.csv_reader import BAD_VALUES_TAG, to_dense_list_column
-from normpipe.core.errors import UserError
 
 
 def sample_examples(path: str, sample_size: int = 1000):

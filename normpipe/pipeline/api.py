@@ -8,7 +8,7 @@ from normpipe.pipeline import transform as _transform
 from normpipe.pipeline.config import ExportConfig, InputConfig
 
 
-def compute_statistics(input: str, output_dir: str, *, format: Optional[str] = None,  # noqa: A002
+def compute_statistics(input: str, output_dir: str, *, format: Optional[str] = None,
                        features: Optional[Sequence[str]] = None, label: Optional[str] = None,
                        bad_values: str = "error", beam_args: Sequence[str] = ()) -> dict:
     """Full-dataset statistics of `input`; writes and returns statistics.json.
@@ -24,7 +24,7 @@ def compute_statistics(input: str, output_dir: str, *, format: Optional[str] = N
     return _stats.run_stats(config, beam_args)
 
 
-def transform(input: str, output_dir: str, *, method: str = "zscore", format: Optional[str] = None,  # noqa: A002
+def transform(input: str, output_dir: str, *, method: str = "zscore", format: Optional[str] = None,
               features: Optional[Sequence[str]] = None, label: Optional[str] = None, bad_values: str = "error",
               materialize: bool = True, beam_args: Sequence[str] = ()) -> dict:
     """Analyze and transform `input`; returns the statistics.json document.
@@ -40,9 +40,9 @@ def transform(input: str, output_dir: str, *, method: str = "zscore", format: Op
     return document
 
 
-def train(input: str, output_dir: str, *, label: str, task: Optional[str] = None,  # noqa: A002
+def train(input: str, output_dir: str, *, label: str, task: Optional[str] = None,
           model_fn=None, method: str = "zscore", normalization: str = "tft", epochs: int = 5,
-          batch_size: Optional[int] = None, format: Optional[str] = None,  # noqa: A002
+          batch_size: Optional[int] = None, format: Optional[str] = None,
           features: Optional[Sequence[str]] = None, all_variants: bool = True, model_name: str = "normpipe",
           bad_values: str = "error", beam_args: Sequence[str] = ()):
     """What `normpipe train` runs: transform, train, export; returns

@@ -15,7 +15,6 @@ from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions,
 from normpipe.core.errors import UserError
 from normpipe.io import paths
 
-
 # The engine DirectRunner picks for a batch pipeline like normpipe's. Naming
 # it directly skips Beam's default runner's attempt to start Prism (which
 # downloads a binary) and DirectRunner's own compatibility pass: ~0.5 s each.

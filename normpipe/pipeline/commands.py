@@ -7,6 +7,7 @@ needs (`normpipe stats` never imports TensorFlow).
 import contextlib
 import sys
 
+
 def _progress_to_stderr():
     """Keras prints its per-epoch lines on stdout; they are progress, and
     stdout is for results."""
@@ -81,10 +82,9 @@ def run_command(args, beam_args, argv=()) -> int:
         return 0 if result["run"]["verified"] else 1
     if args.command == "predict":
         import json  # pylint: disable=import-outside-toplevel
+        import time  # pylint: disable=import-outside-toplevel
 
         from normpipe.serving import serving_client  # pylint: disable=import-outside-toplevel
-
-        import time  # pylint: disable=import-outside-toplevel
 
         serving_client.check_input(args.input)  # before any call to the server
         # --timeout bounds the whole command: the metadata call and the predict call.
@@ -103,12 +103,13 @@ def run_command(args, beam_args, argv=()) -> int:
 
         return 0 if verify.verify(args.model_dir) else 1
     if args.command == "export":
-        from normpipe.serving import export  # pylint: disable=import-outside-toplevel
         from normpipe.core.errors import UserError  # pylint: disable=import-outside-toplevel
+        from normpipe.io import (
+            atomic,  # pylint: disable=import-outside-toplevel
+            paths,  # pylint: disable=import-outside-toplevel
+        )
         from normpipe.pipeline.progress import progress  # pylint: disable=import-outside-toplevel
-
-        from normpipe.io import atomic  # pylint: disable=import-outside-toplevel
-        from normpipe.io import paths  # pylint: disable=import-outside-toplevel
+        from normpipe.serving import export  # pylint: disable=import-outside-toplevel
 
         transform_dir = args.transform_dir or paths.join(args.output_dir, "transform")
         if not paths.isdir(paths.join(transform_dir, "transform_fn")):
@@ -118,7 +119,10 @@ def run_command(args, beam_args, argv=()) -> int:
         path = export.export_normalization_model(transform_dir, serving, args.model_name, args.model_version,
                                                  base_path=args.serving_base_path, serving_inputs=args.serving_inputs)
         progress(f"exported {path} (signatures: serving_default, serving_examples, transform_features)")
-        progress(f"serve: tensorflow_model_server --rest_api_port=8501 --model_config_file={paths.absolute(serving)}/models.config")
+        progress(
+            "serve: tensorflow_model_server --rest_api_port=8501 "
+            f"--model_config_file={paths.absolute(serving)}/models.config"
+        )
         return 0
     raise AssertionError(args.command)
 

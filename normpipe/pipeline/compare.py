@@ -6,11 +6,9 @@ import time
 import numpy as np
 
 from normpipe.components import compare, compare_report, transform
-from normpipe.io import ingest
 from normpipe.components.compare import CompareOptions
-from normpipe.io import paths
+from normpipe.io import ingest, paths
 from normpipe.pipeline.progress import RowRate, progress
-
 
 # Rows compared are kept in memory between passes up to this many raw cells
 # (about 12 bytes each with one method: float64 raw, float32 reference);

@@ -80,7 +80,7 @@ class _GuardedStream:
         return getattr(self._stream, name)
 
 
-def closed_pipe(exc: BaseException = None) -> bool:
+def closed_pipe(exc: BaseException | None = None) -> bool:
     """Whether a pipe closed: seen by a write, or `exc` (or a cause) is a BrokenPipeError."""
     seen = set()
     while exc is not None and id(exc) not in seen:

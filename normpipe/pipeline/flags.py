@@ -9,6 +9,7 @@ import argparse
 
 from normpipe.pipeline import demo, versions
 
+
 def _split_list(text):
     items = tuple(s.strip() for s in text.split(",") if s.strip())
     if not items:

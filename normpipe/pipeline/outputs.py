@@ -125,9 +125,9 @@ def _remove_scratch(output_dir: str) -> None:
     """A dead run's scratch: `.tmp-*` directories and atomic writes' temporaries."""
     for name in paths.listdir(output_dir):
         path = paths.join(output_dir, name)
-        if name.startswith(".tmp-") and paths.isdir(path):
-            paths.rmtree(path)
-        elif name.startswith(".") and name.endswith((".tmp", ".old")) and name not in (LOCK, UNFINISHED):
+        if (name.startswith(".tmp-") and paths.isdir(path)) or (
+            name.startswith(".") and name.endswith((".tmp", ".old")) and name not in (LOCK, UNFINISHED)
+        ):
             paths.rmtree(path)
 
 

@@ -17,16 +17,15 @@ import time
 from typing import Tuple
 
 from normpipe.components import report
-from normpipe.io import atomic, ingest
-from normpipe.serving import export, servable_files, serving_layout
 from normpipe.components.train import TrainOptions
-from normpipe.io import paths
 from normpipe.core.errors import UserError
+from normpipe.io import atomic, ingest, paths
 from normpipe.pipeline.compare import run_compare
 from normpipe.pipeline.config import ExportConfig, InputConfig
 from normpipe.pipeline.progress import progress
 from normpipe.pipeline.train import TrainConfig, check_config, format_metrics, train_and_export
 from normpipe.pipeline.transform import TransformConfig, run_transform
+from normpipe.serving import export, servable_files, serving_layout
 from normpipe.version import __version__
 
 
@@ -176,7 +175,8 @@ def summary(result, output_dir, model_name) -> str:
         f"verify: {'all checks passed' if result['run']['verified'] else 'FAILED (see report)'}",
         *([format_metrics(result["metrics"])] if result.get("metrics") else []),
         f"serve:   tensorflow_model_server --rest_api_port=8501 --model_config_file={serving}/models.config",
-        f"   or:   docker run -p 8501:8501 -v {serving}/{model_name}:/models/{model_name} -e MODEL_NAME={model_name} tensorflow/serving",
+        f"   or:   docker run -p 8501:8501 -v {serving}/{model_name}:/models/{model_name} "
+        f"-e MODEL_NAME={model_name} tensorflow/serving",
         f"try:     {_terminal_curl(result['run']['curl'], len(comparison['features']), output_dir)}",
     ]
     return "\n".join(lines)

@@ -19,8 +19,8 @@ import apache_beam as beam
 import pyarrow as pa
 
 from normpipe.components import moments
-from normpipe.io import atomic, ingest
 from normpipe.core.errors import UserError
+from normpipe.io import atomic, ingest
 from normpipe.pipeline import beam_options
 from normpipe.pipeline.config import InputConfig
 from normpipe.pipeline.progress import RowRate, progress, rows_per_s

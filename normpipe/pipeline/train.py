@@ -20,13 +20,12 @@ import tensorflow as tf
 
 from normpipe.components import compare, labels, spool, train, transform, user_model
 from normpipe.components.report import training_budget
-from normpipe.io import atomic
-from normpipe.serving import export, serving_layout
 from normpipe.core.errors import UserError
-from normpipe.io import paths
+from normpipe.io import atomic, paths
 from normpipe.pipeline.config import ExportConfig, InputConfig
 from normpipe.pipeline.progress import progress, rows_per_s
 from normpipe.pipeline.transform import TransformConfig, run_transform
+from normpipe.serving import export, serving_layout
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -147,10 +146,10 @@ def train_variants(spec, stats, rows, config: TrainConfig, method):
 def _variant_metrics(results, rows, options, seconds, budget=None, limit=None) -> dict:
     """metrics.json's record of each trained model: its evaluation, the rows it
     trained on per epoch and its budget (see train.budgets)."""
-    budget = budget or {v: "every_row" for v in results}
+    budget = budget or dict.fromkeys(results, "every_row")
     metrics = {}
     for variant, result in results.items():
-        result["batch_1"]["rows"] = int(len(rows.sample_y))
+        result["batch_1"]["rows"] = len(rows.sample_y)
         result[f"batch_{options.eval_batch_size}"]["rows"] = int(rows.eval_rows)
         used = rows.train_rows if budget[variant] == "every_row" else limit
         metrics[variant] = {**result, "train_rows": int(used), "budget": budget[variant],
@@ -244,12 +243,14 @@ def _metrics_document(spec, rows, config, method, metrics, batch_size) -> dict:
     document = {"label": spec.label, "task": rows.task, "method": method,
                 "exported": USER_MODEL if config.options.model_fn is not None else config.normalization,
                 "batch_size": batch_size, "epochs": options.epochs, "eval_batch_size": options.eval_batch_size,
-                "eval_sample_rows": int(len(rows.sample_y)), "eval_rows": int(rows.eval_rows),
+                "eval_sample_rows": len(rows.sample_y), "eval_rows": int(rows.eval_rows),
                 "baseline": spool.baseline(rows, large), "variants": metrics}
     if rows.task == "classification" and rows.label_task.classes != ("0", "1"):  # binary 0/1: as it always was
         document["classes"] = list(rows.label_task.classes)
     if config.options.model_fn is not None:
-        document["model_fn"] = config.options.model_fn if isinstance(config.options.model_fn, str) else repr(config.options.model_fn)
+        document["model_fn"] = (
+            config.options.model_fn if isinstance(config.options.model_fn, str) else repr(config.options.model_fn)
+        )
         document["variants_not_trained"] = "a model_fn was given: the normalization variants were not trained"
     return document
 

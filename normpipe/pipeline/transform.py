@@ -19,10 +19,10 @@ import tensorflow_transform.beam as tft_beam
 
 from normpipe.components import preprocessing, transform
 from normpipe.io import atomic, column_names, ingest
-from normpipe.serving import serving_layout
 from normpipe.pipeline import beam_options
 from normpipe.pipeline.progress import progress
 from normpipe.pipeline.stats import ReportRows, StatsConfig, inspect, read_results, statistics_document
+from normpipe.serving import serving_layout
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

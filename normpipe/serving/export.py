@@ -42,20 +42,19 @@ import json
 import os
 import shutil
 
-import numpy as np
 import tensorflow as tf
 
 from normpipe.components import transform, user_model
 from normpipe.core.errors import UserError
+from normpipe.io import paths
+
+# The layout of a version directory and the names requests use, kept in
+# serving_layout (which `normpipe verify` imports without tf.Transform).
+from normpipe.serving import serving_layout as layout
 from normpipe.serving.example_parsing import example_types, parse_example_matrix
 from normpipe.serving.sample_rows import pipeline_sample, statistics_rows, verify_sample
 from normpipe.serving.servable_files import publish_version, set_method_names, write_models_config, write_warmup
-# The layout of a version directory and the names requests use, kept in
-# serving_layout (which `normpipe verify` imports without tf.Transform).
-from normpipe.serving.serving_layout import (
-    CLASSIFY, CLASSIFY_METHOD, FEATURES_FILE, MATRIX_INPUT, PREDICTION, REGRESS, REGRESS_METHOD, VERIFY_SAMPLE,
-    WARMUP_FILE, check_model_name, sample_limit, serving_inputs_for)
-from normpipe.io import paths
+from normpipe.serving.serving_layout import CLASSIFY, MATRIX_INPUT, PREDICTION, REGRESS
 
 
 class ServingModule:
@@ -80,7 +79,7 @@ class ServingModule:
         self.metadata = transform.read_metadata(transform_dir)
         self.features = list(self.metadata["features"])
         self.outputs = [o for m in self.metadata["methods"] for o in self.metadata["outputs"][m]]
-        self.serving_inputs = serving_inputs_for(serving_inputs, len(self.features))
+        self.serving_inputs = layout.serving_inputs_for(serving_inputs, len(self.features))
         self.model = model
         self._variant = variant
         self._model_inputs = list(model_inputs or [])
@@ -256,7 +255,7 @@ class ServingModule:
 
             archive.add_endpoint(CLASSIFY, classify, input_signature=examples_spec)
         archive.write_out(path, verbose=False)
-        set_method_names(path, {REGRESS: REGRESS_METHOD, CLASSIFY: CLASSIFY_METHOD})
+        set_method_names(path, {REGRESS: layout.REGRESS_METHOD, CLASSIFY: layout.CLASSIFY_METHOD})
 
 
 def _transformed_names(transform_dir: str) -> list:
@@ -288,7 +287,7 @@ def write_servable(path: str, transform_dir: str, model=None, variant="tft", mod
     paths.makedirs(extra)
     # What a client sends: the signature's input names, the tf.Example type of
     # each, and the raw column each came from where its own name was not valid.
-    with paths.open(paths.join(extra, FEATURES_FILE), "w") as f:
+    with paths.open(paths.join(extra, layout.FEATURES_FILE), "w") as f:
         json.dump({"inputs": module.features, "example_types": example_types(module.metadata, module.features),
                    "renamed": module.metadata.get("renamed", {}), "serving_inputs": module.serving_inputs,
                    "outputs": [PREDICTION] if model is not None else list(module.output_columns() or module.outputs),
@@ -300,11 +299,11 @@ def write_servable(path: str, transform_dir: str, model=None, variant="tft", mod
         sample_rows = statistics_rows(transform_dir, module.metadata, module.features)
     if predict_fn is None and model is not None:
         predict_fn = lambda rows: module.predict_rows(rows).numpy()  # noqa: E731
-    write_warmup(os.path.join(extra, WARMUP_FILE), model_name, module.features, sample_rows,
+    write_warmup(os.path.join(extra, layout.WARMUP_FILE), model_name, module.features, sample_rows,
                  matrix=module.serving_inputs == "matrix")
-    sample_rows = sample_rows[:sample_limit(len(module.features))]
+    sample_rows = sample_rows[:layout.sample_limit(len(module.features))]
     outputs = None if predict_fn is None else predict_fn(sample_rows)
-    with paths.open(paths.join(extra, VERIFY_SAMPLE), "w") as f:
+    with paths.open(paths.join(extra, layout.VERIFY_SAMPLE), "w") as f:
         json.dump(verify_sample(module, sample_rows, outputs, pipeline_values), f)
 
 
@@ -316,7 +315,7 @@ def export_model(transform_dir, serving_root, model_name, version=None, model=No
 
     See `write_servable` for the arguments.
     """
-    check_model_name(model_name)
+    layout.check_model_name(model_name)
     if version is not None and (not isinstance(version, int) or version < 1):
         raise UserError(f"--model-version must be a positive integer. Received: {version!r}")
     model_dir = paths.join(serving_root, model_name)

@@ -8,10 +8,9 @@ import os
 import numpy as np
 import tensorflow as tf
 
-from normpipe.io import atomic
 from normpipe.core.errors import UserError
+from normpipe.io import atomic, paths
 from normpipe.serving.serving_layout import MATRIX_INPUT, existing_versions, is_model_name, sample_limit
-from normpipe.io import paths
 
 
 def set_method_names(path: str, methods: dict) -> None:
@@ -110,7 +109,7 @@ def publish_version(staging: str, model_dir: str, version=None) -> str:
                 raise UserError(f"{final} already exists; choose another --model-version") from None
 
 
-def _double_matrix(row) -> "tensor_pb2.TensorProto":
+def _double_matrix(row) -> "tensor_pb2.TensorProto":  # noqa: F821  (imported in the body: TensorFlow loads late)
     """What tf.make_tensor_proto(row.reshape(1, -1)) gives for a float64 row:
     its bytes as tensor_content, built directly."""
     from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2  # pylint: disable=import-outside-toplevel
@@ -120,7 +119,7 @@ def _double_matrix(row) -> "tensor_pb2.TensorProto":
                                   tensor_content=np.asarray(row, "<f8").tobytes())
 
 
-def _double_vector(value) -> "tensor_pb2.TensorProto":
+def _double_vector(value) -> "tensor_pb2.TensorProto":  # noqa: F821  (imported in the body: TensorFlow loads late)
     """What tf.make_tensor_proto(np.array([value], np.float64)) gives, built
     directly: a wide model's warmup file with named inputs holds one per
     feature and row, and make_tensor_proto's generality costs ~20x more per

@@ -29,8 +29,7 @@ import numpy as np
 import tensorflow as tf
 
 from normpipe.core.errors import UserError
-from normpipe.io import paths
-from normpipe.io import atomic
+from normpipe.io import atomic, paths
 from normpipe.serving import serving_layout as layout
 from normpipe.serving.serving_layout import VERIFY_SAMPLE, WARMUP_FILE, existing_versions
 
@@ -199,7 +198,7 @@ def _example_feature(value, kind):
 
 
 def check_examples(server, sample, rows):
-    kinds = sample.get("example_types") or {n: "float" for n in sample["features"]}
+    kinds = sample.get("example_types") or dict.fromkeys(sample["features"], "float")
     # what a tf.train.Example carries: float32 for float features, exact int64 for integer ones
     rounded = np.stack([rows[:, j].astype(np.float32).astype(np.float64) if kinds[n] == "float" else rows[:, j]
                         for j, n in enumerate(sample["features"])], axis=1)

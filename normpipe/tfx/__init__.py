@@ -47,11 +47,11 @@ nothing in normpipe imports it.
 
 import dataclasses
 
-from normpipe.components import preprocessing, train, transform
+from normpipe.components import preprocessing, train
 from normpipe.io import paths
 from normpipe.tfx.normalization import check_passthrough, normalize, normalize_options, passthrough_outputs
 
-__all__ = ["normalize", "preprocessing_fn", "run_fn", "FnArgs", "transform_options"]
+__all__ = ["FnArgs", "normalize", "preprocessing_fn", "run_fn", "transform_options"]
 
 _TRAIN_KEYS = {"epochs", "batch_size", "learning_rate", "hidden", "shuffle_buffer", "task", "model_fn"}
 _KEYS = {"features", "label", "method", "exponents", "centers", "passthrough"} | _TRAIN_KEYS

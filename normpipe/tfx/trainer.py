@@ -52,7 +52,7 @@ def train_and_write(fn_args, config, label, options, shuffle_buffer):
     else:
         model = train.build_model("tft", len(names), task.task, options, method, num_classes=max(task.num_classes, 2))
     named = user_model.input_names(model, available)
-    prepare = (lambda x, y: (_as_float_columns(x, named), y)) if named else (lambda x, y: (x, y))  # noqa: E731
+    prepare = (lambda x, y: (_as_float_columns(x, named), y)) if named else (lambda x, y: (x, y))
     steps = getattr(fn_args, "train_steps", None)
     if steps:
         model.fit(data(fn_args.train_files, batch_size, True, None, named is None).map(prepare), epochs=1,

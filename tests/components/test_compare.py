@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from normpipe.components import compare, layers
+from normpipe.components import compare
 
 
 def numpy_full(raw, method):
@@ -56,7 +56,9 @@ def test_vectorized_layer_call_equals_batch_by_batch(raw, method, b):
 
 def run(raw, methods=("zscore", "minmax"), sizes=(1, 2, 8, 32, 128, 1024)):
     options = compare.CompareOptions(batch_sizes=sizes, seed=5, chunk_rows=64, shuffle_buffer=4096, probe_draws=10)
-    records, probes = compare.run_comparison(make_source(raw, list(methods)), list(methods), ["a", "b", "c"], full_of(raw), options)
+    records, probes = compare.run_comparison(
+        make_source(raw, list(methods)), list(methods), ["a", "b", "c"], full_of(raw), options
+    )
     return {(r["feature"], r["method"], r["order"], r["batch_size"]): r for r in records}, probes
 
 

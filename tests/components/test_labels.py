@@ -83,13 +83,13 @@ def test_model_fn_inputs_are_recognized_and_fed():
 
 
 def test_bad_model_fn_is_one_clear_error():
-    with pytest.raises(UserError, match="cannot import 'no_such_package_x.module'"):
+    with pytest.raises(UserError, match=r"cannot import 'no_such_package_x\.module'"):
         user_model.load_model_fn("no_such_package_x.module.fn")
     with pytest.raises(UserError, match="has no callable 'nothing'"):
         user_model.load_model_fn("numpy.nothing")
     with pytest.raises(UserError, match="dotted path"):
         user_model.load_model_fn("model")
-    with pytest.raises(UserError, match="must return a keras.Model"):
+    with pytest.raises(UserError, match=r"must return a keras\.Model"):
         user_model.build(lambda feature_names, num_classes: "model", ["a_z"], 0)
     with pytest.raises(UserError, match=r"output must be \[batch, 3\] for 3 classes. Received: \[batch, 1\]"):
         user_model.build(_matrix, ["a_z", "b_z"], 3)

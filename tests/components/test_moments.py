@@ -38,7 +38,7 @@ def test_large_offset_std_within_1e_15_of_exact():
     rng = np.random.default_rng(0)
     values = np.round(1e6 + rng.normal(0.0, 1.0, 200_000), 6)
     cuts = [0, 1, 7000, 65536, 150_001, values.size]
-    batches = [[values[a:b]] for a, b in zip(cuts, cuts[1:])]
+    batches = [[values[a:b]] for a, b in itertools.pairwise(cuts)]
     stats = summarize_batches(batches, [float(np.median(values[:1000]))])["features"]["f0"]
     check_exact(stats, values, rel=1e-15)
 

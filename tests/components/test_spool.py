@@ -106,7 +106,7 @@ def test_sample_is_the_first_eval_rows_with_a_fixed_size(spooled):
     assert len(rows.sample_y) == 100 < rows.eval_rows
     np.testing.assert_array_equal(rows.sample_raw, expected["eval"][0][:100])
     np.testing.assert_array_equal(rows.sample_normalized, expected["eval"][2][:100])
-    x, y = _collect(spool.variant_datasets(rows, ["constant"])[2](1), "raw", "constant")
+    _x, y = _collect(spool.variant_datasets(rows, ["constant"])[2](1), "raw", "constant")
     assert len(y) == 100
 
 

@@ -4,7 +4,6 @@ numpy float64 or exact rational reference on the same values."""
 
 import dataclasses
 import json
-import os
 
 import apache_beam as beam
 import numpy as np
@@ -14,8 +13,8 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from normpipe.components import moments, statistics
 from normpipe.core import graph_constants
-from normpipe.io import column_names, ingest
 from normpipe.core.errors import UserError
+from normpipe.io import column_names, ingest
 from tests.conftest import TAXI_CSV, assert_stats_close, exact_stats, numpy_stats, read_csv_float64, write_csv
 
 

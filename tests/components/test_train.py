@@ -4,7 +4,6 @@ import numpy as np
 import pytest
 
 from normpipe.components import train
-from normpipe.core.errors import UserError
 
 
 def test_eval_mask_is_deterministic_and_about_one_in_five():
@@ -97,7 +96,7 @@ def test_variants_trained_side_by_side_equal_variants_trained_alone(method):
 
     def data(b, rows=slice(None)):
         return tf.data.Dataset.from_tensor_slices(
-            ({k: v[rows] for k, v in features.items()}, {v: y[rows] for v in inputs})).batch(b)
+            ({k: v[rows] for k, v in features.items()}, dict.fromkeys(inputs, y[rows]))).batch(b)
 
     results = train.fit_and_evaluate_variants(models, names, "regression", lambda b: data(b), data,
                                               lambda b: data(b, slice(0, 50)), options, 64, verbose=0)
@@ -152,7 +151,7 @@ def test_comparison_variants_train_on_their_budget_and_the_exported_on_every_row
 
     def data(b, rows=slice(None)):
         return tf.data.Dataset.from_tensor_slices(
-            ({k: v[rows] for k, v in features.items()}, {v: y[rows] for v in inputs})).batch(b)
+            ({k: v[rows] for k, v in features.items()}, dict.fromkeys(inputs, y[rows]))).batch(b)
 
     train.fit_and_evaluate_variants(models, names, "regression", data, data, lambda b: data(b, slice(0, 50)), options,
                                     64, verbose=0, comparison_data=lambda b: data(b, slice(0, 192)))

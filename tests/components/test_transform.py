@@ -1,7 +1,6 @@
 """Transform stage: tf.Transform outputs against numpy float64 normalization."""
 
 import glob
-import os
 
 import apache_beam as beam
 import numpy as np
@@ -69,7 +68,7 @@ def test_transformed_values_equal_numpy_float64(tmp_path, mixed_data):
     data["empty"] = np.full(n, np.nan)
     path = write_csv(tmp_path / "d.csv", data)
     spec = ingest.inspect_input(str(path))
-    transform_dir, options = run_transform(tmp_path, spec)
+    transform_dir, _options = run_transform(tmp_path, spec)
     actual = read_transformed(tmp_path, transform_dir)
     raw = read_csv_float64(path, list(data))
     order = np.argsort(actual["row_01"], kind="stable")
@@ -100,7 +99,7 @@ def test_single_row(tmp_path):
 
 def test_tft_output_reads_back_and_graph_matches_statistics(tmp_path):
     spec = ingest.inspect_input(TAXI_CSV, label="tips", features=("fare", "trip_start_timestamp", "trip_miles"))
-    transform_dir, options = run_transform(tmp_path, spec, method="zscore")
+    transform_dir, _options = run_transform(tmp_path, spec, method="zscore")
     output = tft.TFTransformOutput(transform_dir)
     feature_spec = output.transformed_feature_spec()
     assert set(feature_spec) == {"fare_z", "trip_start_timestamp_z", "trip_miles_z", "tips"}
@@ -109,7 +108,7 @@ def test_tft_output_reads_back_and_graph_matches_statistics(tmp_path):
     graph = transform.TransformGraph(transform_dir)
     ts = stats["features"]["trip_start_timestamp"]
     probe = np.array([ts["mean"], ts["mean"] + ts["std"], np.nan, np.inf, -np.inf])
-    columns = {name: probe for name in spec.numeric}
+    columns = dict.fromkeys(spec.numeric, probe)
     out = graph(columns)
     np.testing.assert_allclose(out["trip_start_timestamp_z"][:3], [0.0, 1.0, 0.0], atol=1e-6)
     assert np.all(np.isfinite(out["trip_start_timestamp_z"]))  # inf in, finite out

@@ -29,9 +29,8 @@ def test_atomic_file_has_the_umask_mode(tmp_path, umask):
 
 def test_atomic_directory_has_the_umask_mode(tmp_path, umask):
     path = tmp_path / "d"
-    with atomic.atomic_directory(str(path)) as tmp:
-        with open(os.path.join(tmp, "x"), "w", encoding="utf-8") as f:
-            f.write("x")
+    with atomic.atomic_directory(str(path)) as tmp, open(os.path.join(tmp, "x"), "w", encoding="utf-8") as f:
+        f.write("x")
     assert mode(path) == 0o777 & ~umask
     assert mode(path / "x") == 0o666 & ~umask
 

@@ -11,11 +11,10 @@ import uuid
 
 import pytest
 
-from normpipe.io import atomic
-from normpipe.serving import verify
 from normpipe.core.errors import UserError
-from normpipe.io import paths
+from normpipe.io import atomic, paths
 from normpipe.pipeline import cli
+from normpipe.serving import verify
 
 
 @pytest.fixture
@@ -55,7 +54,7 @@ def test_a_copy_that_fails_midway_leaves_nothing_that_looks_complete(tmp_path, r
     model_dir = paths.join(ram_root, "serving", "m")
     atomic.publish_directory(_source(tmp_path, "v1", {"saved_model.pb": "1"}), paths.join(model_dir, "1"))
     good = _source(tmp_path, "v2", {"assets.extra/a": "2", "saved_model.pb": "2"}, broken="b_broken")
-    with pytest.raises(Exception):
+    with pytest.raises(Exception):  # noqa: B017  (whatever the fault injected raises; the test checks what is left)
         atomic.publish_directory(good, paths.join(model_dir, "2"), last=("saved_model.pb",))
     half = paths.join(model_dir, "2")
     assert paths.exists(paths.join(half, "assets.extra", "a"))  # the copy had begun ...
@@ -71,7 +70,7 @@ def test_a_copy_that_fails_midway_leaves_nothing_that_looks_complete(tmp_path, r
 def test_a_failed_republish_marks_the_old_directory_incomplete(tmp_path, ram_root):
     dst = paths.join(ram_root, "out", "transform")
     atomic.publish_directory(_source(tmp_path, "v1", {"a": "1", "z": "1"}), dst)
-    with pytest.raises(Exception):
+    with pytest.raises(Exception):  # noqa: B017  (whatever the fault injected raises; the test checks what is left)
         atomic.publish_directory(_source(tmp_path, "v2", {"a": "2", "z": "2"}, broken="m_broken"), dst)
     assert not atomic.is_complete(dst)  # neither the old nor the new contents pass as whole
 
@@ -110,7 +109,7 @@ def test_input_fn_refuses_examples_of_an_incomplete_copy(tmp_path, ram_root):
     from normpipe.components import dataset  # pylint: disable=import-outside-toplevel
 
     src = _source(tmp_path, "t", {"part-0.tfrecord.gz": "x", "part-1.tfrecord.gz": "x"}, broken="part-0b")
-    with pytest.raises(Exception):
+    with pytest.raises(Exception):  # noqa: B017  (whatever the fault injected raises; the test checks what is left)
         atomic.publish_directory(src, paths.join(ram_root, "transformed"))
     with pytest.raises(ValueError, match="incomplete copy"):
         dataset.input_fn(paths.join(ram_root, "transformed", "part-*"), _TransformOutput(), 8, "y")

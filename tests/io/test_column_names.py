@@ -8,8 +8,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from tensorflow.core.function.polymorphism.function_type import sanitize_arg_name
 
-from normpipe.io import column_names
 from normpipe.core.errors import UserError
+from normpipe.io import column_names
 
 
 @pytest.mark.parametrize(

@@ -10,8 +10,8 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from normpipe.io import csv_reader, ingest
 from normpipe.core.errors import UserError
+from normpipe.io import csv_reader, ingest
 
 
 def read(path, columns, numeric, split_size=10**9, block_size=4096, bad_values="error"):

@@ -1,7 +1,6 @@
 """Reader tests: byte-range splits, CSV dialect cases, TFRecords, bad input."""
 
 import gzip
-import os
 
 import apache_beam as beam
 import numpy as np
@@ -11,8 +10,8 @@ import tensorflow as tf
 from apache_beam.testing import test_pipeline
 from apache_beam.testing.util import assert_that
 
-from normpipe.io import csv_reader, ingest
 from normpipe.core.errors import UserError
+from normpipe.io import csv_reader, ingest
 from tests.conftest import TAXI_CSV, read_csv_float64, write_csv
 
 
@@ -154,7 +153,7 @@ def test_bad_value_line_number_in_a_later_range(tmp_path):
         (lambda d: str(d / "missing.csv"), "no such file or directory"),
         (lambda d: (d / "empty").mkdir() or str(d / "empty"), "directory holds no input files"),
         (lambda d: str(d / "*.nothing"), "pattern matches no files"),
-        (lambda d: (d / "e.csv").write_text("") and None or str(d / "e.csv"), "file is empty"),
+        (lambda d: ((d / "e.csv").write_text("") and None) or str(d / "e.csv"), "file is empty"),
         (lambda d: (d / "h.csv").write_text("a,a\n1,2\n") and str(d / "h.csv"), "duplicate column names: a"),
         (lambda d: (d / "h.csv").write_text("a,,b\n1,2,3\n") and str(d / "h.csv"), "empty name"),
         (lambda d: (d / "s.csv").write_text("a,b\nx,y\n") and str(d / "s.csv"), "no numeric feature columns"),

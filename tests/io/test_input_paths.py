@@ -46,7 +46,7 @@ def test_pattern_without_such_a_file_is_still_a_pattern(root, literal, decoy):
 
 
 def test_pattern_that_matches_nothing_is_one_error(root):
-    with pytest.raises(UserError, match="no file matches|matches no files"):
+    with pytest.raises(UserError, match=r"no file matches|matches no files"):
         ingest.expand_input(paths.join(root, "none[12].csv"))
 
 

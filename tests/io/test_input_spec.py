@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from normpipe.io import ingest
 from normpipe.core.errors import UserError
+from normpipe.io import ingest
 from tests.conftest import TAXI_CSV
 
 

@@ -13,8 +13,8 @@ from apache_beam.io.localfilesystem import LocalFileSystem
 from apache_beam.testing import test_pipeline
 from apache_beam.testing.util import assert_that
 
-from normpipe.io import ingest, parquet_reader
 from normpipe.core.errors import UserError
+from normpipe.io import ingest, parquet_reader
 from tests.conftest import TAXI_CSV, assert_user_error, numpy_stats, run_cli
 
 N = 1000

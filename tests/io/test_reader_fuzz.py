@@ -21,8 +21,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from normpipe.io import csv_reader, ingest, tfrecord_reader
 from normpipe.core.errors import UserError
+from normpipe.io import csv_reader, ingest, tfrecord_reader
 
 CASE_SECONDS = 20
 

@@ -5,8 +5,8 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from normpipe.io import ingest
 from normpipe.core.errors import UserError
+from normpipe.io import ingest
 from tests.io.test_ingest import _write_tfrecord
 
 

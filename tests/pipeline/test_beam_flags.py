@@ -8,8 +8,8 @@ import time
 
 import pytest
 
-from normpipe.pipeline import beam_options, cli
 from normpipe.core.errors import UserError
+from normpipe.pipeline import beam_options, cli
 from tests.conftest import TAXI_CSV, assert_user_error, free_port, run_cli
 
 

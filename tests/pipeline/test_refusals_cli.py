@@ -34,7 +34,7 @@ def test_name_colliding_with_a_normalized_output_is_refused(tmp_path, csv_path, 
     out = tmp_path / "out"
     result = run_cli([*args, "--input", str(csv_path), "--output-dir", str(out)])
     assert_user_error(result, expected)
-    line = [l for l in result.stderr.splitlines() if l.startswith("normpipe: error:")][0]
+    line = next(l for l in result.stderr.splitlines() if l.startswith("normpipe: error:"))
     assert "'a'" in line or "'b'" in line  # the feature whose output it collides with
     assert_nothing_written(out)
 

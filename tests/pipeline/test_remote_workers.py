@@ -22,7 +22,7 @@ import time
 
 import pytest
 
-from tests.conftest import ROOT, TAXI_CSV, assert_user_error
+from tests.conftest import TAXI_CSV, assert_user_error
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 VENV_BIN = os.path.dirname(sys.executable)

@@ -2,7 +2,6 @@
 
 import html.parser
 import json
-import os
 import shutil
 import subprocess
 
@@ -86,7 +85,7 @@ def test_run_reports_a_baseline_beside_each_variant(labelled_run):
     assert metrics["train_rows"] == len(train_y) and metrics["comparison_rows"] == 300
     budget = f"learned, batch (trained only to be compared) trained on the first 300 of {len(train_y):,} training rows"
     assert budget in result.stdout and html.escape(budget) in (out / "report.html").read_text()
-    assert f"learned, batch on the first 300 training rows per epoch (--comparison-rows)" in result.stderr
+    assert "learned, batch on the first 300 training rows per epoch (--comparison-rows)" in result.stderr
     # the model learns: the full-dataset variant beats predicting the mean
     assert metrics["variants"]["tft"]["batch_4096"]["mae"] < baseline["batch_4096"]["mae"]
     assert "baseline" in result.stdout and f"{baseline['batch_1']['mae']:.4g}" in result.stdout
@@ -267,7 +266,7 @@ def test_summary_points_to_the_request_of_a_wide_model(tmp_path):
 
     def summary_for(width):
         features = [f"c{j}" for j in range(width)]
-        curl = report.curl_command("m", {n: 0.5 for n in features})
+        curl = report.curl_command("m", dict.fromkeys(features, 0.5))
         comparison = {"features": features, "methods": ["zscore"], "batch_sizes": [1, 32], "records": []}
         result = {"comparison": comparison, "verify_lines": [], "metrics": None,
                   "run": {"verified": True, "curl": curl}}

@@ -70,7 +70,7 @@ def test_taxi_cli_with_label_and_strings(tmp_path):
     document = load(tmp_path)
     assert document["label"] == "tips"
     assert document["string_columns"] == ["payment_type", "company"]
-    check(document, TAXI_CSV, [n for n in document["features"]])
+    check(document, TAXI_CSV, list(document["features"]))
 
 
 def _job_server():
@@ -128,13 +128,15 @@ def test_runner_modes_give_identical_statistics(tmp_path, mixed_csv):
         (lambda d: d / "nope.csv", [], "no such file or directory"),
         (lambda d: (d / "h.csv").write_text("a,b\n") and d / "h.csv", [], "no data rows"),
         (lambda d: TAXI_CSV, ["--features", "fare,nope"], "--features: no column 'nope'"),
-        (lambda d: (d / "b.csv").write_text("a,b\n1,2\n3,x1\n") and d / "b.csv", ["--features", "a,b"], "line 3 column 'b': non-numeric value 'x1'"),
+        (lambda d: (d / "b.csv").write_text("a,b\n1,2\n3,x1\n") and d / "b.csv", ["--features", "a,b"],
+         "line 3 column 'b': non-numeric value 'x1'"),
         (lambda d: TAXI_CSV, ["--features", "fare,company"], "column 'company': non-numeric value"),
         (lambda d: (d / "i.csv").write_text("a,b\n1,2\n3,-inf\n") and d / "i.csv", ["--features", "a,b"],
          "line 3 column 'b': infinite value -inf"),
         (lambda d: (d / "r.csv").write_text("a,b\n1,2\n3,4,5\n") and d / "r.csv", [], "line 3: expected 2 fields, got 3"),
         (lambda d: (d / "c.csv").write_text("a b,a_b\n1,2\n") and d / "c.csv", [], "columns 'a b' and 'a_b' both become 'a_b'"),
-        (lambda d: (d / "g.tfrecord").write_bytes(b"\x1f\x8b" + bytes(40)) and d / "g.tfrecord", [], "g.tfrecord: corrupt TFRecord data"),
+        (lambda d: (d / "g.tfrecord").write_bytes(b"\x1f\x8b" + bytes(40)) and d / "g.tfrecord", [],
+         "g.tfrecord: corrupt TFRecord data"),
         (lambda d: TAXI_CSV, ["--label", "nope"], "--label: no column 'nope'"),
     ],
 )

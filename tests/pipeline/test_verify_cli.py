@@ -32,8 +32,8 @@ def truncate(path, keep=0.5):
 
 
 def variables_data(directory):
-    return [os.path.join(directory, "variables", n) for n in os.listdir(os.path.join(directory, "variables"))
-            if n.startswith("variables.data")][0]
+    return next(os.path.join(directory, "variables", n) for n in os.listdir(os.path.join(directory, "variables"))
+            if n.startswith("variables.data"))
 
 
 # A normalization-only export keeps its constants in the graph, so its

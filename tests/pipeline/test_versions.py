@@ -29,7 +29,7 @@ def test_version_flag_prints_normpipe_and_its_stack():
     assert lines["apache-beam"] == apache_beam.__version__
     assert lines["keras"] == keras.__version__
     assert lines["python"] == platform.python_version()
-    assert list(lines)[0] == "normpipe"
+    assert next(iter(lines)) == "normpipe"
 
 
 def test_version_flag_imports_neither_tensorflow_nor_beam():

@@ -10,9 +10,9 @@ import pytest
 import tensorflow as tf
 from google.protobuf import text_format
 
+from normpipe.core.errors import UserError
 from normpipe.io import ingest
 from normpipe.serving import export, servable_files, serving_layout
-from normpipe.core.errors import UserError
 from tests.components.test_transform import numpy_normalize, run_transform
 from tests.conftest import read_csv_float64, write_csv
 
@@ -63,7 +63,10 @@ def test_each_signature_after_deleting_transform_output(exported):
             np.testing.assert_allclose(out[name + "_01"], numpy_normalize(raw[name], "minmax"), atol=2e-6, rtol=2e-6)
     examples = []
     for i in range(5):
-        feature = {n: tf.train.Feature(float_list=tf.train.FloatList(value=[raw[n][i]])) for n in exported["features"] if not np.isnan(raw[n][i])}
+        feature = {
+            n: tf.train.Feature(float_list=tf.train.FloatList(value=[raw[n][i]]))
+            for n in exported["features"] if not np.isnan(raw[n][i])
+        }
         examples.append(tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString())
     out = call(exported["version"], "serving_examples", examples=tf.constant(examples))
     expected = numpy_normalize(raw["fare"], "zscore")[:5]

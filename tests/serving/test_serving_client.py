@@ -18,9 +18,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from normpipe.core.errors import UserError
 from normpipe.io import ingest
 from normpipe.serving import export, serving_client
-from normpipe.core.errors import UserError
 from tests.components.test_transform import run_transform
 from tests.conftest import free_port, run_cli, write_csv
 
@@ -102,12 +102,12 @@ class _FakeServing(http.server.BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
 
-    def do_GET(self):  # noqa: N802
+    def do_GET(self):
         signature = self.model.signatures["serving_default"]
         inputs = {k: {"dtype": "DT_DOUBLE"} for k in signature.structured_input_signature[1]}
         self._reply({"metadata": {"signature_def": {"signature_def": {"serving_default": {"inputs": inputs}}}}})
 
-    def do_POST(self):  # noqa: N802
+    def do_POST(self):
         if not self.path.endswith(f"/v1/models/{self.name}:predict"):
             return self._reply({"error": "not found"}, 404)
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
@@ -132,7 +132,9 @@ def test_predict_cli_against_rest_server(servable, tmp_path):
     try:
         rows = tmp_path / "rows.csv"
         rows.write_text("ts,fare,extra\n1450000000,12.5,x\n,20,y\n")
-        result = run_cli(["predict", "--server", f"http://127.0.0.1:{server.server_port}", "--model", "norm", "--input", str(rows)])
+        result = run_cli(
+            ["predict", "--server", f"http://127.0.0.1:{server.server_port}", "--model", "norm", "--input", str(rows)]
+        )
     finally:
         server.shutdown()
     assert result.returncode == 0, result.stderr[-2000:]
@@ -187,7 +189,10 @@ def test_predict_cli_sends_rows_of_a_matrix_model_in_its_column_order(servable, 
 def test_predict_cli_unreachable_server(tmp_path):
     rows = tmp_path / "rows.csv"
     rows.write_text("a\n1\n")
-    result = run_cli(["predict", "--server", f"http://127.0.0.1:{free_port()}", "--model", "m", "--input", str(rows), "--timeout", "5"])
+    result = run_cli(
+        ["predict", "--server", f"http://127.0.0.1:{free_port()}", "--model", "m", "--input", str(rows),
+         "--timeout", "5"]
+    )
     assert result.returncode == 2 and "normpipe: error:" in result.stderr and "Traceback" not in result.stderr
 
 
@@ -197,7 +202,10 @@ def _real_server(servable):
         return os.environ["TFSERVING_URL"], None
     binary = os.environ.get("TFSERVING_BIN")
     if not binary:
-        pytest.skip("no TF Serving: set TFSERVING_BIN=/path/to/tensorflow_model_server (or TFSERVING_URL with the exported model loaded as 'norm')")
+        pytest.skip(
+            "no TF Serving: set TFSERVING_BIN=/path/to/tensorflow_model_server "
+            "(or TFSERVING_URL with the exported model loaded as 'norm')"
+        )
     port = free_port()
     process = subprocess.Popen([binary, f"--rest_api_port={port}", "--port=0",
                                 f"--model_config_file={servable['serving'] / 'models.config'}"])

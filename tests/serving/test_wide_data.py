@@ -8,8 +8,8 @@ import tensorflow_transform.beam as tft_beam
 
 from normpipe.components import compare_report, preprocessing, statistics, transform
 from normpipe.io import ingest
-from normpipe.serving import example_parsing, servable_files, serving_layout
 from normpipe.io.column_names import MATRIX_INPUT
+from normpipe.serving import example_parsing, servable_files, serving_layout
 from tests.conftest import write_csv
 
 
@@ -245,7 +245,7 @@ def test_serving_inputs_choice(choice, width, expected):
 def test_unknown_serving_inputs_is_refused():
     from normpipe.core.errors import UserError
 
-    with pytest.raises(UserError, match="--serving-inputs must be one of auto, named, matrix. Received: 'wide'"):
+    with pytest.raises(UserError, match=r"--serving-inputs must be one of auto, named, matrix\. Received: 'wide'"):
         serving_layout.serving_inputs_for("wide", 3)
 
 

@@ -56,8 +56,12 @@ def test_validator_refuses_bad_arguments(arguments, message):
 
 @needs_tfx
 def test_components_outputs_have_their_types():
-    from normpipe.tfx.components import (NormalizationComparator, NormalizationComparison, NormalizationStatistics,
-                                         ServingSkewValidator)
+    from normpipe.tfx.components import (
+        NormalizationComparator,
+        NormalizationComparison,
+        NormalizationStatistics,
+        ServingSkewValidator,
+    )
 
     examples, graph, model = _channels()
     comparator = NormalizationComparator(examples=examples, transform_graph=graph, batch_sizes=[1, 4])

@@ -6,7 +6,6 @@ user preprocessing_fn that calls normpipe's beside
 """
 
 import collections
-import functools
 import glob
 import os
 

@@ -88,8 +88,9 @@ def test_local_dag_runner_pipeline(tmp_path):
     )
     tfx.orchestration.LocalDagRunner().run(pipeline)
 
-    import normpipe
     import tensorflow_transform as tft
+
+    import normpipe
 
     graph_dir = sorted(glob.glob(str(tmp_path / "root" / "Transform" / "transform_graph" / "*")))[-1]
     features = [c for c in COLUMNS if c not in ("company", "tips")]

@@ -15,8 +15,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import assert_stats_close, numpy_stats
-from tests.tfx import tfx_data
-from tests.tfx import test_tfx_pipeline
+from tests.tfx import test_tfx_pipeline, tfx_data
 from tests.tfx.test_tfx_pipeline import _split_values, _write_subset, tfx
 
 _REASON = getattr(test_tfx_pipeline, "_REASON", "")  # set where TFX does not import
@@ -109,8 +108,9 @@ def test_user_module_with_normalize_in_local_dag_runner(tmp_path):
 
 def check_transform_output(root):
     """The pipeline's transform graph against numpy float64 on the train split."""
-    import normpipe
     import tensorflow_transform as tft
+
+    import normpipe
 
     graph_dir = sorted(glob.glob(str(root / "Transform" / "transform_graph" / "*")))[-1]
     output = tft.TFTransformOutput(graph_dir)
