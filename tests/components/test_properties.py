@@ -31,7 +31,7 @@ from hypothesis import strategies as st
 
 from normpipe.components import preprocessing
 from normpipe.io import ingest
-from tests.components.test_statistics import analyze
+from tests.components.test_statistics import analyze_numpy, analyze_tft
 from tests.components.test_transform import read_transformed, run_transform
 from tests.conftest import exact_normalize, exact_stats, read_csv_float64, write_csv
 
@@ -71,9 +71,10 @@ def assert_close_to_reference(actual, values):
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("analyze", [analyze_tft, analyze_numpy], ids=["tft", "numpy"])
 @SETTINGS
 @given(table=tables())
-def test_statistics_match_the_exact_reference_on_random_tables(table):
+def test_statistics_match_the_exact_reference_on_random_tables(analyze, table):
     with tempfile.TemporaryDirectory() as tmp:
         tmp_path = pathlib.Path(tmp)
         path = write_csv(tmp_path / "d.csv", table)
