@@ -167,8 +167,9 @@ def test_inspect_errors(tmp_path, make, expected):
 def test_unknown_feature_and_string_label(tmp_path):
     with pytest.raises(UserError, match="--features: no column 'nope'"):
         ingest.inspect_input(TAXI_CSV, features=("fare", "nope"))
-    with pytest.raises(UserError, match="--label 'company': column is not numeric"):
-        ingest.inspect_input(TAXI_CSV, label="company")
+    # a string label is classes (components/labels.py), never a feature
+    spec = ingest.inspect_input(TAXI_CSV, label="company")
+    assert spec.label == "company" and spec.string_label and "company" not in spec.features
     with pytest.raises(UserError, match=r"--label: no column 'nope' \(columns: .*fare"):
         ingest.inspect_input(TAXI_CSV, label="nope")
 

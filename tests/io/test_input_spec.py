@@ -43,7 +43,6 @@ def test_two_columns_with_the_same_new_name_are_a_user_error(tmp_path):
     [
         (("fare", "nope"), None, r"--features: no column 'nope' \(columns: pickup_community_area, fare, "),
         (None, "nope", r"--label: no column 'nope'"),
-        (None, "company", r"--label 'company': column is not numeric \(type string\)"),
         (("fare",), "fare", r"no numeric feature columns found"),  # the label is never a feature
     ],
 )
