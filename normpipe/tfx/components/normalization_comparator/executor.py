@@ -9,6 +9,7 @@ from normpipe.components import report, transform
 from normpipe.components.compare import CompareOptions
 from normpipe.io import atomic, input_spec, paths
 from normpipe.pipeline import compare, stats
+from normpipe.pipeline.config import InputConfig
 from normpipe.tfx.components.splits import json_value, split_files
 
 
@@ -43,8 +44,8 @@ class Executor(base_beam_executor.BaseBeamExecutor):
                              f"Received: {method!r}")
         files = split_files(examples, splits)
         spec = input_spec.inspect_tfrecord(files, list(metadata["features"]), metadata.get("label"))
-        config = stats.StatsConfig(input=files[0], output_dir=statistics_dir, format="tfrecord",
-                                   features=spec.features, label=spec.label)
+        source = InputConfig(path=files[0], format="tfrecord", features=spec.features, label=spec.label)
+        config = stats.StatsConfig(input=source, output_dir=statistics_dir)
         logging.info("NormalizationComparator: statistics of %d files of splits %s", len(files), splits)
         statistics = stats.run_stats(config, beam_args=self._beam_pipeline_args, spec=spec)
         document = compare.run_compare(spec, comparison_dir, method, batch_sizes, seed, transform_dir=graph_dir,
