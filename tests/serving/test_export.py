@@ -136,7 +136,7 @@ def test_failed_export_leaves_no_version(tmp_path, monkeypatch, exported):
 @pytest.mark.parametrize("name", ["../x", "a/b", "", ".", "..", "bad name"])
 def test_model_name_cannot_escape(name):
     with pytest.raises(UserError, match="model-name"):
-        export.check_model_name(name)
+        serving_layout.check_model_name(name)
 
 
 def test_publish_takes_next_free_version(tmp_path):
