@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from normpipe.io import ingest
-from normpipe.serving import export
+from normpipe.serving import export, serving_layout
 from tests.components.test_transform import run_transform
 from tests.conftest import run_cli, write_csv
 
@@ -43,9 +43,9 @@ DAMAGE = {
     "variables_index_deleted": lambda d: os.unlink(os.path.join(d, "variables", "variables.index")),
     "saved_model_pb_truncated": lambda d: truncate(os.path.join(d, "saved_model.pb")),
     "saved_model_pb_empty": lambda d: truncate(os.path.join(d, "saved_model.pb"), 0),
-    "verify_sample_corrupt": lambda d: truncate(os.path.join(d, "assets.extra", export.VERIFY_SAMPLE), 0.5),
-    "warmup_cut_at_a_record": lambda d: truncate(os.path.join(d, "assets.extra", export.WARMUP_FILE), 0.5),
-    "warmup_cut_in_a_record": lambda d: truncate(os.path.join(d, "assets.extra", export.WARMUP_FILE), 0.53),
+    "verify_sample_corrupt": lambda d: truncate(os.path.join(d, "assets.extra", serving_layout.VERIFY_SAMPLE), 0.5),
+    "warmup_cut_at_a_record": lambda d: truncate(os.path.join(d, "assets.extra", serving_layout.WARMUP_FILE), 0.5),
+    "warmup_cut_in_a_record": lambda d: truncate(os.path.join(d, "assets.extra", serving_layout.WARMUP_FILE), 0.53),
 }
 
 
