@@ -243,6 +243,7 @@ def _metrics_document(spec, rows, config, method, metrics, batch_size) -> dict:
     document = {"label": spec.label, "task": rows.task, "method": method,
                 "exported": USER_MODEL if config.options.model_fn is not None else config.normalization,
                 "batch_size": batch_size, "epochs": options.epochs, "eval_batch_size": options.eval_batch_size,
+                "train_rows": int(rows.train_rows), "comparison_rows": options.comparison_rows,
                 "eval_sample_rows": len(rows.sample_y), "eval_rows": int(rows.eval_rows),
                 "baseline": spool.baseline(rows, large), "variants": metrics}
     if rows.task == "classification" and rows.label_task.classes != ("0", "1"):  # binary 0/1: as it always was
