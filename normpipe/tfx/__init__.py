@@ -115,8 +115,8 @@ def run_fn(fn_args):
     if not label:
         raise ValueError(f"run_fn needs custom_config['label']. Received: {config!r}")
     options = train.TrainOptions(**{k: tuple(v) if k == "hidden" else v for k, v in config.items()
-                                    if k in _TRAIN_KEYS - {"shuffle_buffer", "task", "model_fn"}})
-    trainer.train_and_write(fn_args, config, label, options, int(config.get("shuffle_buffer", 100_000)))
+                                    if k in _TRAIN_KEYS - {"shuffle_buffer"}})
+    trainer.train_and_write(fn_args, label, options, int(config.get("shuffle_buffer", 100_000)))
     return paths.absolute(fn_args.serving_model_dir)
 
 

@@ -15,12 +15,12 @@ from normpipe.components import labels, train, transform, user_model
 from normpipe.serving import export
 
 
-def label_task(data, label, config, classes) -> labels.LabelTask:
+def label_task(data, label, task, classes) -> labels.LabelTask:
     """The LabelTask of the training labels (one pass over them)."""
     counts = labels.LabelCounts()
     for y in data:
         counts.add(np.asarray(y, np.float64))
-    return labels.resolve_task(counts, config.get("task"), classes, label)
+    return labels.resolve_task(counts, task, classes, label)
 
 
 def _as_float_columns(x: dict, names) -> dict:
@@ -29,8 +29,9 @@ def _as_float_columns(x: dict, names) -> dict:
     return {n: tf.reshape(tf.cast(x[n], tf.float32), [-1, 1]) for n in names}
 
 
-def train_and_write(fn_args, config, label, options, shuffle_buffer):
-    """Trains (normpipe's model or model_fn's) and writes the servable."""
+def train_and_write(fn_args, label, options: train.TrainOptions, shuffle_buffer):
+    """Trains (normpipe's model or options.model_fn's) and writes the servable;
+    options.task, when set, overrides the task the labels imply."""
     import tensorflow_transform as tft  # pylint: disable=import-outside-toplevel
 
     from normpipe.components.dataset import input_fn  # pylint: disable=import-outside-toplevel
@@ -46,9 +47,10 @@ def train_and_write(fn_args, config, label, options, shuffle_buffer):
         return input_fn(files, tft_output, batch_size, label, features=names if matrix else None, shuffle=shuffle,
                         num_epochs=epochs, shuffle_buffer=shuffle_buffer, seed=options.seed)
 
-    task = label_task((y for _, y in data(fn_args.train_files, 65536, False)), label, config, metadata.get("classes"))
-    if config.get("model_fn") is not None:
-        model = user_model.build(config["model_fn"], names, task.num_classes, available, where="custom_config model_fn")
+    task = label_task((y for _, y in data(fn_args.train_files, 65536, False)), label, options.task,
+                      metadata.get("classes"))
+    if options.model_fn is not None:
+        model = user_model.build(options.model_fn, names, task.num_classes, available, where="custom_config model_fn")
     else:
         model = train.build_model("tft", len(names), task.task, options, method, num_classes=max(task.num_classes, 2))
     named = user_model.input_names(model, available)

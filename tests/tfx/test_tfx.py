@@ -22,15 +22,16 @@ import pytest
 import tensorflow as tf
 import tensorflow_transform as tft
 import tensorflow_transform.beam as tft_beam
-from tensorflow_metadata.proto.v0 import schema_pb2
 
 import normpipe
 import normpipe.tfx
 from normpipe.serving import verify
 from tests.conftest import assert_stats_close, numpy_stats, run_cli, write_csv
+from tests.tfx import tfx_data
 
 N = 800
 INT_COLUMNS = ("row", "trip_seconds", "trip_start_timestamp")
+COMPANY = np.array(["Taxi Co"] * N, dtype=object)
 
 
 @pytest.fixture(scope="module")
@@ -52,36 +53,13 @@ def taxi_like():
     return columns
 
 
+# every row's company is the same string: a bytes column the numeric outputs ignore
 def example(columns, i):
-    feature = {}
-    for name, values in columns.items():
-        v = values[i]
-        if np.isnan(v):
-            continue
-        if name in INT_COLUMNS:
-            feature[name] = tf.train.Feature(int64_list=tf.train.Int64List(value=[int(v)]))
-        else:
-            feature[name] = tf.train.Feature(float_list=tf.train.FloatList(value=[v]))
-    feature["company"] = tf.train.Feature(bytes_list=tf.train.BytesList(value=[b"Taxi Co"]))
-    return tf.train.Example(features=tf.train.Features(feature=feature))
+    return tfx_data.example(columns, {"company": COMPANY}, i, int_columns=INT_COLUMNS)
 
 
 def schemagen_schema(columns):
-    """As SchemaGen infers it: always-present columns fixed [1], the others VarLen."""
-    schema = schema_pb2.Schema()
-    for name, values in list(columns.items()) + [("company", None)]:
-        feature = schema.feature.add(name=name)
-        if values is None:
-            feature.type = schema_pb2.BYTES
-        else:
-            feature.type = schema_pb2.INT if name in INT_COLUMNS else schema_pb2.FLOAT
-        if values is None or not np.isnan(values).any():
-            feature.presence.min_fraction = 1.0
-            feature.shape.dim.add(size=1)
-        else:
-            feature.value_count.min = 1
-            feature.value_count.max = 1
-    return schema
+    return tfx_data.schemagen_schema(columns, {"company": COMPANY}, int_columns=INT_COLUMNS)
 
 
 @pytest.fixture(scope="module")

@@ -39,6 +39,10 @@ BATCH_SIZES = [1, 8, 64]
 SEED = 3
 
 
+def _to_directory(serving):
+    return tfx.proto.PushDestination(filesystem=tfx.proto.PushDestination.Filesystem(base_directory=serving))
+
+
 def _main_components(data_dir, other_dir, serving):
     from normpipe.tfx.components import NormalizationComparator, ServingSkewValidator
 
@@ -61,8 +65,7 @@ def _main_components(data_dir, other_dir, serving):
         examples=example_gen.outputs["examples"], latency_p99_ms=5000.0)
     pusher = tfx.components.Pusher(
         model=trainer.outputs["model"], infra_blessing=validator.outputs["blessing"],
-        push_destination=tfx.proto.PushDestination(filesystem=tfx.proto.PushDestination.Filesystem(
-            base_directory=serving)))
+        push_destination=_to_directory(serving))
     # another run's transform graph: a second Transform, on other rows
     other_gen = tfx.components.CsvExampleGen(input_base=other_dir).with_id("OtherCsvExampleGen")
     other_transform = tfx.components.Transform(
@@ -90,8 +93,7 @@ def _tampered_components(model_dir, graph_dir, examples_dir, serving):
                                      examples=examples.outputs["result"])
     pusher = tfx.components.Pusher(
         model=model.outputs["result"], infra_blessing=validator.outputs["blessing"],
-        push_destination=tfx.proto.PushDestination(filesystem=tfx.proto.PushDestination.Filesystem(
-            base_directory=serving)))
+        push_destination=_to_directory(serving))
     return [model, graph, examples, validator, pusher]
 
 
@@ -222,31 +224,34 @@ def test_comparison_matches_the_command_line(runs):
     assert open(os.path.join(comparison_dir, "comparison.md"), encoding="utf-8").read().startswith("# Per-batch")
 
 
+def _validation(runs, context):
+    """(blessed, the validator's check lines, pushed) of one pipeline run, from its metadata store."""
+    store = _store(runs["db"])
+    (blessing,) = _by_context(store, context, "InfraBlessing")
+    blessed = blessing.custom_properties["blessed"].int_value
+    assert os.path.exists(os.path.join(blessing.uri, "INFRA_BLESSED" if blessed else "INFRA_NOT_BLESSED"))
+    lines = open(os.path.join(blessing.uri, "checks.txt"), encoding="utf-8").read().splitlines()
+    (pushed,) = _by_context(store, context, "PushedModel")
+    return blessed, lines, pushed.custom_properties["pushed"].int_value
+
+
 @pytest.mark.slow
 def test_blessed_model_is_pushed(runs):
-    store = _store(runs["db"])
-    (blessing,) = _by_context(store, "normpipe_components", "InfraBlessing")
-    assert blessing.custom_properties["blessed"].int_value == 1
-    assert os.path.exists(os.path.join(blessing.uri, "INFRA_BLESSED"))
-    lines = open(os.path.join(blessing.uri, "checks.txt"), encoding="utf-8").read().splitlines()
+    blessed, lines, pushed = _validation(runs, "normpipe_components")
+    assert blessed == 1
     for check in ("signatures", "warmup", "one_row", "transform_skew", "examples", "latency"):
         assert any(line.startswith(f"PASS {check}:") for line in lines), (check, lines)
-    (pushed,) = _by_context(store, "normpipe_components", "PushedModel")
-    assert pushed.custom_properties["pushed"].int_value == 1
+    assert pushed == 1
     assert len(glob.glob(os.path.join(runs["serving"], "*", "saved_model.pb"))) == 1
 
 
 @pytest.mark.slow
 def test_tampered_model_is_not_blessed_nor_pushed(runs):
-    store = _store(runs["db"])
-    (blessing,) = _by_context(store, "normpipe_tampered", "InfraBlessing")
-    assert blessing.custom_properties["blessed"].int_value == 0
-    assert os.path.exists(os.path.join(blessing.uri, "INFRA_NOT_BLESSED"))
-    lines = open(os.path.join(blessing.uri, "checks.txt"), encoding="utf-8").read().splitlines()
+    blessed, lines, pushed = _validation(runs, "normpipe_tampered")
+    assert blessed == 0
     assert any(line.startswith("FAIL transform_skew:") for line in lines), lines
     assert any(line.startswith("PASS signatures:") for line in lines), lines  # it is a servable model
-    (pushed,) = _by_context(store, "normpipe_tampered", "PushedModel")
-    assert pushed.custom_properties["pushed"].int_value == 0
+    assert pushed == 0
     assert not glob.glob(os.path.join(runs["tampered_serving"], "*"))
 
 

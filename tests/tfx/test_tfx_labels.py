@@ -20,6 +20,8 @@ from tensorflow_metadata.proto.v0 import schema_pb2
 import normpipe.tfx
 from normpipe.serving import verify
 from tests.conftest import run_cli
+from tests.tfx.penguin_tfx_module import CONFIG, user_model_fn
+from tests.tfx.penguin_tfx_module import preprocessing_fn as user_preprocessing_fn
 
 N = 1200
 SPECIES = ("Adelie", "Gentoo", "Chinstrap")
@@ -65,26 +67,6 @@ def schema():
             feature.presence.min_fraction = 1.0
             feature.shape.dim.add(size=1)
     return proto
-
-
-CONFIG = {"label": "species", "features": ["bill_length_mm", "body_mass_g", "year"]}
-
-
-def user_preprocessing_fn(inputs):
-    """normpipe's outputs, and a vocabulary id of the year beside them."""
-    outputs = normpipe.tfx.preprocessing_fn(inputs, CONFIG)
-    outputs["year_id"] = tft.compute_and_apply_vocabulary(tf.squeeze(inputs["year"], axis=1), vocab_filename="year")
-    return outputs
-
-
-def user_model_fn(feature_names, num_classes):
-    import keras
-
-    inputs = [keras.Input(shape=(1,), name=name) for name in list(feature_names) + ["year_id"]]
-    h = keras.layers.Dense(16, activation="relu")(keras.layers.Concatenate()(inputs))
-    model = keras.Model(inputs, keras.layers.Dense(num_classes, activation="softmax")(h))
-    model.compile(optimizer=keras.optimizers.Adam(1e-2), loss="sparse_categorical_crossentropy")
-    return model
 
 
 @pytest.fixture(scope="module")

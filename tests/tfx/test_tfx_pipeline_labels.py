@@ -13,6 +13,7 @@ import collections
 import csv
 import glob
 import os
+import shutil
 import subprocess
 import sys
 
@@ -27,30 +28,8 @@ except Exception as exc:  # pylint: disable=broad-except  -- any import failure 
 
 SPECIES = ("Adelie", "Gentoo", "Chinstrap")
 
-MODULE = '''
-import tensorflow as tf
-import tensorflow_transform as tft
-
-import normpipe.tfx
-
-CONFIG = {"label": "species", "features": ["bill_length_mm", "body_mass_g", "year"]}
-
-
-def preprocessing_fn(inputs):
-    outputs = normpipe.tfx.preprocessing_fn(inputs, CONFIG)
-    outputs["year_id"] = tft.compute_and_apply_vocabulary(tf.reshape(inputs["year"], [-1]), vocab_filename="year")
-    return outputs
-
-
-def user_model_fn(feature_names, num_classes):
-    import keras
-
-    inputs = [keras.Input(shape=(1,), name=name) for name in list(feature_names) + ["year_id"]]
-    h = keras.layers.Dense(16, activation="relu")(keras.layers.Concatenate()(inputs))
-    model = keras.Model(inputs, keras.layers.Dense(num_classes, activation="softmax")(h))
-    model.compile(optimizer=keras.optimizers.Adam(1e-2), loss="sparse_categorical_crossentropy")
-    return model
-'''
+# the user module file TFX imports: the one test_tfx_labels.py imports
+MODULE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "penguin_tfx_module.py")
 
 
 def write_penguins(path, n=1500, seed=5):
@@ -84,7 +63,7 @@ def example(row):
 @pytest.mark.skipif(tfx is None, reason=_REASON if tfx is None else "")
 def test_pipeline_with_string_label_and_model_fn(tmp_path, monkeypatch):
     rows = write_penguins(str(tmp_path / "data" / "penguins.csv"))
-    (tmp_path / "penguin_tfx_module.py").write_text(MODULE)
+    shutil.copyfile(MODULE, tmp_path / "penguin_tfx_module.py")
     monkeypatch.syspath_prepend(str(tmp_path))
     example_gen = tfx.components.CsvExampleGen(input_base=str(tmp_path / "data"))
     statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])

@@ -36,13 +36,14 @@ def penguin_like(n=N, seed=5):
     return columns, strings
 
 
-def example(columns, strings, i) -> tf.train.Example:
+def example(columns, strings, i, int_columns=INT_COLUMNS) -> tf.train.Example:
+    """Row i as CsvExampleGen writes it; `int_columns` go in int64_list."""
     feature = {}
     for name, values in columns.items():
         v = values[i]
         if np.isnan(v):
             continue
-        if name in INT_COLUMNS:
+        if name in int_columns:
             feature[name] = tf.train.Feature(int64_list=tf.train.Int64List(value=[int(v)]))
         else:
             feature[name] = tf.train.Feature(float_list=tf.train.FloatList(value=[v]))
@@ -51,7 +52,7 @@ def example(columns, strings, i) -> tf.train.Example:
     return tf.train.Example(features=tf.train.Features(feature=feature))
 
 
-def schemagen_schema(columns, strings) -> schema_pb2.Schema:
+def schemagen_schema(columns, strings, int_columns=INT_COLUMNS) -> schema_pb2.Schema:
     """As SchemaGen infers it (infer_feature_shape=True): always-present
     columns fixed [1], the others VarLen."""
     schema = schema_pb2.Schema()
@@ -60,7 +61,7 @@ def schemagen_schema(columns, strings) -> schema_pb2.Schema:
         if name in strings:
             feature.type = schema_pb2.BYTES
         else:
-            feature.type = schema_pb2.INT if name in INT_COLUMNS else schema_pb2.FLOAT
+            feature.type = schema_pb2.INT if name in int_columns else schema_pb2.FLOAT
         if name in strings or not np.isnan(values).any():
             feature.presence.min_fraction = 1.0
             feature.shape.dim.add(size=1)
