@@ -1,8 +1,10 @@
 """Fast CSV reading for Beam: byte-range splits parsed by pyarrow.
 
 tfx-bsl's `CsvTFXIO` decodes CSV line by line in Python (~55k rows/s here);
-pyarrow's multithreaded streaming reader parses multi-MB blocks in C++ at
-millions of rows/s, so the reading DoFn below is written on pyarrow directly.
+pyarrow parses multi-MB blocks in C++ at millions of rows/s, so the reading
+DoFn below is written on pyarrow directly: `read_csv` (every core) for a byte
+range of bounded size, the streaming `open_csv` (one thread, bounded memory)
+for a whole quoted, compressed or remote file.
 
 A large uncompressed local file is split into byte ranges so that several
 workers read it in parallel. A range [start, end) owns every line that starts
@@ -39,6 +41,12 @@ MAX_BLOCK_SIZE = 256 << 20
 # a quarter of MAX_BLOCK_SIZE, leaving room to grow for a long row.
 BLOCK_BYTES_PER_COLUMN = 16 << 10
 DEFAULT_SPLIT_SIZE = 64 << 20
+# A byte range up to this size, of a file without quotes, is parsed in one
+# `read_csv` call: pyarrow then parses its blocks on all cores at once, where
+# the streaming reader (`open_csv`) parses on one thread only. Larger or
+# quoted ranges (a whole quoted, compressed or remote file) stream, so memory
+# stays bounded by the block size.
+WHOLE_RANGE_MAX = 2 * DEFAULT_SPLIT_SIZE
 BAD_VALUES_TAG = "bad_values"
 BAD_VALUES = ("error", "missing")
 
@@ -189,12 +197,13 @@ class ReadCsvRange(beam.DoFn):
 
     def _read_range(self, path, start, end, quoted):
         emitted, as_bytes, block_size = 0, False, self._block_size
+        whole = not quoted and 0 < end - start <= WHOLE_RANGE_MAX
         while True:
             stream, first = _open_range(path, start, end)
             if stream is None:  # a range with no line start in it
                 return
             try:
-                for batch in self._batches(stream, first, quoted, block_size, as_bytes, skip=emitted):
+                for batch in self._batches(stream, first, quoted, block_size, as_bytes, skip=emitted, whole=whole):
                     started = time.perf_counter()
                     outputs = self._finish(batch, path, first, emitted)
                     self._convert_us.inc(int((time.perf_counter() - started) * 1e6))
@@ -212,9 +221,12 @@ class ReadCsvRange(beam.DoFn):
                 else:
                     raise self._diagnose(path, start, end, quoted, block_size, exc) from None
 
-    def _reader(self, stream, first, quoted, block_size, as_bytes, threads=True):
+    def _reader(self, stream, first, quoted, block_size, as_bytes, threads=True, whole=False):
+        """open_csv's streaming reader; with `whole`, read_csv's Table of the
+        whole stream (parsed on every core), as an iterator of batches."""
         kind = pa.binary() if as_bytes else pa.float64()
-        return pacsv.open_csv(
+        read = pacsv.read_csv if whole else pacsv.open_csv
+        result = read(
             stream,
             read_options=pacsv.ReadOptions(
                 column_names=self._columns,
@@ -230,12 +242,14 @@ class ReadCsvRange(beam.DoFn):
                 quoted_strings_can_be_null=True,
             ),
         )
+        return iter(result.to_batches()) if whole else result
 
-    def _batches(self, stream, first, quoted, block_size, as_bytes, skip=0):
+    def _batches(self, stream, first, quoted, block_size, as_bytes, skip=0, whole=False):
         """The range's record batches, without its first `skip` rows."""
         started = time.perf_counter()
         try:
-            reader = self._reader(stream, first, quoted, block_size, as_bytes)  # parses the first block
+            # parses the first block (with `whole`, every block)
+            reader = self._reader(stream, first, quoted, block_size, as_bytes, whole=whole)
         except pa.ArrowInvalid as exc:
             if "Empty CSV file" in str(exc):  # header only
                 return
