@@ -8,6 +8,7 @@ import contextlib
 import io
 import os
 import shlex
+import shutil
 import sys
 
 from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, PortableOptions, StandardOptions
@@ -197,3 +198,22 @@ class TempDir:
     def __exit__(self, *exc):
         paths.rmtree(self.path)
         return False
+
+
+@contextlib.contextmanager
+def pipeline(options: PipelineOptions):
+    """A beam.Pipeline whose local temp dir is removed however it ends.
+
+    Beam's Pipeline makes that directory (`local_tempdir`, in the system's
+    temp dir) when it is built and removes it at the end of `run()`; a
+    pipeline left before it runs, by an error or a signal while its graph is
+    built (tf.Transform traces the preprocessing_fn there), would leave it
+    behind (tests/pipeline/test_faults.py).
+    """
+    import apache_beam as beam  # pylint: disable=import-outside-toplevel
+
+    p = beam.Pipeline(runner=runner_for(options), options=options)
+    try:
+        yield p
+    finally:
+        shutil.rmtree(p.local_tempdir, ignore_errors=True)

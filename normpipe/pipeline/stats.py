@@ -149,15 +149,16 @@ def run_stats(config: StatsConfig, beam_args=(), spec=None) -> dict:
         # count to sum: the pipeline is then built without that branch (a
         # CombineGlobally costs start-up time on a small input).
         counts_path = bad_values_path if spec.bad_values == "missing" else None
-        p = beam.Pipeline(runner=beam_options.runner_for(options), options=options)
-        _ = (
-            p
-            | "ReadInput" >> ingest.ReadRecordBatches(spec, bad_values_path=counts_path)
-            | "ReportProgress" >> beam.ParDo(ReportRows("statistics")).with_output_types(pa.RecordBatch)
-            | "ComputeStatistics" >> moments.ComputeMoments(spec.features, matrix_path, spec.centers, spec.exponents)
-        )
-        result = p.run()
-        result.wait_until_finish()
+        with beam_options.pipeline(options) as p:
+            _ = (
+                p
+                | "ReadInput" >> ingest.ReadRecordBatches(spec, bad_values_path=counts_path)
+                | "ReportProgress" >> beam.ParDo(ReportRows("statistics")).with_output_types(pa.RecordBatch)
+                | "ComputeStatistics" >> moments.ComputeMoments(spec.features, matrix_path, spec.centers,
+                                                                spec.exponents)
+            )
+            result = p.run()
+            result.wait_until_finish()
         pipeline_s = time.time() - start
 
         def read(path):

@@ -54,9 +54,7 @@ def run_transform(config: TransformConfig, beam_args=()):
         bad_values_path = os.path.join(tmp, "bad_values.json")
         sample = ingest.first_rows(spec, serving_layout.sample_limit(len(spec.features)))
         sample = None if sample is None else ingest.to_feature_matrix(sample, spec)
-        with beam.Pipeline(runner=beam_options.runner_for(beam_opts), options=beam_opts) as p, tft_beam.Context(
-            temp_dir=os.path.join(tmp, "tft")
-        ):
+        with beam_options.pipeline(beam_opts) as built, built as p, tft_beam.Context(temp_dir=os.path.join(tmp, "tft")):
             _ = (
                 p
                 | "ReadInput" >> ingest.ReadRecordBatches(spec, bad_values_path=bad_values_path)
