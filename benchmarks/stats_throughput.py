@@ -97,7 +97,7 @@ def build_parser():
     p.add_argument("--quick", action="store_true", help="smoke run: small sizes, one repeat")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--with-20m", dest="with_20m", action="store_true",
-                   help="also run normpipe (1 and 2 workers) on 20M rows: memory and the 2-worker speed-up "
+                   help="also run normpipe (1 and 2 workers) on 20M rows: memory and the default against 2 workers "
                         "(default, except with --quick)")
     g.add_argument("--skip-20m", dest="with_20m", action="store_false", help="skip the 20M runs")
     p.set_defaults(with_20m=None)
@@ -301,7 +301,7 @@ def measure_20m(args, keys):
     result = {}
     try:
         for key in keys:
-            log(f"{METHODS[key][0]}: {SIZE_20M:,} rows, {args.repeats} run(s) (memory, 2-worker speed-up)")
+            log(f"{METHODS[key][0]}: {SIZE_20M:,} rows, {args.repeats} run(s) (memory, the default against 2 workers)")
             result[key] = {"label": METHODS[key][0], **measure_size(key, SIZE_20M, args.repeats, args)}
     except RuntimeError as exc:
         log(f"  20M FAILED: {exc}")

@@ -27,8 +27,10 @@ TARGET_TAXI_S = 3.5
 # The statistics stage against the fastest single-machine engines (issue 24).
 TARGET_SHARE_OF_POLARS = 0.5
 TARGET_STD_REL_ERR = 1e-15
-# "Measurably faster": beyond the few percent these machines vary run to run.
-TARGET_SPEEDUP = 1.10
+# The default uses the machine's cores (issue 24): one worker whose reader
+# parses on every core (pyarrow's read_csv) must not be slower than two
+# worker processes, the alternative, on the large input.
+TARGET_DEFAULT_OVER_WORKERS = 1.0
 
 
 def summarize(results):
@@ -83,9 +85,13 @@ def _throughput_targets(methods, ratio, big=None):
     one_two = _pair_at_20m(methods, big)
     if one_two:
         one, two = one_two
-        s = one["median_s"] / two["median_s"]
-        out.append(_target(f"2 workers measurably faster than 1 at {_rows(one['rows'])} (>= {TARGET_SPEEDUP:g}x)", s,
-                           s >= TARGET_SPEEDUP, f"speed-up {s:.2f}x"))
+        s = two["median_s"] / one["median_s"]
+        cores = statistics.median(one["cpu_s"]) / one["median_s"] if one.get("cpu_s") else float("nan")
+        out.append(_target(f"the default (1 worker, pyarrow's threads) uses the cores: at {_rows(one['rows'])} at least "
+                           f"as fast as 2 worker processes (>= {TARGET_DEFAULT_OVER_WORKERS:g}x)", s,
+                           s >= TARGET_DEFAULT_OVER_WORKERS,
+                           f"{one['median_s']:.2f} s vs {two['median_s']:.2f} s = {s:.2f}x; the default's CPU time "
+                           f"{cores:.2f}x its wall time"))
     return out
 
 
