@@ -8,7 +8,6 @@ import contextlib
 import io
 import os
 import shlex
-import shutil
 import sys
 
 from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, PortableOptions, StandardOptions
@@ -216,4 +215,4 @@ def pipeline(options: PipelineOptions):
     try:
         yield p
     finally:
-        shutil.rmtree(p.local_tempdir, ignore_errors=True)
+        paths.rmtree(p.local_tempdir)
