@@ -10,6 +10,7 @@ import os
 import shlex
 import sys
 
+import apache_beam as beam
 from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, PortableOptions, StandardOptions
 
 from normpipe.core.errors import UserError
@@ -209,8 +210,6 @@ def pipeline(options: PipelineOptions):
     built (tf.Transform traces the preprocessing_fn there), would leave it
     behind (tests/pipeline/test_faults.py).
     """
-    import apache_beam as beam  # pylint: disable=import-outside-toplevel
-
     p = beam.Pipeline(runner=runner_for(options), options=options)
     try:
         yield p
