@@ -32,8 +32,13 @@ def make_options(beam_args) -> PipelineOptions:
     if not any(a.startswith("--default_sdk_harness_log_level") for a in beam_args):
         # Worker processes would log a user error (bad value in the data) with
         # a traceback; normpipe reports it once, on one line. Pass
-        # --default_sdk_harness_log_level=INFO to see worker logs.
-        beam_args.append("--default_sdk_harness_log_level=CRITICAL")
+        # --default_sdk_harness_log_level=INFO to see worker logs. A Java job
+        # server (Flink, Spark, Dataflow) parses the level with Java's names,
+        # which lack CRITICAL: remote workers get ERROR, whose logs stay in
+        # the cluster's.
+        given = PipelineOptions(beam_args)
+        local = not given.view_as(StandardOptions).runner or is_local_runner(given)
+        beam_args.append(f"--default_sdk_harness_log_level={'CRITICAL' if local else 'ERROR'}")
     options = PipelineOptions(beam_args)
     standard = options.view_as(StandardOptions)
     if not standard.runner:
