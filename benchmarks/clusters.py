@@ -33,6 +33,7 @@ this module: the recipe and the tests are one thing.
 """
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -53,8 +54,9 @@ CACHE = os.environ.get("NORMPIPE_CLUSTER_CACHE", os.path.join(os.path.expanduser
 RUNNER_ARTIFACT = {"flink": f"beam-runners-flink-{FLINK_MINOR}", "spark": "beam-runners-spark-3"}
 MAIN_CLASS = {"flink": "org.apache.beam.runners.flink.FlinkJobServerDriver",
               "spark": "org.apache.beam.runners.spark.SparkJobServerDriver"}
-# Each kind's subnet, so that a Flink and a Spark cluster can run side by side.
-SUBNET = {"flink": "10.78.1", "spark": "10.78.2"}
+# Each cluster's subnet (10.78.N.0/24, N from its name), so that clusters of
+# other names can run side by side.
+SUBNET = {"flink": 1, "spark": 2}
 
 
 def _run(*args, check=True, **kwargs):
@@ -171,22 +173,25 @@ def fetch(kind: str) -> None:
 class Hosts:
     """Network namespaces on one bridge; the machine's namespace is the client (.1)."""
 
-    def __init__(self, kind: str, roles: list):
-        self.kind, self.roles = kind, roles
-        self.bridge = f"np{kind}0"
-        self.gateway = f"{SUBNET[kind]}.1"
-        self.address = {role: f"{SUBNET[kind]}.{i + 2}" for i, role in enumerate(roles)}
-        self.namespace = {role: f"np-{kind}-{role}" for role in roles}
+    def __init__(self, name: str, roles: list):
+        if not (name.isalnum() and len(name) <= 10):
+            raise ValueError(f"a cluster name is at most 10 letters or digits. Received: {name!r}")
+        self.name, self.roles = name, roles
+        subnet = f"10.78.{SUBNET.get(name, sum(map(ord, name)) % 200 + 20)}"
+        self.bridge, self.veth = f"br-{name}", f"{name}-v"
+        self.gateway = f"{subnet}.1"
+        self.address = {role: f"{subnet}.{i + 2}" for i, role in enumerate(roles)}
+        self.namespace = {role: f"np-{name}-{role}" for role in roles}
 
     def up(self) -> None:
         self.down()
         _run("ip", "link", "add", self.bridge, "type", "bridge")
         _run("ip", "addr", "add", f"{self.gateway}/24", "dev", self.bridge)
         _run("ip", "link", "set", self.bridge, "up")
-        names = "\n".join(f"{self.address[r]} {r}.{self.kind}.normpipe.test" for r in self.roles)
-        client = f"{self.gateway} client.{self.kind}.normpipe.test {socket.gethostname()}"
+        names = "\n".join(f"{self.address[r]} {r}.{self.name}.normpipe.test" for r in self.roles)
+        client = f"{self.gateway} client.{self.name}.normpipe.test {socket.gethostname()}"
         for i, role in enumerate(self.roles):
-            ns, outer, inner = self.namespace[role], f"{self.bridge}v{i}", "eth0"
+            ns, outer, inner = self.namespace[role], f"{self.veth}{i}", "eth0"
             _run("ip", "netns", "add", ns)
             _run("ip", "link", "add", outer, "type", "veth", "peer", "name", inner, "netns", ns)
             _run("ip", "link", "set", outer, "master", self.bridge)
@@ -203,16 +208,20 @@ class Hosts:
                 f.write(f"127.0.0.1 localhost\n{names}\n{client}\n")
 
     def down(self) -> None:
+        """Kills every process of these hosts, then removes their links and namespaces."""
+        pids = []
         for role in self.roles:
-            ns = self.namespace[role]
-            pids = _run("ip", "netns", "pids", ns, check=False).stdout.split()
-            for pid in pids:
-                try:
-                    os.kill(int(pid), signal.SIGKILL)
-                except (ProcessLookupError, ValueError):
-                    pass
-            _run("ip", "netns", "del", ns, check=False)
-            shutil.rmtree(f"/etc/netns/{ns}", ignore_errors=True)
+            pids += _run("ip", "netns", "pids", self.namespace[role], check=False).stdout.split()
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError, ValueError):
+                os.kill(int(pid), signal.SIGKILL)
+        deadline = time.monotonic() + 30
+        while any(os.path.exists(f"/proc/{pid}") for pid in pids) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        for i, role in enumerate(self.roles):
+            _run("ip", "link", "del", f"{self.veth}{i}", check=False)
+            _run("ip", "netns", "del", self.namespace[role], check=False)
+            shutil.rmtree(f"/etc/netns/{self.namespace[role]}", ignore_errors=True)
         _run("ip", "link", "del", self.bridge, check=False)
 
     def start(self, role: str, args: list, log: str, env: dict) -> subprocess.Popen:
@@ -240,7 +249,8 @@ def _flink_conf(folder: str, jobmanager: str, host: str) -> str:
         "rest.address": jobmanager, "rest.bind-address": "0.0.0.0",
         "taskmanager.host": host, "taskmanager.bind-host": "0.0.0.0",
         "taskmanager.numberOfTaskSlots": "1", "jobmanager.memory.process.size": "1024m",
-        "taskmanager.memory.process.size": "1536m", "parallelism.default": "1",
+        "taskmanager.memory.process.size": "2048m",
+        "taskmanager.memory.network.min": "512m", "taskmanager.memory.network.max": "512m", "parallelism.default": "1",
         "heartbeat.timeout": "20000", "restart-strategy.type": "none",
     }
     with open(os.path.join(conf, "config.yaml")) as f:
@@ -288,11 +298,11 @@ def _wait_registered(url: str, key, count: int, timeout: float = 180) -> None:
 class Cluster:
     """A running cluster: its hosts, processes, logs and the flags that reach it."""
 
-    def __init__(self, kind: str, workers: int = 2, folder: str = None):
+    def __init__(self, kind: str, workers: int = 2, name: str | None = None, folder: str | None = None):
         self.kind, self.workers = kind, workers
         self.workers_names = [f"worker{i + 1}" for i in range(workers)]
-        self.hosts = Hosts(kind, ["master", *self.workers_names])
-        self.folder = folder or os.path.join(CACHE, f"run-{kind}")
+        self.hosts = Hosts(name or kind, ["master", *self.workers_names])
+        self.folder = folder or os.path.join(CACHE, f"run-{name or kind}")
         self.procs, self.logs = {}, {}
 
     @property
@@ -395,12 +405,14 @@ def main(argv=None) -> int:
     parser.add_argument("action", choices=["fetch", "start", "stop"])
     parser.add_argument("kind", choices=["flink", "spark"])
     parser.add_argument("--workers", type=int, default=2, help="TaskManagers or Spark workers (default 2)")
+    parser.add_argument("--name", help="the cluster's name (default: its kind); clusters of other names run "
+                        "side by side")
     args = parser.parse_args(argv)
     if args.action == "fetch":
         fetch(args.kind)
         print(f"{args.kind}: {engine_home(args.kind)}\njob server: {job_server_jar(args.kind)}")
         return 0
-    cluster = Cluster(args.kind, args.workers)
+    cluster = Cluster(args.kind, args.workers, name=args.name)
     if args.action == "stop":
         cluster.hosts.down()
         return 0
