@@ -67,9 +67,18 @@ def _absolute_paths(args) -> None:
 def _checked_beam_args(command: str, beam_args) -> list:
     """A pipeline command's Beam flags, checked (beam_options.check_beam_args); other commands take none."""
     if command in PIPELINE_COMMANDS:
-        from normpipe.pipeline import beam_options  # pylint: disable=import-outside-toplevel
+        from apache_beam.options.pipeline_options import StandardOptions  # pylint: disable=import-outside-toplevel
+
+        from normpipe.pipeline import (
+            beam_options,  # pylint: disable=import-outside-toplevel
+            runner_checks,  # pylint: disable=import-outside-toplevel
+        )
 
         checked = beam_options.check_beam_args(beam_args, command)
+        options = beam_options.make_options(checked)
+        runner_checks.check_runner(options.view_as(StandardOptions).runner)
+        runner_checks.check_job_server_jar(options)
+        runner_checks.check_cluster_master(options)
         beam_options.check_job_endpoint(checked)
         return checked
     if beam_args:
@@ -138,7 +147,8 @@ def _main(argv) -> int:
         gc.freeze()
         return code
     except Exception as exc:  # pylint: disable=broad-except
-        message = find_user_error(exc) or _worker_import_error(exc) or _job_server_error(exc, beam_args)
+        message = (find_user_error(exc) or _worker_import_error(exc) or _job_server_error(exc, beam_args)
+                   or _job_failure(exc, beam_args))
         if message is None:
             message = _storage_message(args, exc)
         if message is None:
@@ -154,6 +164,8 @@ def _quiet_logs():
     logging.getLogger("apache_beam.runners.common").setLevel(logging.CRITICAL)
     logging.getLogger("apache_beam.runners.worker").setLevel(logging.CRITICAL)
     logging.getLogger("apache_beam.runners.portability").setLevel(logging.CRITICAL)
+    # "Really starting service ... with cmd" for a job server jar (Flink, Spark) is a WARNING.
+    logging.getLogger("apache_beam.utils.subprocess_server").setLevel(logging.ERROR)
     # The portable runner logs a failed job's messages on the root logger,
     # worker tracebacks included; the same text is in the error it raises.
     logging.getLogger().addFilter(_drop_job_error_messages)
@@ -173,6 +185,24 @@ def _job_server_error(exc: BaseException, beam_args):
 
     endpoint = beam_options.make_options(beam_args).view_as(PortableOptions).job_endpoint
     return f"no Beam job server answered at --job_endpoint={endpoint}" if endpoint else None
+
+
+def _job_failure(exc: BaseException, beam_args):
+    """One line for a job a cluster failed or cancelled (runner_checks.job_failure), or None."""
+    from normpipe.pipeline import beam_options, runner_checks  # pylint: disable=import-outside-toplevel
+
+    try:
+        options = beam_options.make_options(beam_args)
+    except Exception:  # pylint: disable=broad-except
+        return None
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        message = runner_checks.job_failure(exc, options)
+        if message:
+            return message
+        exc = exc.__cause__ or exc.__context__
+    return None
 
 
 def _worker_import_error(exc: BaseException):
