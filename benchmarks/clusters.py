@@ -327,42 +327,62 @@ class Cluster:
         return self
 
     def _start_daemons(self) -> None:
-        home = engine_home(self.kind)
         for worker in self.workers_names:
-            self._start(f"{worker}-pool", worker, ["python", "-m", "apache_beam.runners.worker.worker_pool_main",
-                                                  f"--service_port={POOL_PORT}"], _env({}))
+            self.start_pool(worker)
+        home = engine_home(self.kind)
         if self.kind == "flink":
-            master_conf = _flink_conf(os.path.join(self.folder, "master"), self.master, self.master)
-            env = _env({"FLINK_CONF_DIR": master_conf, "FLINK_LOG_DIR": os.path.join(self.folder, "master")})
+            conf = _flink_conf(os.path.join(self.folder, "master"), self.master, self.master)
+            env = _env({"FLINK_CONF_DIR": conf, "FLINK_LOG_DIR": os.path.join(self.folder, "master")})
             proc, log = self._start("jobmanager", "master",
                                     [os.path.join(home, "bin", "jobmanager.sh"), "start-foreground"], env)
             _wait_port(self.master, 8081, proc, log)
-            for worker in self.workers_names:
-                folder = os.path.join(self.folder, worker)
-                conf = _flink_conf(folder, self.master, self.hosts.address[worker])
-                env = _env({"FLINK_CONF_DIR": conf, "FLINK_LOG_DIR": folder})
-                self._start(worker, worker, [os.path.join(home, "bin", "taskmanager.sh"), "start-foreground"], env)
-            _wait_registered(f"http://{self.master}:8081/taskmanagers", lambda d: len(d["taskmanagers"]),
-                             self.workers)
         else:
-            spark_class = os.path.join(home, "bin", "spark-class")
             env = _env({"SPARK_HOME": home, "SPARK_LOG_DIR": self.folder, "SPARK_NO_DAEMONIZE": "1"})
-            proc, log = self._start("master", "master", [spark_class, "org.apache.spark.deploy.master.Master",
-                                                         "--host", self.master, "--port", "7077",
-                                                         "--webui-port", "8080"], env)
+            proc, log = self._start("master", "master", [os.path.join(home, "bin", "spark-class"),
+                                                         "org.apache.spark.deploy.master.Master", "--host",
+                                                         self.master, "--port", "7077", "--webui-port", "8080"], env)
             _wait_port(self.master, 7077, proc, log)
-            for worker in self.workers_names:
-                work_dir = os.path.join(self.folder, worker)
-                os.makedirs(work_dir, exist_ok=True)
-                self._start(worker, worker, [spark_class, "org.apache.spark.deploy.worker.Worker",
-                                             "--host", self.hosts.address[worker], "--cores", "1",
-                                             "--memory", "2g", "--work-dir", work_dir,
-                                             f"spark://{self.master}:7077"], env)
-            _wait_registered(f"http://{self.master}:8080/json/",
-                             lambda d: sum(w["state"] == "ALIVE" for w in d["workers"]), self.workers)
+        for worker in self.workers_names:
+            self.start_worker(worker, wait=False)
+        self._wait_workers()
         for worker in self.workers_names:
             _wait_port(self.hosts.address[worker], POOL_PORT, self.procs[f"{worker}-pool"],
                        self.logs[f"{worker}-pool"])
+
+    def start_pool(self, worker: str, port: int = POOL_PORT, env: dict | None = None, name: str = "pool"):
+        """Beam's SDK worker pool on `worker`'s host, from normpipe's Python;
+        `env` adds to its environment. Returns its log's path."""
+        proc, log = self._start(f"{worker}-{name}", worker, ["python", "-m",
+                                                            "apache_beam.runners.worker.worker_pool_main",
+                                                            f"--service_port={port}"], _env(env or {}))
+        if port != POOL_PORT:
+            _wait_port(self.hosts.address[worker], port, proc, log)
+        return log
+
+    def start_worker(self, worker: str, wait: bool = True) -> None:
+        """Starts (or starts again) the TaskManager or Spark worker on `worker`'s host."""
+        home, folder = engine_home(self.kind), os.path.join(self.folder, worker)
+        os.makedirs(folder, exist_ok=True)
+        if self.kind == "flink":
+            conf = _flink_conf(folder, self.master, self.hosts.address[worker])
+            env = _env({"FLINK_CONF_DIR": conf, "FLINK_LOG_DIR": folder})
+            self._start(worker, worker, [os.path.join(home, "bin", "taskmanager.sh"), "start-foreground"], env)
+        else:
+            env = _env({"SPARK_HOME": home, "SPARK_LOG_DIR": folder, "SPARK_NO_DAEMONIZE": "1"})
+            self._start(worker, worker, [os.path.join(home, "bin", "spark-class"),
+                                         "org.apache.spark.deploy.worker.Worker", "--host",
+                                         self.hosts.address[worker], "--cores", "1", "--memory", "2g",
+                                         "--work-dir", folder, f"spark://{self.master}:7077"], env)
+        if wait:
+            self._wait_workers()
+
+    def _wait_workers(self) -> None:
+        if self.kind == "flink":
+            _wait_registered(f"http://{self.master}:8081/taskmanagers", lambda d: len(d["taskmanagers"]),
+                             self.workers)
+        else:
+            _wait_registered(f"http://{self.master}:8080/json/",
+                             lambda d: sum(w["state"] == "ALIVE" for w in d["workers"]), self.workers)
 
     def beam_flags(self) -> list:
         """The flags that run a normpipe command on this cluster."""
