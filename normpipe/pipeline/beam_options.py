@@ -138,6 +138,12 @@ PORTABLE_RUNNERS = ("PortableRunner", "FlinkRunner", "SparkRunner", "PrismRunner
 ENDPOINT_WAIT_S = 20
 
 
+def endpoint_wait(beam_args) -> float:
+    """Seconds a job endpoint or cluster master gets to answer: --job_server_timeout if given, else ENDPOINT_WAIT_S."""
+    given = any(a.split("=", 1)[0] in ("--job_server_timeout", "--job-server-timeout") for a in beam_args)
+    return make_options(beam_args).view_as(PortableOptions).job_server_timeout if given else ENDPOINT_WAIT_S
+
+
 def check_job_endpoint(beam_args) -> None:
     """Refuses, in one line, a --job_endpoint that accepts no gRPC connection.
 
@@ -151,8 +157,7 @@ def check_job_endpoint(beam_args) -> None:
     endpoint = options.view_as(PortableOptions).job_endpoint
     if name not in PORTABLE_RUNNERS or not endpoint or endpoint == "embed":
         return
-    given = any(a.split("=", 1)[0] in ("--job_server_timeout", "--job-server-timeout") for a in beam_args)
-    wait = options.view_as(PortableOptions).job_server_timeout if given else ENDPOINT_WAIT_S
+    wait = endpoint_wait(beam_args)
     import grpc  # pylint: disable=import-outside-toplevel
 
     channel = grpc.insecure_channel(endpoint)

@@ -78,7 +78,7 @@ def _checked_beam_args(command: str, beam_args) -> list:
         options = beam_options.make_options(checked)
         runner_checks.check_runner(options.view_as(StandardOptions).runner)
         runner_checks.check_job_server_jar(options)
-        runner_checks.check_cluster_master(options)
+        runner_checks.check_cluster_master(options, beam_options.endpoint_wait(checked))
         beam_options.check_job_endpoint(checked)
         return checked
     if beam_args:

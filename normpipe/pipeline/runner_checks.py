@@ -27,12 +27,12 @@ from apache_beam.runners.runner import PipelineRunner
 from apache_beam.version import __version__ as beam_version
 
 from normpipe.core.errors import UserError
+from normpipe.pipeline import beam_options
 
 # Beam's own runner names, as `--runner` takes them (`flink`, `FlinkRunner`, a dotted path).
 _KNOWN = {path.rsplit(".", 1)[-1].lower(): path for path in StandardOptions.ALL_KNOWN_RUNNERS}
 # `--flink_master` values that start no cluster connection.
 _FLINK_LOCAL = ("[local]", "[auto]")
-MASTER_WAIT_S = 20
 
 
 def runner_class_name(runner) -> str:
@@ -125,7 +125,7 @@ def _flink_version(host: str, port: int, wait: float):
             time.sleep(0.5)
 
 
-def check_cluster_master(options, wait: float = MASTER_WAIT_S) -> None:
+def check_cluster_master(options, wait: float) -> None:
     """Refuses a Flink JobManager or Spark master that does not answer within
     `wait` seconds (Flink's client would retry for minutes), and a Flink job
     server jar of another Flink minor version than the cluster's. Not probed:
@@ -169,7 +169,7 @@ def job_failure(exc: BaseException, options):
     text = str(exc)
     name = runner_class_name(options.view_as(StandardOptions).runner or "")
     match = _FAILED_JOB.search(text)
-    if match and name not in ("FnApiRunner", "DirectRunner"):
+    if match and name and not beam_options.is_local_runner(options):
         cause = (match.group(3) or "no cause given").strip().splitlines()[0][:300]
         return f"the {name} job {match.group(1)} ended {match.group(2)}: {cause}"
     download = _JAR_DOWNLOAD.search(text)

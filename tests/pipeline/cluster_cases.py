@@ -86,8 +86,9 @@ def direct_runs(tmp):
     outs = {}
     for command in ("stats", "transform"):
         outs[command] = str(tmp / f"{command}_direct")
-        result = normpipe([command, "--input", data, "--output-dir", outs[command], "--label", "tips",
-                           "--runner=DirectRunner"], str(tmp))
+        label = ["--label", "tips"] if command == "transform" else []
+        result = normpipe([command, "--input", data, "--output-dir", outs[command], *label, "--runner=DirectRunner"],
+                          str(tmp))
         assert result.returncode == 0, result.stderr[-3000:]
     return outs
 

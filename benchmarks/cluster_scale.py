@@ -1,0 +1,352 @@
+"""What a Flink or Spark cluster costs `normpipe stats` and `normpipe transform`, per run and per row.
+
+Runs each command as a whole process (the `normpipe` console script, spawn to
+exit) on seeded synthetic CSVs of two sizes n1 < n2 (the 8 features of
+synthetic_data.py plus a `label` column, which `transform --label` keeps out
+of the normalization), on:
+
+  DirectRunner          no runner flags: normpipe's default
+  Flink, 1 and 2 TMs    clusters.Cluster("flink", workers=N): one slot per TaskManager, --parallelism=N
+  Spark, 1 and 2        clusters.Cluster("spark", workers=N): one core per worker
+
+One cluster at a time: start it, run every command and size on it, stop it.
+Every daemon of a cluster runs on a host of its own (a network namespace) of
+THIS machine, so the figures show what a cluster adds to each run (job
+submission, Beam's job server starting in a JVM, SDK workers starting and
+importing TensorFlow), not a speed-up. A user plans with
+
+  marginal rate = (n2 - n1) / (t2 - t1)          rows/s once the run is going
+  fixed cost    = t1 - n1 * (t2 - t1) / (n2 - n1)  seconds every run pays
+  t(n)         ~= fixed cost + n / marginal rate
+
+Before the timed sizes, each command runs once on --probe-rows rows (10,000 by
+default): it warms the cluster and the page cache, and its time is the fixed
+cost measured rather than extrapolated. Each cluster run also records how many
+SDK workers each worker host's pool started ("Starting worker" in its log),
+to show that every TaskManager or Spark worker did work.
+
+Usage: python benchmarks/cluster_scale.py [--quick] [--sizes 1000000,5000000] [--setups direct,flink1,...]
+"""
+
+import argparse
+import dataclasses
+import json
+import os
+import platform
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+import clusters
+import measure
+import synthetic_data
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+VENV_BIN = os.path.dirname(sys.executable)
+NORMPIPE = shutil.which("normpipe", path=VENV_BIN) or shutil.which("normpipe") or "normpipe"
+COMMANDS = ("stats", "transform")
+# "[normpipe  56.2s] statistics: 20,000 rows analyzed in 56.1s"; transform: "analyzed and transformed in"
+_PIPELINE_TIME = re.compile(r"rows analyzed(?: and transformed)? in ([\d.]+)s")
+POOL_STARTED = "Starting worker"
+
+
+@dataclasses.dataclass(frozen=True)
+class Setup:
+    """Where the commands run: DirectRunner (kind None) or a cluster of `workers` workers."""
+
+    key: str
+    runner: str
+    kind: str | None
+    workers: int
+    name: str | None  # the cluster's name: never "flink" or "spark", which the tests use
+
+
+SETUPS = {
+    s.key: s
+    for s in (
+        Setup("direct", "DirectRunner", None, 1, None),
+        Setup("flink1", "Flink", "flink", 1, "benchf1"),
+        Setup("flink2", "Flink", "flink", 2, "benchf2"),
+        Setup("spark1", "Spark", "spark", 1, "benchs1"),
+        Setup("spark2", "Spark", "spark", 2, "benchs2"),
+    )
+}
+
+
+def _setups(text):
+    names = [s.strip() for s in text.split(",") if s.strip()]
+    unknown = [n for n in names if n not in SETUPS]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(f"setups are {', '.join(SETUPS)}. Received: {text!r}")
+    return names
+
+
+def build_parser():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--sizes", type=measure.parse_sizes, help="row counts (default 1000000,5000000; --quick: 100000,300000)")
+    p.add_argument("--quick", action="store_true", help="smoke run: 100k and 300k rows")
+    p.add_argument("--setups", type=_setups, default=list(SETUPS), help=f"subset of {','.join(SETUPS)}")
+    p.add_argument("--probe-rows", type=int, default=10_000,
+                   help="rows of the first, warming run of each command on each setup (0: none; default 10000)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--work-dir", help="CSVs and outputs (default: a new temporary directory, removed afterwards)")
+    p.add_argument("--results", help="results JSON (default benchmarks/results/cluster_scale[_quick].json)")
+    p.add_argument("--timeout", type=float, default=3600, help="seconds before one run is killed")
+    return p
+
+
+def finish_args(args):
+    args.sizes = args.sizes or ([100_000, 300_000] if args.quick else [1_000_000, 5_000_000])
+    name = "cluster_scale_quick.json" if args.quick else "cluster_scale.json"
+    args.results = args.results or os.path.join(HERE, "results", name)
+    return args
+
+
+# ---------------------------------------------------------------- running
+
+
+def command_line(command, csv, out_dir, cluster):
+    cmd = [NORMPIPE, command, "--input", csv, "--output-dir", out_dir]
+    if command == "transform":
+        cmd += ["--label", synthetic_data.LABEL]
+    return cmd + (cluster.beam_flags() if cluster else [])
+
+
+def pool_starts(cluster):
+    """{worker host: SDK workers its pool has started so far}, or None on DirectRunner."""
+    if cluster is None:
+        return None
+    return {w: cluster.pool_log(w).count(POOL_STARTED) for w in cluster.workers_names}
+
+
+def run_one(command, csv, rows, cluster, args):
+    """One command on one CSV, a whole process; raises RuntimeError with the stderr tail if it fails."""
+    out_dir = os.path.join(args.work_dir, "out", command)
+    shutil.rmtree(out_dir, ignore_errors=True)
+    env = {**os.environ, **(cluster.client_env() if cluster else {})}
+    before = pool_starts(cluster)
+    run = measure.run_measured(command_line(command, csv, out_dir, cluster), env=env, timeout=args.timeout)
+    after = pool_starts(cluster)
+    shutil.rmtree(out_dir, ignore_errors=True)
+    if run.returncode != 0:
+        tail = "\n".join(run.stderr.strip().splitlines()[-25:])
+        raise RuntimeError(f"normpipe {command} on {rows:,} rows exited {run.returncode}:\n{tail}")
+    match = _PIPELINE_TIME.search(run.stderr)
+    started = {w: after[w] - before[w] for w in after} if cluster else None
+    return {
+        "command": command, "rows": rows, "wall_s": run.wall_s, "rows_per_s": rows / run.wall_s,
+        "pipeline_s": float(match.group(1)) if match else None,
+        "client_cpu_s": run.cpu_s, "other_cpu_s": run.other_cpu_s, "loadavg_1m": os.getloadavg()[0],
+        "client_peak_rss_mb": run.peak_rss_mb, "client_tree_rss_mb": run.tree_rss_mb,
+        "sdk_workers_started": started,
+        "every_worker_did_work": all(n > 0 for n in started.values()) if cluster else None,
+    }
+
+
+def _log_run(setup, r):
+    used = "" if r["sdk_workers_started"] is None else "  SDK workers started " + ", ".join(
+        f"{w} {n}" for w, n in r["sdk_workers_started"].items())
+    log(f"  {setup.key:<7} {r['command']:<9} {r['rows']:>10,} rows: {r['wall_s']:7.1f} s  "
+        f"{r['rows_per_s']:>9,.0f} rows/s  load {r['loadavg_1m']:.1f}{used}")
+
+
+def measure_setup(setup, csvs, args):
+    """Every command and size on one setup: the cluster started for it and stopped after."""
+    result = {"runner": setup.runner, "workers": setup.workers, "cluster": setup.name, "runs": [], "errors": {}}
+    cluster = None
+    try:
+        if setup.kind:
+            start = time.perf_counter()
+            cluster = clusters.Cluster(setup.kind, workers=setup.workers, name=setup.name).start()
+            result["cluster_start_s"] = time.perf_counter() - start
+            log(f"{setup.key}: {setup.runner} cluster {setup.name!r} with {setup.workers} worker(s) "
+                f"up in {result['cluster_start_s']:.1f} s; flags {' '.join(cluster.beam_flags())}")
+        for rows, csv, probe in csvs:
+            for command in COMMANDS:
+                if command in result["errors"]:  # its larger sizes would fail alike
+                    continue
+                try:
+                    run = run_one(command, csv, rows, cluster, args)
+                except (RuntimeError, OSError, subprocess.TimeoutExpired) as exc:
+                    log(f"  {setup.key} {command} FAILED: {exc}")
+                    result["errors"][command] = str(exc)
+                    continue
+                run["probe"] = probe
+                result["runs"].append(run)
+                _log_run(setup, run)
+    except (RuntimeError, OSError, subprocess.SubprocessError) as exc:
+        log(f"{setup.key}: cluster FAILED: {exc}")
+        result["errors"]["cluster"] = str(exc)
+    finally:
+        if cluster:
+            cluster.stop()
+    return result
+
+
+def fit(runs, sizes):
+    """(marginal rows/s, fixed s) from the smallest and largest timed size, or (None, None)."""
+    by_rows = {r["rows"]: r["wall_s"] for r in runs if not r["probe"]}
+    if sizes[0] not in by_rows or sizes[-1] not in by_rows:
+        return None, None
+    (n1, t1), (n2, t2) = (sizes[0], by_rows[sizes[0]]), (sizes[-1], by_rows[sizes[-1]])
+    if t2 <= t1:  # noise larger than the work: no estimate
+        return None, None
+    return (n2 - n1) / (t2 - t1), t1 - n1 * (t2 - t1) / (n2 - n1)
+
+
+def add_fits(results, sizes):
+    """Each setup's per-command marginal rate and fixed cost, and the fixed cost over DirectRunner's."""
+    for result in results.values():
+        result["fits"] = {}
+        for command in COMMANDS:
+            runs = [r for r in result["runs"] if r["command"] == command]
+            marginal, fixed = fit(runs, sizes)
+            probe = next((r["wall_s"] for r in runs if r["probe"]), None)
+            result["fits"][command] = {"marginal_rows_per_s": marginal, "fixed_s": fixed, "probe_s": probe}
+    direct = results.get("direct", {}).get("fits", {})
+    for result in results.values():
+        for command, f in result["fits"].items():
+            base = direct.get(command, {}).get("fixed_s")
+            f["fixed_over_direct_s"] = None if base is None or f["fixed_s"] is None else f["fixed_s"] - base
+
+
+# ---------------------------------------------------------------- reporting
+
+
+def log(message):
+    print(message, flush=True)
+
+
+def _rows(n):
+    return f"{n / 1e6:g}M" if n >= 1_000_000 else f"{n / 1e3:g}k"
+
+
+def _num(value, fmt):
+    return "n/a" if value is None else format(value, fmt)
+
+
+def headline(config):
+    load = f"load average {config['loadavg_at_start'][0]:.1f} at the start"
+    if "loadavg_at_end" in config:
+        load += f", {config['loadavg_at_end'][0]:.1f} at the end"
+    return (f"ONE machine with {config['cpus']} CPUs, busy with other work at the same time ({load}): "
+            "every cluster host is a network namespace "
+            "of this machine, so these figures show what a cluster ADDS to each run (job submission, Beam's "
+            "job server starting, SDK workers starting), not a speed-up. Plan with the fixed cost and the "
+            "marginal rate: t(n) ~= fixed + n / marginal.")
+
+
+def _workers_cell(run):
+    started = run["sdk_workers_started"]
+    return "-" if started is None else " / ".join(str(n) for n in started.values())
+
+
+def runs_table(results):
+    lines = ["| runner | workers | command | rows | seconds | rows/s | SDK workers started per worker |",
+             "|---|---:|---|---:|---:|---:|---|"]
+    for r in results.values():
+        for run in r["runs"]:
+            rows = f"{run['rows']:,}" + (" (first run)" if run["probe"] else "")
+            lines.append(f"| {r['runner']} | {r['workers']} | {run['command']} | {rows} | {run['wall_s']:.1f} | "
+                         f"{run['rows_per_s']:,.0f} | {_workers_cell(run)} |")
+        for command, error in r["errors"].items():
+            lines.append(f"| {r['runner']} | {r['workers']} | {command} | FAILED | | | {error.splitlines()[0]} |")
+    return "\n".join(lines)
+
+
+def fits_table(results, sizes, probe_rows):
+    span = f"{_rows(sizes[0])}-{_rows(sizes[-1])}"
+    lines = [f"| runner | workers | command | fixed s ({span}) | fixed over DirectRunner s | "
+             f"marginal rows/s ({span}) | seconds at {probe_rows:,} rows | cluster start s |",
+             "|---|---:|---|---:|---:|---:|---:|---:|"]
+    for r in results.values():
+        for command, f in r.get("fits", {}).items():
+            lines.append(f"| {r['runner']} | {r['workers']} | {command} | {_num(f['fixed_s'], '.1f')} | "
+                         f"{_num(f['fixed_over_direct_s'], '+.1f')} | {_num(f['marginal_rows_per_s'], ',.0f')} | "
+                         f"{_num(f['probe_s'], '.1f')} | {_num(r.get('cluster_start_s'), '.1f')} |")
+    return "\n".join(lines)
+
+
+def figures(results):
+    """throughput_report.py's shape: rows/s per setup and command; fixed and per-row time of each run."""
+    lines, stages = {}, {}
+    for r in results.values():
+        for run in (x for x in r["runs"] if not x["probe"]):
+            label = f"{r['runner']} {r['workers']}w {run['command']}"
+            lines.setdefault(label, []).append([run["rows"], run["rows_per_s"]])
+            fixed = r["fits"][run["command"]]["fixed_s"]
+            if fixed is not None:
+                stages[f"{label}\n{_rows(run['rows'])}"] = {
+                    "fixed cost (estimated)": fixed, "rows": run["wall_s"] - fixed}
+    return {"throughput": lines, "stages": stages}
+
+
+def _git(*args):
+    done = subprocess.run(["git", "-C", ROOT, *args], capture_output=True, text=True, check=False)
+    return done.stdout.strip()
+
+
+def environment(args):
+    import apache_beam  # pylint: disable=import-outside-toplevel
+
+    return {
+        "machine_note": "machine busy with other work (the test suite ran its own clusters at the same time)",
+        "sizes": args.sizes, "probe_rows": args.probe_rows, "seed": args.seed, "setups": args.setups,
+        "cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
+        "apache_beam": apache_beam.__version__, "beam_job_server": clusters.BEAM_JAVA,
+        "flink": clusters.FLINK, "spark": clusters.SPARK,
+        "git_head": _git("rev-parse", "HEAD"), "normpipe_modified": bool(_git("status", "--porcelain", "normpipe")),
+        "loadavg_at_start": list(os.getloadavg()), "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+    }
+
+
+def write(results, args):
+    os.makedirs(os.path.dirname(args.results), exist_ok=True)
+    with open(args.results, "w", encoding="utf-8") as f:
+        json.dump(results, f, indent=2)
+
+
+def prepare_csvs(args):
+    """[(rows, path, is the probe)], the probe first; generated into the work directory."""
+    sizes = ([(args.probe_rows, True)] if args.probe_rows else []) + [(n, False) for n in args.sizes]
+    log(f"seeded CSVs ({', '.join(f'{n:,}' for n, _ in sizes)} rows) in {args.work_dir}")
+    csvs = [(n, synthetic_data.ensure_labelled_csv(args.work_dir, n, args.seed), probe) for n, probe in sizes]
+    for _, csv, _ in csvs:
+        measure.warm_page_cache(csv)
+    return csvs
+
+
+def main(argv=None) -> int:
+    args = finish_args(build_parser().parse_args(argv))
+    own_dir = args.work_dir is None
+    args.work_dir = os.path.abspath(args.work_dir or tempfile.mkdtemp(prefix="cluster_scale-"))
+    doc = {"config": environment(args), "setups": {}}
+    log(headline(doc["config"]) + "\n")
+    try:
+        csvs = prepare_csvs(args)
+        for key in args.setups:
+            doc["setups"][key] = measure_setup(SETUPS[key], csvs, args)
+            write(doc, args)  # what is done so far survives a later failure
+    finally:
+        if own_dir:
+            shutil.rmtree(args.work_dir, ignore_errors=True)
+    doc["config"]["loadavg_at_end"] = list(os.getloadavg())
+    add_fits(doc["setups"], args.sizes)
+    doc["headline"] = headline(doc["config"])
+    doc["markdown"] = runs_table(doc["setups"]) + "\n\n" + fits_table(doc["setups"], args.sizes, args.probe_rows)
+    doc["figures"] = figures(doc["setups"])
+    log("\n" + doc["headline"] + "\n\n" + doc["markdown"])
+    write(doc, args)
+    log(f"\nwrote {os.path.relpath(args.results)}")
+    failed = {k: list(r["errors"]) for k, r in doc["setups"].items() if r["errors"]}
+    if failed:
+        log(f"FAILED: {failed}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
