@@ -81,9 +81,9 @@ def test_run_on_flink_exports_a_model_that_passes_verify(tmp_path, flink):
 
 def test_flink_master_that_does_not_answer_is_one_line(tmp_path, flink):
     flags = [f"--flink_master={flink.master}:9" if f.startswith("--flink_master") else f for f in flink.beam_flags()]
-    result = cases.normpipe(["stats", "--input", cases.copy_input(tmp_path), "--output-dir", "out", "--", *flags],
-                            str(tmp_path))
-    assert_user_error(result, f"no Flink JobManager answered at --flink_master={flink.master}:9 within 20 s")
+    result = cases.normpipe(["stats", "--input", cases.copy_input(tmp_path), "--output-dir", "out", "--", *flags,
+                             "--job_server_timeout=3"], str(tmp_path))
+    assert_user_error(result, f"no Flink JobManager answered at --flink_master={flink.master}:9 within 3 s")
     cases.assert_nothing_published(str(tmp_path / "out"))
 
 

@@ -82,9 +82,9 @@ def test_run_on_spark_exports_a_model_that_passes_verify(tmp_path, spark):
 def test_spark_master_that_does_not_answer_is_one_line(tmp_path, spark):
     url = f"spark://{spark.master}:9"
     flags = [f"--spark_master_url={url}" if f.startswith("--spark_master_url") else f for f in spark.beam_flags()]
-    result = cases.normpipe(["stats", "--input", cases.copy_input(tmp_path), "--output-dir", "out", "--", *flags],
-                            str(tmp_path), spark.client_env())
-    assert_user_error(result, f"no Spark master answered at --spark_master_url={url} within 20 s")
+    result = cases.normpipe(["stats", "--input", cases.copy_input(tmp_path), "--output-dir", "out", "--", *flags,
+                             "--job_server_timeout=3"], str(tmp_path), spark.client_env())
+    assert_user_error(result, f"no Spark master answered at --spark_master_url={url} within 3 s")
     cases.assert_nothing_published(str(tmp_path / "out"))
 
 
