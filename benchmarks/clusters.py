@@ -395,9 +395,17 @@ class Cluster:
                 f"--spark_job_server_jar={job_server_jar('spark')}", *common]
 
     def client_env(self) -> dict:
-        """Extra environment of the normpipe process: Spark's driver (in the job
-        server) must tell executors an address they reach, not loopback."""
-        return {"SPARK_LOCAL_IP": self.hosts.gateway} if self.kind == "spark" else {}
+        """Extra environment of the normpipe process, for Spark's driver (in
+        Beam's job server, a JVM that normpipe starts): the address it gives
+        executors must be one they reach (SPARK_LOCAL_IP), and a job waits
+        for every worker's executor before it starts (else a small job runs
+        on whichever registers first). SparkConf reads `spark.*` system
+        properties, which JAVA_TOOL_OPTIONS sets for the job server's JVM."""
+        if self.kind != "spark":
+            return {}
+        return {"SPARK_LOCAL_IP": self.hosts.gateway,
+                "JAVA_TOOL_OPTIONS": "-Dspark.scheduler.minRegisteredResourcesRatio=1.0 "
+                                     "-Dspark.scheduler.maxRegisteredResourcesWaitingTime=60s"}
 
     def pool_log(self, worker: str) -> str:
         with open(self.logs[f"{worker}-pool"]) as f:
@@ -440,7 +448,7 @@ def main(argv=None) -> int:
     print(f"{args.kind} cluster up; logs in {cluster.folder}")
     print("pass normpipe these flags:\n  " + " ".join(cluster.beam_flags()))
     for key, value in cluster.client_env().items():
-        print(f"and run normpipe with {key}={value} in its environment")
+        print(f"and run normpipe with {key}={value!r} in its environment")
     return 0
 
 
