@@ -13,11 +13,12 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
 
-from tests.conftest import TAXI_CSV
+from tests.conftest import TAXI_CSV, assert_user_error
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
@@ -155,3 +156,63 @@ def assert_nothing_published(out_dir) -> None:
     if os.path.isdir(out_dir):
         left = sorted(n for n in os.listdir(out_dir) if not n.startswith("."))
         assert not {"statistics.json", "transform", "transformed", "serving"} & set(left), left
+
+
+def _replace_flag(cluster, name: str, value: str) -> list:
+    return [f"{name}={value}" if f.startswith(name + "=") else f for f in cluster.beam_flags()]
+
+
+def check_stats(cluster, tmp, direct) -> None:
+    """`stats` on the cluster: DirectRunner's statistics, SDK workers started beside every worker."""
+    before = workers_started(cluster)
+    result = on(cluster, ["stats", "--input", copy_input(tmp), "--output-dir", "out"], str(tmp))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert_same_statistics(tmp / "out", direct["stats"])
+    after = workers_started(cluster)
+    assert all(after[w] > before[w] for w in cluster.workers_names), (before, after)
+
+
+def check_transform(cluster, tmp, direct) -> None:
+    """`transform` on the cluster: DirectRunner's statistics and transformed examples."""
+    result = on(cluster, ["transform", "--input", copy_input(tmp), "--output-dir", "out", "--label", "tips"],
+                str(tmp))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert_same_statistics(tmp / "out", direct["transform"])
+    assert_same_examples(tmp / "out", direct["transform"])
+
+
+def check_run(cluster, tmp) -> None:
+    """`run --label` on the cluster: an export that passes every verify check."""
+    result = on(cluster, ["run", "--input", copy_input(tmp), "--output-dir", "out", "--label", "tips",
+                          "--epochs", "1"], str(tmp))
+    assert_run_passes_verify(result, str(tmp / "out"))
+
+
+def check_master_that_does_not_answer(cluster, tmp, expected: str) -> None:
+    """The master's port closed: one line within --job_server_timeout, nothing published."""
+    name, value = (("--flink_master", f"{cluster.master}:9") if cluster.kind == "flink"
+                   else ("--spark_master_url", f"spark://{cluster.master}:9"))
+    result = normpipe(["stats", "--input", copy_input(tmp), "--output-dir", "out", "--",
+                       *_replace_flag(cluster, name, value), "--job_server_timeout=3"], str(tmp), cluster.client_env())
+    assert_user_error(result, f"{expected} at {name}={value} within 3 s")
+    assert_nothing_published(str(tmp / "out"))
+
+
+def check_job_server_jar_not_found(cluster, tmp) -> None:
+    name = f"--{cluster.kind}_job_server_jar"
+    missing = str(tmp / os.path.basename(clusters.job_server_jar(cluster.kind)))
+    result = normpipe(["stats", "--input", copy_input(tmp), "--output-dir", "out", "--",
+                       *_replace_flag(cluster, name, missing)], str(tmp), cluster.client_env())
+    artifact = "flink-" if cluster.kind == "flink" else "spark-3-job-server"
+    assert_user_error(result, f"{name}={missing}: no such file; get Beam's {cluster.kind.capitalize()} job server "
+                              f"with `mvn dependency:get -Dtransitive=false -Dartifact=org.apache.beam:beam-runners-"
+                              f"{artifact}")
+
+
+def check_workers_that_cannot_import_normpipe(cluster, tmp) -> None:
+    start = time.monotonic()
+    result = on(cluster, ["stats", "--input", copy_input(tmp), "--output-dir", "out"], str(tmp),
+                pool_port=BLOCKED_POOL_PORT, timeout=600)
+    assert_user_error(result, "a Beam worker cannot import normpipe")
+    assert time.monotonic() - start < 300
+    assert_nothing_published(str(tmp / "out"))

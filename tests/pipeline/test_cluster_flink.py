@@ -52,49 +52,25 @@ def _last_job_hosts(cluster) -> set:
 
 
 def test_stats_on_flink_equals_direct_runner_and_both_taskmanagers_work(tmp_path, flink, direct):
-    data = cases.copy_input(tmp_path)
-    before = cases.workers_started(flink)
-    result = cases.on(flink, ["stats", "--input", data, "--output-dir", "out"], str(tmp_path))
-    assert result.returncode == 0, result.stderr[-3000:]
-    cases.assert_same_statistics(tmp_path / "out", direct["stats"])
+    cases.check_stats(flink, tmp_path, direct)
     assert _last_job_hosts(flink) == {"worker1", "worker2"}
-    after = cases.workers_started(flink)
-    assert all(after[w] > before[w] for w in flink.workers_names), (before, after)
 
 
 def test_transform_on_flink_equals_direct_runner(tmp_path, flink, direct):
-    data = cases.copy_input(tmp_path)
-    result = cases.on(flink, ["transform", "--input", data, "--output-dir", "out", "--label", "tips"],
-                      str(tmp_path))
-    assert result.returncode == 0, result.stderr[-3000:]
-    cases.assert_same_statistics(tmp_path / "out", direct["transform"])
-    cases.assert_same_examples(tmp_path / "out", direct["transform"])
+    cases.check_transform(flink, tmp_path, direct)
     assert _last_job_hosts(flink) == {"worker1", "worker2"}
 
 
 def test_run_on_flink_exports_a_model_that_passes_verify(tmp_path, flink):
-    data = cases.copy_input(tmp_path)
-    result = cases.on(flink, ["run", "--input", data, "--output-dir", "out", "--label", "tips", "--epochs", "1"],
-                      str(tmp_path))
-    cases.assert_run_passes_verify(result, str(tmp_path / "out"))
+    cases.check_run(flink, tmp_path)
 
 
 def test_flink_master_that_does_not_answer_is_one_line(tmp_path, flink):
-    flags = [f"--flink_master={flink.master}:9" if f.startswith("--flink_master") else f for f in flink.beam_flags()]
-    result = cases.normpipe(["stats", "--input", cases.copy_input(tmp_path), "--output-dir", "out", "--", *flags,
-                             "--job_server_timeout=3"], str(tmp_path))
-    assert_user_error(result, f"no Flink JobManager answered at --flink_master={flink.master}:9 within 3 s")
-    cases.assert_nothing_published(str(tmp_path / "out"))
+    cases.check_master_that_does_not_answer(flink, tmp_path, "no Flink JobManager answered")
 
 
 def test_job_server_jar_that_cannot_be_found_is_one_line(tmp_path, flink):
-    missing = str(tmp_path / "beam-runners-flink-1.19-job-server-2.62.0.jar")
-    flags = [f"--flink_job_server_jar={missing}" if f.startswith("--flink_job_server_jar") else f
-             for f in flink.beam_flags()]
-    result = cases.normpipe(["stats", "--input", cases.copy_input(tmp_path), "--output-dir", "out", "--", *flags],
-                            str(tmp_path))
-    assert_user_error(result, f"--flink_job_server_jar={missing}: no such file; get Beam's Flink job server with "
-                              "`mvn dependency:get -Dtransitive=false -Dartifact=org.apache.beam:beam-runners-flink-")
+    cases.check_job_server_jar_not_found(flink, tmp_path)
 
 
 class _NotFound(http.server.BaseHTTPRequestHandler):
@@ -131,12 +107,7 @@ def test_job_server_of_another_flink_version_is_one_line(tmp_path, flink):
 
 
 def test_taskmanager_that_cannot_import_normpipe_is_one_line(tmp_path, flink):
-    start = time.monotonic()
-    result = cases.on(flink, ["stats", "--input", cases.copy_input(tmp_path), "--output-dir", "out"],
-                      str(tmp_path), pool_port=cases.BLOCKED_POOL_PORT, timeout=600)
-    assert_user_error(result, "a Beam worker cannot import normpipe")
-    assert time.monotonic() - start < 300
-    cases.assert_nothing_published(str(tmp_path / "out"))
+    cases.check_workers_that_cannot_import_normpipe(flink, tmp_path)
 
 
 def test_taskmanager_killed_in_the_middle_of_a_job_ends_the_command(tmp_path, flink):

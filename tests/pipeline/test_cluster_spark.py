@@ -7,12 +7,10 @@ NORMPIPE_NO_SKIP).
 """
 
 import json
-import time
 import urllib.request
 
 import pytest
 
-from tests.conftest import assert_user_error
 from tests.pipeline import cluster_cases as cases
 
 pytestmark = pytest.mark.slow
@@ -50,58 +48,26 @@ def _workers_that_ran_the_last_app(cluster) -> set:
 
 
 def test_stats_on_spark_equals_direct_runner_and_both_workers_work(tmp_path, spark, direct):
-    data = cases.copy_input(tmp_path)
-    before = cases.workers_started(spark)
-    result = cases.on(spark, ["stats", "--input", data, "--output-dir", "out"], str(tmp_path))
-    assert result.returncode == 0, result.stderr[-3000:]
-    cases.assert_same_statistics(tmp_path / "out", direct["stats"])
-    after = cases.workers_started(spark)
-    assert all(after[w] > before[w] for w in spark.workers_names), (before, after)
+    cases.check_stats(spark, tmp_path, direct)
     assert _workers_that_ran_the_last_app(spark) == set(spark.workers_names)
 
 
 def test_transform_on_spark_equals_direct_runner(tmp_path, spark, direct):
-    data = cases.copy_input(tmp_path)
-    before = cases.workers_started(spark)
-    result = cases.on(spark, ["transform", "--input", data, "--output-dir", "out", "--label", "tips"],
-                      str(tmp_path))
-    assert result.returncode == 0, result.stderr[-3000:]
-    cases.assert_same_statistics(tmp_path / "out", direct["transform"])
-    cases.assert_same_examples(tmp_path / "out", direct["transform"])
-    after = cases.workers_started(spark)
-    assert all(after[w] > before[w] for w in spark.workers_names), (before, after)
+    cases.check_transform(spark, tmp_path, direct)
+    assert _workers_that_ran_the_last_app(spark) == set(spark.workers_names)
 
 
 def test_run_on_spark_exports_a_model_that_passes_verify(tmp_path, spark):
-    data = cases.copy_input(tmp_path)
-    result = cases.on(spark, ["run", "--input", data, "--output-dir", "out", "--label", "tips", "--epochs", "1"],
-                      str(tmp_path))
-    cases.assert_run_passes_verify(result, str(tmp_path / "out"))
+    cases.check_run(spark, tmp_path)
 
 
 def test_spark_master_that_does_not_answer_is_one_line(tmp_path, spark):
-    url = f"spark://{spark.master}:9"
-    flags = [f"--spark_master_url={url}" if f.startswith("--spark_master_url") else f for f in spark.beam_flags()]
-    result = cases.normpipe(["stats", "--input", cases.copy_input(tmp_path), "--output-dir", "out", "--", *flags,
-                             "--job_server_timeout=3"], str(tmp_path), spark.client_env())
-    assert_user_error(result, f"no Spark master answered at --spark_master_url={url} within 3 s")
-    cases.assert_nothing_published(str(tmp_path / "out"))
+    cases.check_master_that_does_not_answer(spark, tmp_path, "no Spark master answered")
 
 
 def test_job_server_jar_that_cannot_be_found_is_one_line(tmp_path, spark):
-    missing = str(tmp_path / "beam-runners-spark-3-job-server-2.62.0.jar")
-    flags = [f"--spark_job_server_jar={missing}" if f.startswith("--spark_job_server_jar") else f
-             for f in spark.beam_flags()]
-    result = cases.normpipe(["stats", "--input", cases.copy_input(tmp_path), "--output-dir", "out", "--", *flags],
-                            str(tmp_path), spark.client_env())
-    assert_user_error(result, f"--spark_job_server_jar={missing}: no such file; get Beam's Spark job server with "
-                              "`mvn dependency:get -Dtransitive=false -Dartifact=org.apache.beam:beam-runners-spark-3")
+    cases.check_job_server_jar_not_found(spark, tmp_path)
 
 
 def test_spark_worker_that_cannot_import_normpipe_is_one_line(tmp_path, spark):
-    start = time.monotonic()
-    result = cases.on(spark, ["stats", "--input", cases.copy_input(tmp_path), "--output-dir", "out"],
-                      str(tmp_path), pool_port=cases.BLOCKED_POOL_PORT, timeout=600)
-    assert_user_error(result, "a Beam worker cannot import normpipe")
-    assert time.monotonic() - start < 300
-    cases.assert_nothing_published(str(tmp_path / "out"))
+    cases.check_workers_that_cannot_import_normpipe(spark, tmp_path)

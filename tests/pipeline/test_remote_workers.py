@@ -10,7 +10,6 @@ normpipe is installed. A second pool runs where normpipe cannot be imported.
 Root and `ip netns` are needed; the test is skipped without them.
 """
 
-import glob
 import json
 import os
 import shutil
@@ -23,19 +22,11 @@ import time
 import pytest
 
 from tests.conftest import TAXI_CSV, assert_user_error
+from tests.pipeline.cluster_cases import BLOCKER, examples
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 VENV_BIN = os.path.dirname(sys.executable)
 JOB_PORT, POOL_PORT, BLOCKED_POOL_PORT = 18099, 50000, 50001
-BLOCKER = '''
-import importlib.abc, sys
-class _NoNormpipe(importlib.abc.MetaPathFinder):
-    def find_spec(self, name, path=None, target=None):
-        if name == "normpipe" or name.startswith("normpipe."):
-            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
-        return None
-sys.meta_path.insert(0, _NoNormpipe())
-'''
 
 
 def _sh(*args, check=True):
@@ -161,19 +152,6 @@ def _normpipe(args, cwd, timeout=900):
     return subprocess.run([exe, *args], capture_output=True, text=True, cwd=cwd, timeout=timeout, env=env)
 
 
-def _examples(folder):
-    """Every transformed tf.train.Example as a sorted tuple of (feature, values): a multiset of rows."""
-    import tensorflow as tf  # pylint: disable=import-outside-toplevel
-
-    rows = []
-    files = sorted(glob.glob(os.path.join(folder, "transformed", "*.tfrecord.gz")))
-    for record in tf.data.TFRecordDataset(files, compression_type="GZIP"):
-        example = tf.train.Example.FromString(record.numpy())
-        rows.append(tuple(sorted((k, tuple(v.float_list.value) or tuple(v.int64_list.value))
-                                 for k, v in example.features.feature.items())))
-    return sorted(rows)
-
-
 @pytest.mark.slow
 def test_stats_and_transform_on_workers_in_other_namespaces_equal_direct_runner(tmp_path, cluster):
     (tmp_path / "in").mkdir()
@@ -190,7 +168,7 @@ def test_stats_and_transform_on_workers_in_other_namespaces_equal_direct_runner(
                 documents[command, where] = json.load(f)
         assert documents[command, "remote"]["features"] == documents[command, "local"]["features"]
         assert documents[command, "remote"]["num_examples"] == documents[command, "local"]["num_examples"] == 15002
-    local, remote = _examples(tmp_path / "transform_local"), _examples(tmp_path / "transform_remote")
+    local, remote = examples(tmp_path / "transform_local"), examples(tmp_path / "transform_remote")
     assert len(local) == 15002 and remote == local
     with open(cluster.pool_log) as f:
         assert "Starting worker" in f.read()  # the pool in the worker namespace ran the SDK workers
