@@ -36,6 +36,7 @@ import argparse
 import contextlib
 import json
 import os
+import shlex
 import shutil
 import signal
 import socket
@@ -162,6 +163,30 @@ def _fetch_job_server(kind: str) -> None:
     with zipfile.ZipFile(jar + ".part", "w") as out:
         out.writestr("META-INF/MANIFEST.MF", _manifest(MAIN_CLASS[kind], entries))
     os.rename(jar + ".part", jar)
+
+
+def spark_conf() -> dict:
+    """The settings of Spark's driver, in Beam's Spark job server:
+
+    - the address it gives executors is one they reach (SPARK_LOCAL_IP, set
+      beside these);
+    - a job waits for every worker's executor before it starts (else a small
+      job runs on whichever registers first);
+    - as the Flink cluster here runs without a restart strategy, a job fails
+      at a task's first failure (Spark's 4 attempts would each wait up to 3
+      minutes for an SDK worker that cannot start);
+    - executors put Beam's guava before Spark's guava 14: Beam's Google Cloud
+      Storage support (gcsio, loaded by Beam's filesystem registrars) needs
+      guava 32 or newer and fails the first task on each executor otherwise
+      (NoSuchMethodError in GoogleCloudStorageReadOptions). The jars must be
+      at that path on every worker (here the hosts share the file system).
+    """
+    lib = os.path.join(os.path.dirname(job_server_jar("spark")), "lib")
+    guava = sorted(n for n in os.listdir(lib) if n.startswith(("guava-", "failureaccess-")))
+    return {"spark.scheduler.minRegisteredResourcesRatio": "1.0",
+            "spark.scheduler.maxRegisteredResourcesWaitingTime": "60s",
+            "spark.task.maxFailures": "1",
+            "spark.executor.extraClassPath": os.pathsep.join(os.path.join(lib, n) for n in guava)}
 
 
 def fetch(kind: str) -> None:
@@ -396,16 +421,13 @@ class Cluster:
 
     def client_env(self) -> dict:
         """Extra environment of the normpipe process, for Spark's driver (in
-        Beam's job server, a JVM that normpipe starts): the address it gives
-        executors must be one they reach (SPARK_LOCAL_IP), and a job waits
-        for every worker's executor before it starts (else a small job runs
-        on whichever registers first). SparkConf reads `spark.*` system
-        properties, which JAVA_TOOL_OPTIONS sets for the job server's JVM."""
+        Beam's job server, a JVM that normpipe starts). SparkConf reads
+        `spark.*` system properties, which JAVA_TOOL_OPTIONS sets for that
+        JVM; see spark_conf for what they are and why."""
         if self.kind != "spark":
             return {}
         return {"SPARK_LOCAL_IP": self.hosts.gateway,
-                "JAVA_TOOL_OPTIONS": "-Dspark.scheduler.minRegisteredResourcesRatio=1.0 "
-                                     "-Dspark.scheduler.maxRegisteredResourcesWaitingTime=60s"}
+                "JAVA_TOOL_OPTIONS": " ".join(f"-D{key}={value}" for key, value in spark_conf().items())}
 
     def pool_log(self, worker: str) -> str:
         with open(self.logs[f"{worker}-pool"]) as f:
@@ -447,8 +469,10 @@ def main(argv=None) -> int:
     cluster.start()
     print(f"{args.kind} cluster up; logs in {cluster.folder}")
     print("pass normpipe these flags:\n  " + " ".join(cluster.beam_flags()))
+    if cluster.client_env():
+        print("in the environment of normpipe's process:")
     for key, value in cluster.client_env().items():
-        print(f"and run normpipe with {key}={value!r} in its environment")
+        print(f"  export {key}={shlex.quote(value)}")
     return 0
 
 
