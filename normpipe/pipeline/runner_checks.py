@@ -171,6 +171,11 @@ def job_failure(exc: BaseException, options):
     match = _FAILED_JOB.search(text)
     if match and name and not beam_options.is_local_runner(options):
         cause = (match.group(3) or "no cause given").strip().splitlines()[0][:300]
+        if "TimeoutException" in cause and "Waited" in cause:
+            # Beam's Spark runner waits 3 minutes for an SDK worker that died
+            # (one that cannot import normpipe, say) and reports only the wait.
+            cause += (" (the runner waited for an SDK worker that did not start or answer: check that normpipe "
+                      "imports in the workers' Python; the worker pool's log says why)")
         return f"the {name} job {match.group(1)} ended {match.group(2)}: {cause}"
     download = _JAR_DOWNLOAD.search(text)
     if download and name in ("FlinkRunner", "SparkRunner") and type(exc).__name__ in (

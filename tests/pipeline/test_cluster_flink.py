@@ -107,7 +107,7 @@ def test_job_server_of_another_flink_version_is_one_line(tmp_path, flink):
 
 
 def test_taskmanager_that_cannot_import_normpipe_is_one_line(tmp_path, flink):
-    cases.check_workers_that_cannot_import_normpipe(flink, tmp_path)
+    cases.check_workers_that_cannot_import_normpipe(flink, tmp_path, "a Beam worker cannot import normpipe", 300)
 
 
 def test_taskmanager_killed_in_the_middle_of_a_job_ends_the_command(tmp_path, flink):

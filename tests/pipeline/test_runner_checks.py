@@ -76,3 +76,11 @@ def test_a_job_the_cluster_failed_is_one_line_naming_the_runner():
     line = runner_checks.job_failure(exc, PipelineOptions(["--runner=FlinkRunner"]))
     assert line == "the FlinkRunner job BeamApp-root-1 ended FAILED: java.lang.Exception: TaskManager lost"
     assert runner_checks.job_failure(exc, PipelineOptions([])) is None  # the local runner raises its own errors
+
+
+def test_a_job_that_waited_for_an_sdk_worker_says_what_to_check():
+    exc = RuntimeError("Pipeline BeamApp-2 failed in state FAILED: java.util.concurrent.TimeoutException: Waited 3 "
+                       "minutes (plus 1 nanoseconds delay) for SettableFuture@1[status=PENDING]")
+    line = runner_checks.job_failure(exc, PipelineOptions(["--runner=SparkRunner"]))
+    assert line.startswith("the SparkRunner job BeamApp-2 ended FAILED: java.util.concurrent.TimeoutException: Waited")
+    assert line.endswith("check that normpipe imports in the workers' Python; the worker pool's log says why)")
