@@ -38,7 +38,9 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+import urllib.request
 
 import clusters
 import measure
@@ -52,6 +54,12 @@ COMMANDS = ("stats", "transform")
 # "[normpipe  56.2s] statistics: 20,000 rows analyzed in 56.1s"; transform: "analyzed and transformed in"
 _PIPELINE_TIME = re.compile(r"rows analyzed(?: and transformed)? in ([\d.]+)s")
 POOL_STARTED = "Starting worker"
+_ERROR_LINE = re.compile(r"Exception|Error|ERROR|SEVERE|Caused by")
+OOM = "java.lang.OutOfMemoryError"
+# A JVM thread that runs out of heap (a TaskManager's gRPC data plane, say)
+# dies alone: the job then waits forever. The run's job is cancelled this
+# long after the first OutOfMemoryError in the cluster's logs.
+OOM_GRACE_S = 60
 
 
 @dataclasses.dataclass(frozen=True)
@@ -123,18 +131,101 @@ def pool_starts(cluster):
     return {w: cluster.pool_log(w).count(POOL_STARTED) for w in cluster.workers_names}
 
 
+class LogWatch(threading.Thread):
+    """What a cluster's daemons log during one run (every `*.log` and Spark executor `stderr` under
+    its folder); cancels the cluster's jobs OOM_GRACE_S after a JVM logs an OutOfMemoryError."""
+
+    def __init__(self, cluster):
+        super().__init__(daemon=True)
+        self.cluster, self.text, self.cancelled = cluster, "", []
+        self._offsets = {path: os.path.getsize(path) for path in self._files()}
+        self._done = threading.Event()
+
+    def _files(self):
+        for folder, _, names in os.walk(self.cluster.folder):
+            yield from (os.path.join(folder, n) for n in names if n.endswith(".log") or n == "stderr")
+
+    def _read_new(self):
+        for path in self._files():
+            with open(path, encoding="utf-8", errors="replace") as f:
+                f.seek(self._offsets.get(path, 0))
+                self.text += f.read()
+                self._offsets[path] = f.tell()
+
+    def run(self):
+        oom_at = None
+        while not self._done.wait(5):
+            self._read_new()
+            if oom_at is None and OOM in self.text:
+                oom_at = time.monotonic()
+            if oom_at is not None and not self.cancelled and time.monotonic() - oom_at > OOM_GRACE_S:
+                try:
+                    self.cancelled = cancel_jobs(self.cluster)
+                except (OSError, ValueError, KeyError) as exc:
+                    self.cancelled = [f"cancelling failed: {exc}"]
+
+    def stop(self):
+        self._done.set()
+        self.join()
+        self._read_new()
+
+    def errors(self, limit=12):
+        """The OutOfMemoryError lines first, then other ERROR and `Caused by` lines."""
+        lines = self.text.splitlines()
+        ooms = [line for line in lines if OOM in line]
+        others = [line for line in lines if re.search(r"\bERROR\b|^Caused by", line) and OOM not in line]
+        return _unique(ooms + others)[:limit]
+
+
+def _http(url, method="GET", data=None):
+    request = urllib.request.Request(url, method=method, data=data)
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return json.load(response) if method == "GET" else None
+
+
+def cancel_jobs(cluster):
+    """Cancels the cluster's running jobs through its master's REST API; the ids cancelled."""
+    master = cluster.master
+    if cluster.kind == "flink":
+        jobs = [j["jid"] for j in _http(f"http://{master}:8081/jobs/overview")["jobs"] if j["state"] == "RUNNING"]
+        for jid in jobs:
+            _http(f"http://{master}:8081/jobs/{jid}?mode=cancel", method="PATCH")
+    else:
+        jobs = [a["id"] for a in _http(f"http://{master}:8080/json/")["activeapps"]]
+        for app in jobs:
+            _http(f"http://{master}:8080/app/kill/", method="POST", data=f"id={app}&terminate=true".encode())
+    log(f"  {OOM} in the cluster's logs: cancelled {', '.join(jobs) or 'no running job'}")
+    return jobs or ["none running"]
+
+
+def _cluster_side(watch):
+    if watch is None:
+        return ""
+    cancelled = f"\njob cancelled by the benchmark after {OOM}: {watch.cancelled}" if watch.cancelled else ""
+    return cancelled + "\ncluster logs:\n" + "\n".join(watch.errors())
+
+
 def run_one(command, csv, rows, cluster, args):
-    """One command on one CSV, a whole process; raises RuntimeError with the stderr tail if it fails."""
+    """One command on one CSV, a whole process; raises RuntimeError with the stderr tail (and the
+    cluster's error lines) if it fails."""
     out_dir = os.path.join(args.work_dir, "out", command)
     shutil.rmtree(out_dir, ignore_errors=True)
     env = {**os.environ, **(cluster.client_env() if cluster else {})}
-    before = pool_starts(cluster)
-    run = measure.run_measured(command_line(command, csv, out_dir, cluster), env=env, timeout=args.timeout)
+    before, watch = pool_starts(cluster), LogWatch(cluster) if cluster else None
+    if watch:
+        watch.start()
+    try:
+        run = measure.run_measured(command_line(command, csv, out_dir, cluster), env=env, timeout=args.timeout)
+        failed = None if run.returncode == 0 else f"exited {run.returncode}:\n{failure_text(run.stderr)}"
+    except subprocess.TimeoutExpired:
+        failed = f"killed after {args.timeout:g} s"
+    finally:
+        if watch:
+            watch.stop()
     after = pool_starts(cluster)
     shutil.rmtree(out_dir, ignore_errors=True)
-    if run.returncode != 0:
-        tail = "\n".join(run.stderr.strip().splitlines()[-25:])
-        raise RuntimeError(f"normpipe {command} on {rows:,} rows exited {run.returncode}:\n{tail}")
+    if failed:
+        raise RuntimeError(f"normpipe {command} on {rows:,} rows {failed}{_cluster_side(watch)}")
     match = _PIPELINE_TIME.search(run.stderr)
     started = {w: after[w] - before[w] for w in after} if cluster else None
     return {
@@ -142,9 +233,31 @@ def run_one(command, csv, rows, cluster, args):
         "pipeline_s": float(match.group(1)) if match else None,
         "client_cpu_s": run.cpu_s, "other_cpu_s": run.other_cpu_s, "loadavg_1m": os.getloadavg()[0],
         "client_peak_rss_mb": run.peak_rss_mb, "client_tree_rss_mb": run.tree_rss_mb,
-        "sdk_workers_started": started,
+        "sdk_workers_started": started, "oom_in_cluster_logs": OOM in watch.text if watch else None,
         "every_worker_did_work": all(n > 0 for n in started.values()) if cluster else None,
     }
+
+
+def failure_text(stderr):
+    """The error lines of a failed run (a job server's own come before Python's traceback), then its tail."""
+    lines = [line for line in stderr.strip().splitlines() if "cuda" not in line]  # TensorFlow finding no GPU
+    errors = [line for line in lines if _ERROR_LINE.search(line) and not line.startswith(" ")]
+    return "\n".join(_unique(errors)[:15] + ["..."] + lines[-12:])
+
+
+def _unique(lines, width=400):
+    """The lines in order, each once, each cut to `width` characters."""
+    return list(dict.fromkeys(line[:width] for line in lines))
+
+
+def failure_reason(error):
+    """One line for the table: the first OutOfMemoryError, normpipe's error line, or the first line."""
+    lines = error.splitlines()
+    for marker in (OOM, "normpipe: error", "killed after"):
+        found = next((line for line in lines if marker in line), None)
+        if found:
+            return found.strip()[:200]
+    return lines[0][:200]
 
 
 def _log_run(setup, r):
@@ -254,7 +367,7 @@ def runs_table(results):
             lines.append(f"| {r['runner']} | {r['workers']} | {run['command']} | {rows} | {run['wall_s']:.1f} | "
                          f"{run['rows_per_s']:,.0f} | {_workers_cell(run)} |")
         for command, error in r["errors"].items():
-            lines.append(f"| {r['runner']} | {r['workers']} | {command} | FAILED | | | {error.splitlines()[0]} |")
+            lines.append(f"| {r['runner']} | {r['workers']} | {command} | FAILED | | | {failure_reason(error)} |")
     return "\n".join(lines)
 
 
@@ -299,7 +412,8 @@ def environment(args):
         "cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
         "apache_beam": apache_beam.__version__, "beam_job_server": clusters.BEAM_JAVA,
         "flink": clusters.FLINK, "spark": clusters.SPARK,
-        "git_head": _git("rev-parse", "HEAD"), "normpipe_modified": bool(_git("status", "--porcelain", "normpipe")),
+        "git_head": _git("rev-parse", "HEAD"),
+        "modified_at_start": _git("status", "--porcelain", "normpipe", "benchmarks/clusters.py").splitlines(),
         "loadavg_at_start": list(os.getloadavg()), "date": time.strftime("%Y-%m-%d %H:%M:%S"),
     }
 
