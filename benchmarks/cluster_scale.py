@@ -25,6 +25,14 @@ cost measured rather than extrapolated. Each cluster run also records how many
 SDK workers each worker host's pool started ("Starting worker" in its log),
 to show that every TaskManager or Spark worker did work.
 
+A failed run is recorded with normpipe's error lines and the cluster logs'
+OutOfMemoryError, ERROR and `Caused by` lines; that command's larger sizes are
+skipped on that setup, and the exit status is 1. A JVM thread that runs out of
+heap can leave its job waiting forever: the job is cancelled through the
+master's REST API OOM_GRACE_S after an OutOfMemoryError appears in the logs.
+`--report RESULTS` redoes the fits and tables of a results JSON without
+running anything.
+
 Usage: python benchmarks/cluster_scale.py [--quick] [--sizes 1000000,5000000] [--setups direct,flink1,...]
 """
 
@@ -104,6 +112,7 @@ def build_parser():
     p.add_argument("--work-dir", help="CSVs and outputs (default: a new temporary directory, removed afterwards)")
     p.add_argument("--results", help="results JSON (default benchmarks/results/cluster_scale[_quick].json)")
     p.add_argument("--timeout", type=float, default=3600, help="seconds before one run is killed")
+    p.add_argument("--report", metavar="RESULTS", help="run nothing: redo the fits and tables of a results JSON")
     return p
 
 
@@ -173,7 +182,8 @@ class LogWatch(threading.Thread):
         """The OutOfMemoryError lines first, then other ERROR and `Caused by` lines."""
         lines = self.text.splitlines()
         ooms = [line for line in lines if OOM in line]
-        others = [line for line in lines if re.search(r"\bERROR\b|^Caused by", line) and OOM not in line]
+        others = [line for line in lines if re.search(r"\bERROR\b|^Caused by", line)
+                  and OOM not in line and "cuda" not in line]  # TensorFlow finding no GPU
         return _unique(ooms + others)[:limit]
 
 
@@ -253,7 +263,10 @@ def _unique(lines, width=400):
 def failure_reason(error):
     """One line for the table: the first OutOfMemoryError, normpipe's error line, or the first line."""
     lines = error.splitlines()
-    for marker in (OOM, "normpipe: error", "killed after"):
+    oom = next((line for line in lines if line.startswith(OOM)), None)  # a cluster log's own line
+    if oom:
+        return oom.split(". ")[0] + " (in the cluster's logs)"
+    for marker in ("normpipe: error", "killed after"):
         found = next((line for line in lines if marker in line), None)
         if found:
             return found.strip()[:200]
@@ -300,26 +313,29 @@ def measure_setup(setup, csvs, args):
     return result
 
 
-def fit(runs, sizes):
-    """(marginal rows/s, fixed s) from the smallest and largest timed size, or (None, None)."""
-    by_rows = {r["rows"]: r["wall_s"] for r in runs if not r["probe"]}
-    if sizes[0] not in by_rows or sizes[-1] not in by_rows:
-        return None, None
-    (n1, t1), (n2, t2) = (sizes[0], by_rows[sizes[0]]), (sizes[-1], by_rows[sizes[-1]])
-    if t2 <= t1:  # noise larger than the work: no estimate
-        return None, None
-    return (n2 - n1) / (t2 - t1), t1 - n1 * (t2 - t1) / (n2 - n1)
+def fit(runs):
+    """{marginal rows/s, fixed s, from_rows: [n1, n2]} from the smallest and largest timed size that ran,
+    or, with one of them left, from the first (probe) run and it; None without two sizes or when
+    t2 <= t1 (noise larger than the work)."""
+    timed = sorted((r["rows"], r["wall_s"]) for r in runs if not r["probe"])
+    probe = [(r["rows"], r["wall_s"]) for r in runs if r["probe"]]
+    points = [timed[0], timed[-1]] if len(timed) > 1 else probe + timed
+    if len(points) < 2 or points[1][1] <= points[0][1]:
+        return None
+    (n1, t1), (n2, t2) = points
+    return {"marginal_rows_per_s": (n2 - n1) / (t2 - t1), "fixed_s": t1 - n1 * (t2 - t1) / (n2 - n1),
+            "from_rows": [n1, n2]}
 
 
-def add_fits(results, sizes):
+def add_fits(results):
     """Each setup's per-command marginal rate and fixed cost, and the fixed cost over DirectRunner's."""
     for result in results.values():
         result["fits"] = {}
         for command in COMMANDS:
             runs = [r for r in result["runs"] if r["command"] == command]
-            marginal, fixed = fit(runs, sizes)
+            found = fit(runs) or {"marginal_rows_per_s": None, "fixed_s": None, "from_rows": None}
             probe = next((r["wall_s"] for r in runs if r["probe"]), None)
-            result["fits"][command] = {"marginal_rows_per_s": marginal, "fixed_s": fixed, "probe_s": probe}
+            result["fits"][command] = {**found, "probe_s": probe}
     direct = results.get("direct", {}).get("fits", {})
     for result in results.values():
         for command, f in result["fits"].items():
@@ -373,14 +389,16 @@ def runs_table(results):
 
 def fits_table(results, sizes, probe_rows):
     span = f"{_rows(sizes[0])}-{_rows(sizes[-1])}"
-    lines = [f"| runner | workers | command | fixed s ({span}) | fixed over DirectRunner s | "
-             f"marginal rows/s ({span}) | seconds at {probe_rows:,} rows | cluster start s |",
-             "|---|---:|---|---:|---:|---:|---:|---:|"]
+    lines = [f"| runner | workers | command | fixed s | fixed over DirectRunner s | marginal rows/s | "
+             f"fitted on | seconds at {probe_rows:,} rows | cluster start s |",
+             "|---|---:|---|---:|---:|---:|---|---:|---:|"]
     for r in results.values():
         for command, f in r.get("fits", {}).items():
+            pair = f["from_rows"] and "-".join(_rows(n) for n in f["from_rows"])
+            on = "n/a" if not pair else pair if pair == span else f"{pair} (not {span}: a size failed)"
             lines.append(f"| {r['runner']} | {r['workers']} | {command} | {_num(f['fixed_s'], '.1f')} | "
                          f"{_num(f['fixed_over_direct_s'], '+.1f')} | {_num(f['marginal_rows_per_s'], ',.0f')} | "
-                         f"{_num(f['probe_s'], '.1f')} | {_num(r.get('cluster_start_s'), '.1f')} |")
+                         f"{on} | {_num(f['probe_s'], '.1f')} | {_num(r.get('cluster_start_s'), '.1f')} |")
     return "\n".join(lines)
 
 
@@ -436,6 +454,11 @@ def prepare_csvs(args):
 
 def main(argv=None) -> int:
     args = finish_args(build_parser().parse_args(argv))
+    if args.report:
+        with open(args.report, encoding="utf-8") as f:
+            doc = json.load(f)
+        args.results = args.report
+        return report(doc, args)
     own_dir = args.work_dir is None
     args.work_dir = os.path.abspath(args.work_dir or tempfile.mkdtemp(prefix="cluster_scale-"))
     doc = {"config": environment(args), "setups": {}}
@@ -449,9 +472,16 @@ def main(argv=None) -> int:
         if own_dir:
             shutil.rmtree(args.work_dir, ignore_errors=True)
     doc["config"]["loadavg_at_end"] = list(os.getloadavg())
-    add_fits(doc["setups"], args.sizes)
-    doc["headline"] = headline(doc["config"])
-    doc["markdown"] = runs_table(doc["setups"]) + "\n\n" + fits_table(doc["setups"], args.sizes, args.probe_rows)
+    return report(doc, args)
+
+
+def report(doc, args):
+    """Fits, tables and figures from the runs; printed and written to args.results. Exit status."""
+    add_fits(doc["setups"])
+    config = doc["config"]
+    doc["headline"] = headline(config)
+    doc["markdown"] = runs_table(doc["setups"]) + "\n\n" + fits_table(doc["setups"], config["sizes"],
+                                                                      config["probe_rows"])
     doc["figures"] = figures(doc["setups"])
     log("\n" + doc["headline"] + "\n\n" + doc["markdown"])
     write(doc, args)

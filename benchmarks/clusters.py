@@ -172,6 +172,11 @@ def spark_conf() -> dict:
       beside these);
     - a job waits for every worker's executor before it starts (else a small
       job runs on whichever registers first);
+    - a task starts on any free executor at once (`spark.locality.wait=0s`):
+      each stage of a Beam job reads its input from the previous stage's
+      shuffle, and Spark would hold every task of it for up to 3 s for the
+      executor that wrote most of that output, so a small job's tasks all
+      ran on one worker while the other stayed idle;
     - as the Flink cluster here runs without a restart strategy, a job fails
       at a task's first failure (Spark's 4 attempts would each wait up to 3
       minutes for an SDK worker that cannot start);
@@ -185,6 +190,7 @@ def spark_conf() -> dict:
     guava = sorted(n for n in os.listdir(lib) if n.startswith(("guava-", "failureaccess-")))
     return {"spark.scheduler.minRegisteredResourcesRatio": "1.0",
             "spark.scheduler.maxRegisteredResourcesWaitingTime": "60s",
+            "spark.locality.wait": "0s",
             "spark.task.maxFailures": "1",
             "spark.executor.extraClassPath": os.pathsep.join(os.path.join(lib, n) for n in guava)}
 

@@ -81,6 +81,18 @@ def copy_input(tmp) -> str:
     return "in/taxi.csv"
 
 
+def split_input(tmp, parts: int = 6) -> str:
+    """The taxi sample as `parts` CSV files, each with the header: a directory
+    that the reader spreads over the workers (one file is one byte range)."""
+    with open(TAXI_CSV) as f:
+        header, *rows = f.readlines()
+    folder = tmp / "in_parts"
+    folder.mkdir(exist_ok=True)
+    for k in range(parts):
+        (folder / f"part-{k:05d}.csv").write_text(header + "".join(rows[k::parts]))
+    return "in_parts"
+
+
 def direct_runs(tmp):
     """stats and transform of the taxi sample on DirectRunner: {command: output dir}."""
     data = copy_input(tmp)
@@ -163,9 +175,10 @@ def _replace_flag(cluster, name: str, value: str) -> list:
 
 
 def check_stats(cluster, tmp, direct) -> None:
-    """`stats` on the cluster: DirectRunner's statistics, SDK workers started beside every worker."""
+    """`stats` on the cluster of the sample split in files: DirectRunner's
+    statistics of the one file, SDK workers started beside every worker."""
     before = workers_started(cluster)
-    result = on(cluster, ["stats", "--input", copy_input(tmp), "--output-dir", "out"], str(tmp))
+    result = on(cluster, ["stats", "--input", split_input(tmp), "--output-dir", "out"], str(tmp))
     assert result.returncode == 0, result.stderr[-3000:]
     assert_same_statistics(tmp / "out", direct["stats"])
     after = workers_started(cluster)
