@@ -1,9 +1,9 @@
 """Shared test helpers: data generation and independent numpy references."""
 
 import csv
+import decimal
 import os
 import socket
-import statistics
 import subprocess
 import sys
 from fractions import Fraction
@@ -76,18 +76,24 @@ def numpy_stats(values: np.ndarray) -> dict:
 
 
 def exact_stats(values: np.ndarray) -> dict:
-    """Reference statistics from Python's statistics module: exact rational
-    arithmetic, rounded once to float64 (numpy's own float64 mean of 300
-    values near 1e12 is off by ~1e-3, which spoils a spread-1 variance)."""
-    present = [float(v) for v in values if not np.isnan(v)]
+    """Reference statistics in exact rational arithmetic (fractions), each
+    rounded once to float64: mean, population variance (inf beyond float64)
+    and std, the square root of the exact variance taken to 1,200 digits
+    with decimal and then rounded (numpy's own float64 mean of 300 values
+    near 1e12 is off by ~1e-3, which spoils a spread-1 variance)."""
+    present = [Fraction(float(v)) for v in values if not np.isnan(v)]
     stats = {"count": len(present), "missing": len(values) - len(present)}
     if present:
+        n = len(present)
+        mean = sum(present) / n
+        var = sum((v - mean) ** 2 for v in present) / n
         try:
-            var = statistics.pvariance(present)
+            var_float = float(var)
         except OverflowError:
-            var = float("inf")
-        stats.update(mean=statistics.fmean(present), var=var, std=statistics.pstdev(present),
-                     min=min(present), max=max(present))
+            var_float = float("inf")
+        with decimal.localcontext(decimal.Context(prec=1200, Emin=-999999, Emax=999999)):
+            std = float((decimal.Decimal(var.numerator) / decimal.Decimal(var.denominator)).sqrt())
+        stats.update(mean=float(mean), var=var_float, std=std, min=float(min(present)), max=float(max(present)))
     return stats
 
 

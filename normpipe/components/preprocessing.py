@@ -59,9 +59,6 @@ class TransformOptions:
       features: numeric raw features to normalize, in order.
       method: "zscore", "minmax" or "both".
       label: raw label column passed through as float32, or None.
-      centers: per-feature centering constants for accurate analyzers
-        (None: the midpoint of each feature's min and max, from a first
-        analysis pass).
       exponents: per-feature power-of-two scales (see exact_float.py).
       matrix_outputs: also emit each method's features as one matrix
         (`matrix_key`), which normpipe's exports read; such outputs are not
@@ -72,7 +69,6 @@ class TransformOptions:
     features: Tuple[str, ...]
     method: str = "zscore"
     label: Optional[str] = None
-    centers: Optional[Tuple[float, ...]] = None
     exponents: Optional[Tuple[int, ...]] = None
     matrix_outputs: bool = True
 
@@ -81,8 +77,6 @@ class TransformOptions:
             raise ValueError(f"method must be one of zscore, minmax, both. Received: {self.method!r}")
         if not self.features:
             raise ValueError("features must not be empty. Received: ()")
-        if self.centers is not None and len(self.centers) != len(self.features):
-            raise ValueError(f"centers must have one value per feature. Received: {len(self.centers)} centers")
         if self.exponents is not None and len(self.exponents) != len(self.features):
             raise ValueError(f"exponents must have one value per feature. Received: {len(self.exponents)} exponents")
         produced = [n for m in self.methods for n in self.output_names(m)]
@@ -107,24 +101,33 @@ def _inverse(denominator):
     return inverse[tf.newaxis, :]
 
 
+def _scaled(values, exponents):
+    """float64 [F] values * 2**k per feature, exact (see exact_float.ldexp)."""
+    return exact_float.ldexp(values[tf.newaxis, :], exponents)[0]
+
+
 def normalize_matrix(x, stats, method, exponents=None):
     """float64 [batch, F] raw values -> float32 normalized values.
 
-    `stats` are `statistics.analyze_features` results for the same
-    `exponents`: mean and var of x * 2**k, min and max of x. The deviation
-    x - mean is computed as (x - center) - centered_mean: the mean itself,
-    rounded to float64 near an offset of 1e12, is only good to ~1e-4, which
-    a spread-1 feature would show in its z-scores.
+    `stats` are `statistics.analyze_features` results. The arithmetic runs on
+    x * 2**k (exact, and clear of TensorFlow's flush-to-zero), and the
+    deviation x - mean is (x - mean) - mean_low: mean + mean_low is the
+    exact mean to ~106 bits, so a spread-1 feature near an offset of 1e12
+    keeps its z-scores' digits, which the mean rounded to float64 (good to
+    ~1e-4 there) would lose.
     """
     exponents = np.zeros(x.shape[1], np.int64) if exponents is None else exponents
-    centered_mean = tf.where(stats["count"] > 0, stats["centered_mean"], tf.zeros_like(stats["centered_mean"]))
-    deviation = (exact_float.ldexp(x, exponents) - stats["center"]) - centered_mean
+    present = stats["count"] > 0
+    zero = tf.zeros_like(stats["mean"])
+    mean = _scaled(tf.where(present, stats["mean"], zero), exponents)
+    mean_low = _scaled(tf.where(present, stats["mean_low"], zero), exponents)
+    deviation = (exact_float.ldexp(x, exponents) - mean) - mean_low
     deviation = tf.where(tf.math.is_nan(x), tf.constant(0.0, tf.float64), deviation)  # imputed with the mean
     if method == "zscore":
-        return scale_clip_float32(deviation, _inverse(tf.sqrt(tf.maximum(stats["var"], 0.0))))
-    low = exact_float.ldexp(stats["min"][tf.newaxis, :], exponents)[0]
-    high = exact_float.ldexp(stats["max"][tf.newaxis, :], exponents)[0]
-    return scale_clip_float32(deviation + ((stats["center"] - low) + centered_mean), _inverse(high - low))
+        return scale_clip_float32(deviation, _inverse(_scaled(tf.where(present, stats["std"], zero), exponents)))
+    low = _scaled(tf.where(present, stats["min"], zero), exponents)
+    high = _scaled(tf.where(present, stats["max"], zero), exponents)
+    return scale_clip_float32(deviation + ((mean - low) + mean_low), _inverse(high - low))
 
 
 def graph_config(options: TransformOptions) -> dict:
@@ -144,7 +147,7 @@ def normalized_outputs(inputs: dict, options: TransformOptions) -> dict:
     statistics.py). The label is recorded in that description, not emitted:
     `label_column` gives it."""
     x = statistics.stack_features(inputs, options.features)
-    stats = statistics.analyze_features(x, options.centers, options.exponents)
+    stats = statistics.analyze_features(x, options.exponents)
     computed = [normalize_matrix(x, stats, method, options.exponents) for method in options.methods]
     # every output is computed from these, so they keep the statistics in the graph
     computed = statistics.depend_on_graph_constants(computed, stats, graph_config(options))

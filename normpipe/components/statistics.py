@@ -1,26 +1,13 @@
-"""Full-dataset feature statistics from tf.Transform analyzers.
+"""Full-dataset feature statistics inside the tf.Transform graph.
 
-For each numeric feature x (float64, missing as NaN):
-
-  count    number of present (non-NaN) values
-  missing  number of NaN values
-  mean     sum(x) / count over present values
-  var      population variance, ddof=0: sum((x - mean)^2) / count
-  std      sqrt(var)
-  min/max  over present values
-
-All in float64: tf.Transform's mean/var combiner merges per-batch
-(count, mean, M2) triples, which stays accurate on data with a large offset.
-
-TensorFlow's CPU kernels flush subnormal floats (|x| < 2.2e-308) to zero, so
-no analyzer does arithmetic on raw values (see exact_float.py): min and max
-are taken over int64 keys that sort like the floats, and mean and variance
-over x * 2**k, with k a per-feature power of two chosen from the sample (0
-unless its spread is outside 2**+-256). Both are exact transformations;
-`read_statistics` scales the results back in numpy. A value so far beyond
-the sample's scale that the scaled square overflows is a UserError rather
-than a silently skipped value. A feature with no present value reports count
-0 and null mean/var/std/min/max.
+For each numeric feature x (float64, missing as NaN): count, missing, mean,
+population variance (ddof=0), std, min and max, computed exactly and rounded
+once by moments.ExactStatistics, the CombineFn of `normpipe stats`, run as
+a tf.Transform analyzer (`tft.experimental.ptransform_analyzer`): the
+statistics inside a transform graph are the bits of `normpipe stats` on the
+same values, on any runner and partitioning (see moments.py and
+docs/what-is-computed.md). A feature with no present value reports count 0
+and null mean/var/std/min/max.
 
 Inputs are what tf.Transform gives a preprocessing_fn. normpipe's readers
 give one float64 [batch, F] matrix (`MATRIX_INPUT`, see ingest.py): the
@@ -31,7 +18,7 @@ float32 widened exactly), or `tf.SparseTensor` for a VarLen feature (a row
 without a value is missing).
 
 The analyzer results stay in the saved transform graph as one named float64
-[8, F] tensor (`STATISTICS_NODE`) beside a JSON description of the graph
+[len(FIELDS), F] tensor (`STATISTICS_NODE`) beside a JSON description of the graph
 (`CONFIG_NODE`), both tied to every output by control dependencies so that
 tf.Transform keeps them; they are not outputs, so neither the materialized
 examples nor a TFX transformed schema carry them. `read_statistics` reads
@@ -49,73 +36,55 @@ import tensorflow_transform as tft
 import tensorflow_transform.beam as tft_beam
 
 from normpipe.components import moments
-from normpipe.core import exact_float, graph_constants
+from normpipe.core import graph_constants
 from normpipe.core.errors import UserError
 from normpipe.io.column_names import MATRIX_INPUT
 
 STATS_KEY = "__statistics__"
+# 2: the exact statistics of moments.FIELDS (1: Chan et al.'s float64 moments)
+GRAPH_VERSION = 2
 STATISTICS_NODE = "normpipe_statistics"
 CONFIG_NODE = "normpipe_config"
-# mean and var are of x * 2**exponent; min and max of x itself (the same
-# layout as `normpipe stats`' numpy moments).
 FIELDS = moments.FIELDS
-_KEY_ABOVE_ALL = exact_float.key_of(np.inf)
-_KEY_BELOW_ALL = exact_float.key_of(-np.inf)
 
 
-def analyze_features(x: tf.Tensor, centers=None, exponents=None) -> dict:
-    """tf.Transform analyzers over a float64 [batch, F] matrix, per column.
+def analyze_features(x: tf.Tensor, exponents=None) -> dict:
+    """The exact statistics of a float64 [batch, F] matrix, per column.
 
-    One analyzer per statistic for all features (reduce_instance_dims=False)
-    keeps the analysis graph small whatever the number of features.
-
-    `exponents` (one int per column) scale the values by 2**k before mean
-    and variance, exactly; "mean" and "var" are of the scaled values, and
-    so are "center" and "centered_mean" (mean = center + centered_mean).
-    `centers` (one float per column, e.g. a sample median) are subtracted
-    from the scaled values and added back to the mean: tf.reduce_sum of
-    values near 1e12 loses ~1e-3 of the mean to rounding, which the variance
-    of a spread-1 feature then inherits; centered values keep float64's
-    accuracy whatever the offset. Without `centers`, each column is centered
-    on the midpoint of its exact min and max, found by a first analysis
-    pass (tf.Transform runs mean and variance in a second one).
+    One tf.Transform analyzer for all features
+    (`tft.experimental.ptransform_analyzer`) runs moments.ExactStatistics,
+    the CombineFn of `normpipe stats`, over the analyzed batches; its
+    FIELDS x F result becomes a constant of the graph. Returns {field:
+    float64 [F]} for every name of FIELDS, "matrix" (the whole constant)
+    and "exponents", the per-feature powers of two that normalize_matrix
+    scales by (they do not change any statistic).
     """
     width = x.shape[1]
     exponents = np.zeros(width, np.int64) if exponents is None else np.asarray(exponents, np.int64)
-    present = tf.logical_not(tf.math.is_nan(x))
-    key = exact_float.order_key(x)
-    low = exact_float.from_order_key(tft.min(tf.where(present, key, _KEY_ABOVE_ALL), reduce_instance_dims=False))
-    high = exact_float.from_order_key(tft.max(tf.where(present, key, _KEY_BELOW_ALL), reduce_instance_dims=False))
-    if centers is None:
-        center = exact_float.ldexp(_midpoint(low, high)[tf.newaxis, :], exponents)[0]
-    else:
-        center = tf.constant(np.ldexp(np.asarray(centers, np.float64), exponents), tf.float64)
-    centered = exact_float.ldexp(x, exponents) - center
-    overflow = tf.logical_and(tf.math.is_finite(x), tf.logical_not(tf.math.is_finite(centered * centered)))
-    centered_mean = tft.mean(centered, reduce_instance_dims=False)  # skips non-finite values, as tft.var
-    return {
-        "count": tft.sum(tf.cast(present, tf.int64), reduce_instance_dims=False),
-        "missing": tft.sum(tf.cast(tf.logical_not(present), tf.int64), reduce_instance_dims=False),
-        "mean": centered_mean + center,
-        "var": tft.var(centered, reduce_instance_dims=False),
-        "min": low,
-        "max": high,
-        "exponent": tf.constant(exponents.astype(np.float64)),
-        "overflow": tft.sum(tf.cast(overflow, tf.int64), reduce_instance_dims=False),
-        # Not in FIELDS: for normalizing, x - mean is taken as (x - center) -
-        # centered_mean, which keeps digits that mean, rounded near a large
-        # offset, has lost.
-        "center": center,
-        "centered_mean": centered_mean,
-    }
+    (matrix,) = tft.experimental.ptransform_analyzer(
+        [x], _ExactStatisticsAnalyzer(width), output_dtypes=[tf.float64], output_shapes=[[len(FIELDS), width]],
+        name="exact_statistics")
+    stats = {name: matrix[i] for i, name in enumerate(FIELDS)}
+    stats["matrix"] = matrix
+    stats["exponents"] = exponents
+    return stats
 
 
-def _midpoint(low, high):
-    """min/2 + max/2 where both are finite, else 0 (no value, or an
-    infinite bound): a center only needs to lie near the values."""
-    finite = tf.logical_and(tf.math.is_finite(low), tf.math.is_finite(high))
-    middle = low / 2 + high / 2
-    return tf.where(finite, middle, tf.zeros_like(middle))
+class _ExactStatisticsAnalyzer(beam.PTransform):
+    """What tf.Transform runs over the analyzed batches of one [batch, F]
+    input (each element a list holding that batch as a numpy array): the
+    FIELDS x F statistics matrix, as one element."""
+
+    def __init__(self, width: int):
+        super().__init__()
+        self._width = width
+
+    def expand(self, batches):
+        return (
+            batches
+            | "Columns" >> beam.Map(lambda batch: np.asarray(batch[0], np.float64).T)
+            | "Combine" >> beam.CombineGlobally(moments.ExactStatistics(self._width))
+        )
 
 
 def as_column(value, name="feature") -> tf.Tensor:
@@ -164,11 +133,6 @@ def stack_features(inputs: dict, features) -> tf.Tensor:
     return tf.stack([as_column(inputs[name], name) for name in features], axis=1)
 
 
-def statistics_matrix(stats: dict) -> tf.Tensor:
-    """The FIELDS x F float64 matrix of analyzer results."""
-    return tf.stack([tf.cast(stats[f], tf.float64) for f in FIELDS])
-
-
 def with_graph_constants(outputs: dict, stats: dict, config: dict) -> dict:
     """`outputs`, each made to depend on the named statistics and config.
 
@@ -195,7 +159,7 @@ def depend_on_graph_constants(tensors, stats: dict, config: dict):
                          f"call. Received: a second call (the graph already holds {STATISTICS_NODE!r})")
     with graph.name_scope(None):
         constants = [
-            tf.identity(statistics_matrix(stats), name=STATISTICS_NODE),
+            tf.identity(stats["matrix"], name=STATISTICS_NODE),
             tf.constant(json.dumps(config, sort_keys=True), name=CONFIG_NODE),
         ]
     with tf.control_dependencies(constants):
@@ -213,19 +177,18 @@ def _holds_op(graph, name: str) -> bool:
 def graph_config(features, exponents=None, **extra) -> dict:
     """What the saved graph records about itself (CONFIG_NODE)."""
     exponents = [0] * len(features) if exponents is None else [int(k) for k in exponents]
-    return {"normpipe_graph": 1, "features": list(features), "exponents": exponents, **extra}
+    return {"normpipe_graph": GRAPH_VERSION, "features": list(features), "exponents": exponents, **extra}
 
 
-def make_statistics_fn(features, centers=None, exponents=None):
+def make_statistics_fn(features, exponents=None):
     """A preprocessing_fn that only computes statistics (for AnalyzeDataset;
     its one output, a per-row count of present values, is never written)."""
     features = tuple(features)
-    centers = None if centers is None else tuple(centers)
     exponents = None if exponents is None else tuple(exponents)
 
     def preprocessing_fn(inputs):
         x = stack_features(inputs, features)
-        stats = analyze_features(x, centers, exponents)
+        stats = analyze_features(x, exponents)
         present = tf.reduce_sum(tf.cast(tf.logical_not(tf.math.is_nan(x)), tf.int64), axis=1)
         return with_graph_constants({STATS_KEY: present}, stats, graph_config(features, exponents))
 
@@ -235,17 +198,16 @@ def make_statistics_fn(features, centers=None, exponents=None):
 class AnalyzeStatistics(beam.PTransform):
     """Record batches -> transform_fn written to `transform_dir` (analysis only)."""
 
-    def __init__(self, features, tensor_config, transform_dir, centers=None, exponents=None):
+    def __init__(self, features, tensor_config, transform_dir, exponents=None):
         super().__init__()
         self._features = tuple(features)
-        self._centers = centers
         self._exponents = exponents
         self._tensor_config = tensor_config
         self._transform_dir = transform_dir
 
     def expand(self, batches):
         transform_fn = (batches, self._tensor_config) | "Analyze" >> tft_beam.AnalyzeDataset(
-            make_statistics_fn(self._features, self._centers, self._exponents)
+            make_statistics_fn(self._features, self._exponents)
         )
         return transform_fn | "WriteTransformFn" >> tft_beam.WriteTransformFn(self._transform_dir)
 
@@ -282,5 +244,8 @@ def read_statistics(transform_dir: str) -> dict:
     transform_fn = load_transform_graph(transform_dir).transform_fn
     found = graph_constants.read(transform_fn, [STATISTICS_NODE, CONFIG_NODE], transform_dir)
     config = json.loads(found[CONFIG_NODE].decode("utf-8"))
+    if config.get("normpipe_graph") != GRAPH_VERSION:
+        raise UserError(f"{transform_dir}: a transform graph of an earlier normpipe (its statistics are laid out "
+                        "differently); run `normpipe transform` (or the Transform component) again")
     matrix = np.asarray(found[STATISTICS_NODE], np.float64)
     return moments.summarize(matrix, config["features"])

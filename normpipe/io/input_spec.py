@@ -35,9 +35,10 @@ class InputSpec:
     holds the header's own names in the same order. `numeric` lists the
     columns parsed as float64 (features, then the label if any); `strings`
     the other columns, reported and left alone; `mostly_numeric` the string
-    columns whose sample is mostly numbers. Per feature, `centers` (sample
-    median) and `exponents` (a power-of-two scale, see exact_float.py) keep
-    the analyzers accurate. `bad_values` is "error" or "missing" (see
+    columns whose sample is mostly numbers. Per feature, `exponents` (a
+    power-of-two scale, see exact_float.py) keep the transform graph's
+    arithmetic clear of TensorFlow's flush-to-zero; no statistic depends on
+    them. `bad_values` is "error" or "missing" (see
     csv_values.py).
     """
 
@@ -49,7 +50,6 @@ class InputSpec:
     label: Optional[str] = None
     block_size: Optional[int] = None  # CSV block size; None: csv_reader.block_size_for the columns
     int64_columns: Tuple[str, ...] = ()  # tf.train.Example features held as int64_list
-    centers: Tuple[float, ...] = ()
     exponents: Tuple[int, ...] = ()
     original_columns: Tuple[str, ...] = ()
     bad_values: str = "error"
@@ -225,10 +225,10 @@ def inspect_csv(files, features=None, label=None, bad_values="error") -> InputSp
 
 
 def _with_scales(spec: InputSpec, samples) -> InputSpec:
-    """Adds per-feature centers (sample median) and power-of-two exponents."""
-    centers = tuple(float(np.median(samples[n])) if samples[n].size else 0.0 for n in spec.features)
-    exponents = tuple(exact_float.choose_exponent(samples[n], c) for n, c in zip(spec.features, centers))
-    return dataclasses.replace(spec, centers=centers, exponents=exponents)
+    """Adds per-feature power-of-two exponents, chosen around the sample's median."""
+    exponents = tuple(exact_float.choose_exponent(samples[n], float(np.median(samples[n])) if samples[n].size else 0.0)
+                      for n in spec.features)
+    return dataclasses.replace(spec, exponents=exponents)
 
 
 def _make_spec(files, fmt, columns, originals, inferred, features, label, types, bad_values) -> InputSpec:

@@ -154,8 +154,7 @@ def run_stats(config: StatsConfig, beam_args=(), spec=None) -> dict:
                 p
                 | "ReadInput" >> ingest.ReadRecordBatches(spec, bad_values_path=counts_path)
                 | "ReportProgress" >> beam.ParDo(ReportRows("statistics")).with_output_types(pa.RecordBatch)
-                | "ComputeStatistics" >> moments.ComputeMoments(spec.features, matrix_path, spec.centers,
-                                                                spec.exponents)
+                | "ComputeStatistics" >> moments.ComputeMoments(spec.features, matrix_path)
             )
             result = p.run()
             result.wait_until_finish()

@@ -44,7 +44,7 @@ def run_transform(config: TransformConfig, beam_args=()):
     methods = preprocessing.METHODS if config.method == "both" else (config.method,)
     column_names.check_output_names(spec.features, spec.label, [preprocessing.SUFFIX[m] for m in methods],
                                     spec.original_name)
-    options = preprocessing.TransformOptions(spec.features, config.method, spec.label, spec.centers, spec.exponents)
+    options = preprocessing.TransformOptions(spec.features, config.method, spec.label, exponents=spec.exponents)
     start = time.time()
     beam_opts = beam_options.make_options(beam_args)
     with beam_options.TempDir(config.output_dir, options=beam_opts) as tmp:

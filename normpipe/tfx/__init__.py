@@ -17,11 +17,8 @@ defaults as on the command line):
   label         passed through as float32 (missing = NaN), and the Trainer's
                 target; required by run_fn
   method        "zscore" (default), "minmax" or "both"
-  exponents     {feature: k}: scale a feature by 2**k before its mean and
-                variance (only for values beyond 2**+-256, see exact_float.py)
-  centers       {feature: c}: the centering constant of a feature's mean and
-                variance (default: the midpoint of its min and max, from a
-                first analysis pass)
+  exponents     {feature: k}: normalize x * 2**k (only for values beyond
+                2**+-256, see exact_float.py; no statistic depends on it)
   passthrough   [column, ...]: inputs emitted unchanged under their own
                 names, strings included; a VarLen (sparse) one densified to
                 [batch, 1] with "" or 0 where a row has no value
@@ -54,7 +51,7 @@ from normpipe.tfx.normalization import check_passthrough, normalize, normalize_o
 __all__ = ["FnArgs", "normalize", "preprocessing_fn", "run_fn", "transform_options"]
 
 _TRAIN_KEYS = {"epochs", "batch_size", "learning_rate", "hidden", "shuffle_buffer", "task", "model_fn"}
-_KEYS = {"features", "label", "method", "exponents", "centers", "passthrough"} | _TRAIN_KEYS
+_KEYS = {"features", "label", "method", "exponents", "passthrough"} | _TRAIN_KEYS
 
 
 def _check_config(custom_config) -> dict:
@@ -73,7 +70,7 @@ def transform_options(inputs: dict, custom_config=None) -> preprocessing.Transfo
         raise ValueError(f"custom_config label must be an input ({', '.join(sorted(inputs))}). Received: {label!r}")
     exclude = {label} | set(config.get("passthrough") or ())
     return normalize_options(inputs, config.get("features") or None, config.get("method", "zscore"),
-                             centers=config.get("centers"), exponents=config.get("exponents"), label=label,
+                             exponents=config.get("exponents"), label=label,
                              exclude=exclude)
 
 

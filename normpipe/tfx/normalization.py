@@ -7,7 +7,6 @@ preprocessing.py and statistics.py); this module checks the arguments a
 user gives and turns them into that graph's TransformOptions.
 """
 
-import math
 from collections.abc import Mapping
 
 import tensorflow as tf
@@ -67,29 +66,6 @@ def _names(names, message) -> tuple:
     return names_tuple
 
 
-def _centers(features, centers):
-    if centers is None:
-        return None
-    if not isinstance(centers, Mapping):
-        raise ValueError(f"centers must be a dict {{feature: center}}. {_received(centers)}")
-    unknown = sorted(set(centers) - set(features))
-    missing = [n for n in features if n not in centers]
-    if unknown or missing:
-        raise ValueError(f"centers must give each normalized feature ({', '.join(features)}) a center, or be None "
-                         f"for the midpoint of its min and max. Received: {dict(centers)!r}")
-    bad = {n: c for n, c in centers.items() if isinstance(c, bool) or not _is_finite_number(c)}
-    if bad:
-        raise ValueError(f"centers must be finite numbers. {_received(bad)}")
-    return tuple(float(centers[n]) for n in features)
-
-
-def _is_finite_number(value) -> bool:
-    try:
-        return math.isfinite(float(value))
-    except (TypeError, ValueError):
-        return False
-
-
 def _exponents(features, exponents):
     exponents = {} if exponents is None else exponents
     if not isinstance(exponents, Mapping):
@@ -106,7 +82,7 @@ def _exponents(features, exponents):
     return tuple(int(exponents.get(n, 0)) for n in features)
 
 
-def normalize_options(inputs, features=None, method="zscore", *, centers=None, exponents=None, label=None,
+def normalize_options(inputs, features=None, method="zscore", *, exponents=None, label=None,
                       exclude=()) -> preprocessing.TransformOptions:
     """The TransformOptions of a `normalize` call (see there); `label` is
     recorded in the graph's description, `exclude` kept out of the default
@@ -116,15 +92,16 @@ def normalize_options(inputs, features=None, method="zscore", *, centers=None, e
         raise ValueError(f"method must be one of zscore, minmax, both. {_received(method)}")
     chosen = select_features(inputs, features, exclude)
     return preprocessing.TransformOptions(
-        chosen, method, label, centers=_centers(chosen, centers), exponents=_exponents(chosen, exponents),
+        chosen, method, label, exponents=_exponents(chosen, exponents),
         matrix_outputs=False)
 
 
-def normalize(inputs, features=None, method="zscore", *, centers=None, exponents=None) -> dict:
+def normalize(inputs, features=None, method="zscore", *, exponents=None) -> dict:
     """Full-dataset normalization of numeric inputs, inside a preprocessing_fn.
 
-    For each feature x, over the whole dataset (tf.Transform analyzers, all
-    in float64; population variance, ddof=0):
+    For each feature x, over the whole dataset (exact statistics rounded
+    once to float64, see docs/what-is-computed.md; population variance,
+    ddof=0):
 
         x_z  = (x - mean) / std                      method "zscore"
         x_01 = (x - min) / (max - min)               method "minmax"
@@ -136,16 +113,15 @@ def normalize(inputs, features=None, method="zscore", *, centers=None, exponents
     to 0.0 everywhere. Results are clipped to +-1e6 and returned as float32
     [batch] tensors named `<feature>_z` / `<feature>_01`; nothing else is
     returned, so the caller adds its own outputs beside them. The
-    statistics (count, missing, mean, var, min, max) stay in the transform
+    statistics (count, missing, mean, var, std, min, max) stay in the transform
     graph, tied to these outputs, and `normpipe.read_statistics(transform_dir)`
     reads them back: keep at least one of these outputs in the dict the
     preprocessing_fn returns. Call it once per preprocessing_fn, with every
     feature to normalize.
 
-    Mean and variance are taken of x - center, exactly as the command line
-    takes them: with `centers=None` the center of each feature is the
-    midpoint of its min and max, found by a first analysis pass, which keeps
-    float64 accuracy on data with a large offset (1e6 + small noise).
+    The statistics are the command line's, bit for bit: exact sums rounded
+    once, the same on any runner and however the data is split, and as
+    accurate on data with a large offset (1e6 + small noise) as without.
 
     Args:
       inputs: the preprocessing_fn's inputs: dense `[batch]` or `[batch, 1]`
@@ -157,11 +133,10 @@ def normalize(inputs, features=None, method="zscore", *, centers=None, exponents
         are skipped, so a label or an id column that is numeric is included
         unless `features` leaves it out.
       method: "zscore", "minmax" or "both".
-      centers: {feature: float}, one per feature: the centering constants
-        of mean and variance instead of the first pass's midpoints.
-      exponents: {feature: int k}: scale a feature by 2**k before its mean
-        and variance (exact; only useful beyond 2**+-256, e.g. 1e-300-scale
-        data). Missing features get 0.
+      exponents: {feature: int k}: normalize x * 2**k (exact; only useful
+        for values beyond 2**+-256, e.g. 1e-300-scale data, which
+        TensorFlow's arithmetic would flush to zero). The statistics do not
+        depend on it. Missing features get 0.
 
     Returns:
       {`<feature>_z` and/or `<feature>_01`: float32 [batch]}.
@@ -191,7 +166,7 @@ def normalize(inputs, features=None, method="zscore", *, centers=None, exponents
     [(-1.2247, 0), (1.2247, 1), (0.0, 0)]
     """
     return preprocessing.normalized_outputs(
-        inputs, normalize_options(inputs, features, method, centers=centers, exponents=exponents))
+        inputs, normalize_options(inputs, features, method, exponents=exponents))
 
 
 def check_passthrough(inputs, names, taken=()) -> tuple:

@@ -13,7 +13,6 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from normpipe.components import moments, statistics
 from normpipe.core import graph_constants
-from normpipe.core.errors import UserError
 from normpipe.io import column_names, ingest
 from tests.conftest import TAXI_CSV, assert_stats_close, exact_stats, numpy_stats, read_csv_float64, write_csv
 
@@ -27,7 +26,7 @@ def analyze_tft(tmp_path, spec, split_size=64 << 20, bad_values_path=None, beam_
             | ingest.ReadRecordBatches(spec, split_size=split_size, bad_values_path=bad_values_path)
             | ingest.ToFeatureMatrix(spec)
             | statistics.AnalyzeStatistics(
-                spec.features, ingest.tensor_adapter_config(spec), transform_dir, spec.centers, spec.exponents
+                spec.features, ingest.tensor_adapter_config(spec), transform_dir, spec.exponents
             )
         )
     return statistics.read_statistics(transform_dir)
@@ -40,7 +39,7 @@ def analyze_numpy(tmp_path, spec, split_size=64 << 20, bad_values_path=None, bea
         _ = (
             p
             | ingest.ReadRecordBatches(spec, split_size=split_size, bad_values_path=bad_values_path)
-            | moments.ComputeMoments(spec.features, matrix_path, spec.centers, spec.exponents)
+            | moments.ComputeMoments(spec.features, matrix_path)
         )
     return moments.summarize(moments.read_matrix(matrix_path), spec.features)
 
@@ -157,13 +156,14 @@ def test_beyond_float32_and_subnormal_values(tmp_path, analyze):
             assert actual["var"] == pytest.approx(expected["var"], rel=1e-9, abs=1e-323), name
 
 
-def test_values_far_beyond_the_sample_scale_are_a_user_error(tmp_path, analyze):
+def test_values_far_beyond_the_sample_scale_are_exact(tmp_path, analyze):
+    """The statistics do not depend on the sample's scale (the exponent only
+    scales the graph's normalization)."""
     path = tmp_path / "d.csv"
     path.write_text("x\n1e-310\n3e-310\n1.0\n")
     spec = ingest.inspect_input(str(path))
-    spec = dataclasses.replace(spec, exponents=(1100,))  # as if the sample held only subnormals
-    with pytest.raises(UserError, match=r"feature 'x': 1 values are too far from the first rows' scale"):
-        analyze(tmp_path, spec)
+    spec = dataclasses.replace(spec, exponents=(1000,))  # as if the sample held only subnormals
+    assert analyze(tmp_path, spec)["features"]["x"] == exact_stats(np.array([1e-310, 3e-310, 1.0]))
 
 
 @pytest.mark.parametrize(

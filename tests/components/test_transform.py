@@ -15,7 +15,7 @@ from tests.conftest import TAXI_CSV, exact_normalize, read_csv_float64, write_cs
 
 
 def run_transform(tmp_path, spec, method="both"):
-    options = preprocessing.TransformOptions(spec.features, method, spec.label, spec.centers, spec.exponents)
+    options = preprocessing.TransformOptions(spec.features, method, spec.label, exponents=spec.exponents)
     transform_dir = str(tmp_path / "transform")
     prefix = str(tmp_path / "transformed" / "part")
     with beam.Pipeline(runner="DirectRunner") as p, tft_beam.Context(temp_dir=str(tmp_path / "tft")):

@@ -69,7 +69,6 @@ def test_mostly_numeric_column_is_numeric_only_with_bad_values_missing(tmp_path)
     assert strict.features == ("x",) and strict.mostly_numeric == ("y",)
     lenient = ingest.inspect_input(path, bad_values="missing")
     assert lenient.features == ("x", "y") and lenient.strings == ("s",) and lenient.mostly_numeric == ()
-    assert lenient.centers == (4.0, 6.0)  # medians of the numbers in the sample
 
 
 def test_subnormal_and_huge_features_get_power_of_two_scales(tmp_path):
@@ -117,7 +116,7 @@ def test_features_listing_a_column_twice_under_either_name(tmp_path):
 def test_integers_beyond_2_to_the_53_are_numeric(tmp_path):
     path = csv_file(tmp_path, "id,x\n1152921504606846977,1\n1152921504606846979,2\n")
     spec = ingest.inspect_input(path)
-    assert spec.features == ("id", "x") and spec.centers[0] == pytest.approx(1.152921504606847e18)
+    assert spec.features == ("id", "x")
 
 
 
