@@ -11,6 +11,11 @@ from fractions import Fraction
 import numpy as np
 import pytest
 
+# The test process imports Beam, hence gRPC, and starts subprocesses: gRPC's
+# fork support off, as normpipe's command line sets it (see
+# normpipe/pipeline/cli.py and tests/test_fork_stress.py).
+os.environ["GRPC_ENABLE_FORK_SUPPORT"] = "false"
+
 # Comma-separated test id prefixes that must not be skipped (CI sets it where
 # TFX and chromium are installed): a skip of one of them is reported as a failure.
 NO_SKIP = tuple(p for p in os.environ.get("NORMPIPE_NO_SKIP", "").split(",") if p)

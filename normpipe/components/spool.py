@@ -37,6 +37,24 @@ SAMPLE_ROWS = 1000
 _WINDOW_CHUNKS = 4
 
 
+class _PythonWriter:
+    """A file numpy does not recognize as one, so np.lib.format writes through
+    Python's `write` (which raises OSError with its errno) rather than C's
+    fwrite (whose short write numpy reports as "N requested and M written")."""
+
+    def __init__(self, f):
+        self.write = f.write
+
+
+def save_npy(path: str, array: np.ndarray) -> None:
+    """np.save whose failure names the file and its cause (a full disk: ENOSPC)."""
+    try:
+        with open(path, "wb") as f:
+            np.lib.format.write_array(_PythonWriter(f), array, allow_pickle=False)
+    except OSError as exc:
+        raise OSError(exc.errno, exc.strerror or str(exc), path) from None
+
+
 @dataclasses.dataclass
 class Spool:
     """What one pass over the input wrote and kept (see the module docstring)."""
@@ -68,8 +86,8 @@ class Spool:
     def _write(self, split: str, raw: np.ndarray, labelled: np.ndarray) -> None:
         chunks = self.train_chunks if split == "train" else self.eval_chunks
         prefix = os.path.join(self.directory, f"{split}-{len(chunks):06d}")
-        np.save(prefix + ".raw.npy", raw)
-        np.save(prefix + ".normalized.npy", labelled)
+        save_npy(prefix + ".raw.npy", raw)
+        save_npy(prefix + ".normalized.npy", labelled)
         chunks.append(prefix)
         if split == "train":
             self.train_chunk_rows.append(len(raw))

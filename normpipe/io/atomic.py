@@ -38,6 +38,28 @@ from normpipe.core.errors import UserError
 from normpipe.io import paths
 
 INCOMPLETE = ".normpipe-incomplete"
+# In every directory publish_directory writes: the files it holds, one
+# '/'-separated relative path per line. A later --overwrite replaces the
+# directory only if it holds nothing else (pipeline/outputs.py), so a file a
+# user put there is never deleted.
+FILE_LIST = ".normpipe-files"
+
+
+def listed_files(path: str):
+    """The files `publish_directory` recorded in directory `path`, or None
+    where it holds no list (written by hand, by TFX, or by an earlier normpipe)."""
+    try:
+        with paths.open(paths.join(path, FILE_LIST), "r") as f:
+            return {line for line in f.read().splitlines() if line}
+    except Exception:  # pylint: disable=broad-except  -- absent or unreadable (OSError, tf's NotFoundError): no list
+        return None
+
+
+def _write_file_list(directory: str) -> None:
+    files = sorted(rel for rel in paths.walk_files(directory) if rel != FILE_LIST)
+    with paths.open(paths.join(directory, FILE_LIST), "w") as f:
+        f.write("".join(f"{rel}\n" for rel in files))
+    make_public_file(paths.join(directory, FILE_LIST))
 
 
 def current_umask() -> int:
@@ -131,13 +153,17 @@ def check_complete(path: str, what: str) -> None:
                         "run the stage that writes it again")
 
 
-def publish_directory(src: str, dst: str, last=()) -> None:
+def publish_directory(src: str, dst: str, last=(), listed: bool = True) -> None:
     """Moves the finished directory `src` to `dst`, replacing an older `dst` whole.
 
     Local (same filesystem): renames. URI: copy and mark (module docstring);
     files whose name is in `last` are copied after all others. `src` is
-    removed afterwards.
+    removed afterwards. With `listed`, the directory carries the list of its
+    files (FILE_LIST); a directory that is never replaced (an export
+    version) goes without.
     """
+    if listed:
+        _write_file_list(src)
     if paths.is_local(src) and paths.is_local(dst):
         _replace_local(src, dst)
         return

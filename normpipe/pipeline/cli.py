@@ -9,11 +9,20 @@ import logging
 import os
 import sys
 
+# Before anything imports gRPC (Beam does): its fork support off. With it
+# on, every fork() of a process where gRPC's event engine runs (subprocess
+# with a preexec_fn, multiprocessing, a user's model_fn) restarts gRPC's
+# poller in the child on descriptors Python has closed, and the child
+# aborts (SIGABRT) before it can exec: grpc/grpc#43055. Under load, 305
+# of 1,000 such forks aborted without this (tests/test_fork_stress.py's
+# stress), none with it. normpipe needs gRPC in no forked child (its subprocesses
+# exec at once), as Beam's own tests, which set the same, do not.
+os.environ["GRPC_ENABLE_FORK_SUPPORT"] = "false"
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
 from normpipe.pipeline import demo  # imports neither TensorFlow nor Beam
 from normpipe.pipeline.commands import run_command
 from normpipe.pipeline.flags import build_parser, check_args
-
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
 def _produced(args):
@@ -99,8 +108,9 @@ def _run_staged(args, beam_args, argv) -> int:
 
 
 def _storage_message(args, exc):
-    """A full or read-only disk, reported on one line (outputs are written
-    atomically, so nothing partial is left under a final name)."""
+    """A full or read-only disk or an I/O error, reported on one line
+    (outputs are written atomically, so nothing partial is left under a
+    final name)."""
     from normpipe.pipeline.outputs import storage_error  # pylint: disable=import-outside-toplevel
 
     reason = storage_error(exc)
@@ -112,8 +122,9 @@ def _storage_message(args, exc):
 
 # TF Serving's version numbers are int64.
 def main(argv=None) -> int:
-    """`normpipe <command> ...`: exit status 0 (done), 1 (verify failed), 2 (a user error, one line), or on a
-    closed pipe, SIGINT or SIGTERM 141, 130, 143 (see pipeline/exits.py)."""
+    """`normpipe <command> ...`: exit status 0 (done), 1 (verify failed, or the storage failed: full,
+    read-only or an I/O error, one line), 2 (a user error, one line), or on a closed pipe, SIGINT or
+    SIGTERM 141, 130, 143 (see pipeline/exits.py)."""
     from normpipe.pipeline import exits  # pylint: disable=import-outside-toplevel
 
     with exits.guarded():
@@ -149,12 +160,13 @@ def _main(argv) -> int:
     except Exception as exc:  # pylint: disable=broad-except
         message = (find_user_error(exc) or _worker_import_error(exc) or _job_server_error(exc, beam_args)
                    or _job_failure(exc, beam_args))
+        status = 2
         if message is None:
-            message = _storage_message(args, exc)
+            message, status = _storage_message(args, exc), 1  # the machine's fault, not the input's
         if message is None:
             raise
         print(f"normpipe: error: {message}", file=sys.stderr)
-        return 2
+        return status
 
 
 def _quiet_logs():

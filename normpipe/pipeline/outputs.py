@@ -8,6 +8,14 @@ earlier run left but this run does not produce (transformed/ after
 has succeeded, so old and new artifacts never mix. Export versions under
 serving/ are never replaced: each export adds the next version.
 
+--overwrite replaces only what normpipe wrote. A directory output carries the
+list of the files normpipe put in it (atomic.FILE_LIST; model/ holds a known
+set of files); a command that would replace or remove one holding any other
+file (a user's notes in transform/, a directory an earlier normpipe wrote
+without a list) is refused before it starts, in one line naming that file:
+the user moves it, rather than normpipe guessing. Files beside the outputs
+in --output-dir are never touched.
+
 One command at a time writes to a directory: it holds `.normpipe.lock` (its
 pid and host) while it runs, and a second command is refused. A lock whose
 process is gone was left by a killed run; its outputs are unfinished, so the
@@ -27,7 +35,7 @@ import socket
 import time
 
 from normpipe.core.errors import UserError
-from normpipe.io import paths
+from normpipe.io import atomic, paths
 
 OUTPUTS = {
     "stats": ("statistics.json",),
@@ -55,13 +63,15 @@ def check_writable(output_dir: str) -> None:
         where = "is a file" if existing == path else f"{existing} is a file"
         raise UserError(f"--output-dir {output_dir}: {where}, not a directory")
     if not os.access(existing, os.W_OK | os.X_OK):
+        if os.statvfs(existing).f_flag & os.ST_RDONLY:  # the storage's state, not the user's choice: exit 1
+            raise OSError(errno.EROFS, os.strerror(errno.EROFS), existing)
         raise UserError(f"--output-dir {output_dir}: cannot write in {existing} (read-only or permission denied)")
 
 
 def storage_error(exc: BaseException):
     """The one-line reason when `exc` (or a cause, or the text a Beam runner
-    or TensorFlow wrapped it in) is the disk filling up or turning read-only;
-    else None."""
+    or TensorFlow wrapped it in) is the storage failing: full (ENOSPC, or a
+    quota: EDQUOT), read-only (EROFS) or an I/O error (EIO); else None."""
     seen = set()
     while exc is not None and id(exc) not in seen:
         seen.add(id(exc))
@@ -75,13 +85,49 @@ def storage_error(exc: BaseException):
     return None
 
 
-_STORAGE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS)
+_STORAGE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO)
 _STORAGE_TEXTS = tuple(os.strerror(e) for e in _STORAGE_ERRNOS)
 
 
+# Directory outputs: written whole by atomic.publish_directory (with its
+# file list), or file by file (model/: these names and their temporaries).
+DIRECTORIES = {"transform": None, "transformed": None, "model": {"model.keras", "metrics.json"}}
+
+
+def foreign_files(output_dir: str, name: str) -> list:
+    """Files in the directory output `name` that normpipe did not write there."""
+    path = paths.join(output_dir, name)
+    if name not in DIRECTORIES or not paths.isdir(path):
+        return []
+    known = DIRECTORIES[name]
+    if known is None:
+        known = atomic.listed_files(path)
+        if known is None:
+            known = set()
+        known = known | {atomic.FILE_LIST, atomic.INCOMPLETE}
+    return [paths.join(path, rel) for rel in paths.walk_files(path)
+            if rel not in known and not (rel.startswith(".") and rel.endswith(".tmp"))]  # a killed write's temporary
+
+
+def check_replaceable(command: str, output_dir: str) -> None:
+    """Refuses, before any work, to replace or remove a directory output
+    holding a file that normpipe did not write there (module docstring)."""
+    for name in OUTPUTS.get(command, ()):
+        found = foreign_files(output_dir, name)
+        if found:
+            more = f" and {len(found) - 1} more" if len(found) > 1 else ""
+            raise UserError(
+                f"{paths.join(output_dir, name)} holds {found[0]}{more}, which normpipe did not write; "
+                "this command would replace that directory: move the file elsewhere first")
+
+
 def check_output_dir(command: str, output_dir: str, overwrite: bool) -> None:
-    """Refuses to mix with an earlier run's outputs unless `overwrite`."""
-    if overwrite or not paths.isdir(output_dir):
+    """Refuses to mix with an earlier run's outputs unless `overwrite`, and
+    to replace a directory output holding a file normpipe did not write."""
+    if not paths.isdir(output_dir):
+        return
+    if overwrite:
+        check_replaceable(command, output_dir)
         return
     existing = [name for name in OUTPUTS.get(command, ()) if paths.exists(paths.join(output_dir, name))]
     if existing:

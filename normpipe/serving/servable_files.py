@@ -102,7 +102,7 @@ def publish_version(staging: str, model_dir: str, version=None) -> str:
             elif paths.exists(final):
                 raise FileExistsError(final)
             else:
-                atomic.publish_directory(staging, final, last=("saved_model.pb",))
+                atomic.publish_directory(staging, final, last=("saved_model.pb",), listed=False)
             return final
         except OSError:
             if version is not None:

@@ -17,8 +17,8 @@ from tests.conftest import write_csv
 
 def run_with_umask(args, umask=0o022, timeout=600):
     exe = os.path.join(os.path.dirname(sys.executable), "normpipe")
-    return subprocess.run([exe, *args], capture_output=True, text=True, timeout=timeout,
-                          preexec_fn=lambda: os.umask(umask))
+    # subprocess's own umask (no preexec_fn: that would make it fork() rather than vfork())
+    return subprocess.run([exe, *args], capture_output=True, text=True, timeout=timeout, umask=umask)
 
 
 def strict_json(path):
