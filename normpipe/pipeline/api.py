@@ -16,7 +16,8 @@ def compute_statistics(input: str, output_dir: str, *, format: Optional[str] = N
     `input` is a CSV or TFRecord file, directory or glob; `beam_args` are Beam
     pipeline flags (`--runner=...`). Returns {"num_examples": N, "features":
     {name: {count, missing, mean, var, std, min, max, bad_values}}, ...}:
-    float64, population variance (ddof=0), min/max/mean over present values.
+    the exact values rounded once to float64 (the same bits on any runner and
+    partitioning), population variance (ddof=0), over present values.
     Raises normpipe.core.errors.UserError on bad input.
     """
     source = InputConfig(path=input, format=format, features=_tuple(features), label=label, bad_values=bad_values)
