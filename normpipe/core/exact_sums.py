@@ -48,7 +48,6 @@ def _compile():
     if _kernel is None:
         import numba  # pylint: disable=import-outside-toplevel
 
-        @numba.njit(cache=True, nogil=True)
         def accumulate(bits, bins, counts, keys):  # pragma: no cover - compiled
             width, rows = bits.shape
             for f in range(width):
@@ -103,7 +102,10 @@ def _compile():
                 keys[f, 0] = low
                 keys[f, 1] = high
 
-        _kernel = accumulate
+        try:
+            _kernel = numba.njit(cache=True, nogil=True)(accumulate)
+        except RuntimeError:  # "cannot cache function": no writable place for numba's cache
+            _kernel = numba.njit(nogil=True)(accumulate)
     return _kernel
 
 
