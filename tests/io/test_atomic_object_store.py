@@ -45,7 +45,9 @@ def test_publish_replaces_a_directory_whole_and_copies_last_files_last(tmp_path,
     atomic.publish_directory(_source(tmp_path, "v1", {"saved_model.pb": "1", "variables/v": "1", "old": "1"}), dst)
     atomic.publish_directory(_source(tmp_path, "v2", {"saved_model.pb": "2", "variables/v": "2"}), dst,
                              last=("saved_model.pb",))
-    assert _tree(dst) == {"saved_model.pb": "2", "variables/v": "2"}
+    # the old file is gone; the directory lists the files it holds (what --overwrite may replace)
+    assert _tree(dst) == {"saved_model.pb": "2", "variables/v": "2", atomic.FILE_LIST: "saved_model.pb\nvariables/v\n"}
+    assert atomic.listed_files(dst) == {"saved_model.pb", "variables/v"}
     assert atomic.is_complete(dst)
     atomic.check_complete(dst, "export")
 
