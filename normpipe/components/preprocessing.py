@@ -147,7 +147,7 @@ def normalized_outputs(inputs: dict, options: TransformOptions) -> dict:
     statistics.py). The label is recorded in that description, not emitted:
     `label_column` gives it."""
     x = statistics.stack_features(inputs, options.features)
-    stats = statistics.analyze_features(x, options.exponents)
+    stats = statistics.analyze_features(x)
     computed = [normalize_matrix(x, stats, method, options.exponents) for method in options.methods]
     # every output is computed from these, so they keep the statistics in the graph
     computed = statistics.depend_on_graph_constants(computed, stats, graph_config(options))

@@ -48,25 +48,23 @@ CONFIG_NODE = "normpipe_config"
 FIELDS = moments.FIELDS
 
 
-def analyze_features(x: tf.Tensor, exponents=None) -> dict:
+def analyze_features(x: tf.Tensor) -> dict:
     """The exact statistics of a float64 [batch, F] matrix, per column.
 
     One tf.Transform analyzer for all features
     (`tft.experimental.ptransform_analyzer`) runs moments.ExactStatistics,
     the CombineFn of `normpipe stats`, over the analyzed batches; its
     FIELDS x F result becomes a constant of the graph. Returns {field:
-    float64 [F]} for every name of FIELDS, "matrix" (the whole constant)
-    and "exponents", the per-feature powers of two that normalize_matrix
-    scales by (they do not change any statistic).
+    float64 [F]} for every name of FIELDS, and "matrix" (the whole
+    constant). The statistics are of the raw values: the powers of two that
+    normalize_matrix scales by change none of them.
     """
     width = x.shape[1]
-    exponents = np.zeros(width, np.int64) if exponents is None else np.asarray(exponents, np.int64)
     (matrix,) = tft.experimental.ptransform_analyzer(
         [x], _ExactStatisticsAnalyzer(width), output_dtypes=[tf.float64], output_shapes=[[len(FIELDS), width]],
         name="exact_statistics")
     stats = {name: matrix[i] for i, name in enumerate(FIELDS)}
     stats["matrix"] = matrix
-    stats["exponents"] = exponents
     return stats
 
 
@@ -188,7 +186,7 @@ def make_statistics_fn(features, exponents=None):
 
     def preprocessing_fn(inputs):
         x = stack_features(inputs, features)
-        stats = analyze_features(x, exponents)
+        stats = analyze_features(x)
         present = tf.reduce_sum(tf.cast(tf.logical_not(tf.math.is_nan(x)), tf.int64), axis=1)
         return with_graph_constants({STATS_KEY: present}, stats, graph_config(features, exponents))
 

@@ -4,19 +4,17 @@ TensorFlow's CPU kernels run with flush-to-zero and denormals-are-zero set:
 an arithmetic op reads a subnormal float64 (0 < |x| < 2.2e-308, e.g. 1e-310)
 as 0 and writes a subnormal result as 0, so `tf.reduce_min([1e-310, 3e-310])`
 is 0.0. Bit casts, integer ops, `tf.where` and int64 -> float64 casts are
-exact, and this module builds on those alone:
-
-  order_key / from_order_key   float64 <-> int64 keys with the same order,
-                               so min and max are exact for every value
-  ldexp                        x * 2**k, exact whenever the result is a
-                               normal float64, subnormal inputs included
+exact, and `ldexp` (x * 2**k, exact whenever the result is a normal
+float64, subnormal inputs included) builds on those alone.
 
 Scaling a feature by a power of two moves its values into the normal range
 before any arithmetic touches them; a power-of-two scale changes no digit.
+No statistic is computed in TensorFlow (see exact_sums.py); the graph's
+normalization runs on the scaled values.
 
-TensorFlow is imported by the graph functions when they are first called:
-`key_of` and `choose_exponent` are numpy only, and `normpipe stats` uses
-them without loading TensorFlow.
+TensorFlow is imported by `ldexp` when it is first called:
+`choose_exponent` is numpy only, and input inspection uses it without
+loading TensorFlow.
 """
 
 import numpy as np
@@ -25,34 +23,6 @@ _MAGNITUDE = np.int64(0x7FFFFFFFFFFFFFFF)
 _MANTISSA = np.int64((1 << 52) - 1)
 _HIDDEN_BIT = np.int64(1 << 52)
 _MIN_EXP, _MAX_EXP = -1022, 1023
-
-
-def order_key(x):
-    """int64 keys ordered like the float64 values of `x` (NaN excluded).
-
-    A non-negative float's bits already sort as integers; a negative float's
-    bits sort backwards, so all but the sign bit are flipped. -0.0 sorts just
-    below +0.0. The key of -inf is far from int64's minimum, so tf.Transform's
-    min (which negates) cannot overflow.
-    """
-    import tensorflow as tf  # pylint: disable=import-outside-toplevel
-
-    bits = tf.bitcast(x, tf.int64)
-    return tf.where(bits < 0, tf.bitwise.bitwise_xor(bits, _MAGNITUDE), bits)
-
-
-def from_order_key(key):
-    """The float64 values whose `order_key` is `key` (the map is its own inverse)."""
-    import tensorflow as tf  # pylint: disable=import-outside-toplevel
-
-    bits = tf.where(key < 0, tf.bitwise.bitwise_xor(key, _MAGNITUDE), key)
-    return tf.bitcast(bits, tf.float64)
-
-
-def key_of(value: float) -> np.int64:
-    """`order_key` of one Python float, in numpy."""
-    bits = np.array([value], np.float64).view(np.int64)[0]
-    return bits ^ _MAGNITUDE if bits < 0 else bits
 
 
 def _power_of_two(n):

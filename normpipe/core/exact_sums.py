@@ -25,6 +25,8 @@ below +0.0), so they are exact and order-free too. NaN is missing; an
 infinite value is counted apart (`infinite`) and left out of the sums.
 """
 
+import math
+
 import numpy as np
 
 _BINS = 2048  # biased exponents; 0 (zero, subnormal) is used as 1
@@ -36,10 +38,26 @@ _HIDDEN = 1 << 52
 _MAGNITUDE = 0x7FFFFFFFFFFFFFFF
 # a bin takes at most 2**35 addends below 2**28: fold well before that
 FLUSH_EVERY = 1 << 33
-# the key order of float64 (NaN excluded): keys of +inf and -inf
-KEY_MAX = np.int64(0x7FF0000000000000)
-KEY_MIN = np.int64(-0x7FF0000000000001)
 _kernel = None
+
+
+def key_of(values) -> np.ndarray:
+    """int64 keys ordered like the float64 `values` (NaN excluded), as the
+    kernel computes them: a non-negative float's bits already sort as
+    integers; a negative float's bits sort backwards, so all but the sign
+    bit are flipped (-0.0 just below +0.0). The map is its own inverse."""
+    bits = np.asarray(values, np.float64).view(np.int64)
+    return np.where(bits < 0, bits ^ np.int64(_MAGNITUDE), bits)
+
+
+def from_key(keys) -> np.ndarray:
+    """The float64 values of order keys."""
+    keys = np.asarray(keys, np.int64)
+    return np.where(keys < 0, keys ^ np.int64(_MAGNITUDE), keys).view(np.float64)
+
+
+# where min and max start: the keys of +inf and -inf
+KEY_MAX, KEY_MIN = key_of([np.inf, -np.inf])
 
 
 def _compile():
@@ -183,13 +201,6 @@ class Accumulator:
         self.pending = 0
 
 
-def from_key(keys: np.ndarray) -> np.ndarray:
-    """The float64 values of order keys (the map is its own inverse)."""
-    keys = np.asarray(keys, np.int64)
-    bits = np.where(keys < 0, keys ^ np.int64(_MAGNITUDE), keys)
-    return bits.view(np.float64)
-
-
 def divide(numerator: int, denominator: int) -> float:
     """numerator / denominator rounded once to float64 (+-inf beyond its range).
 
@@ -210,8 +221,6 @@ def sqrt_ratio(numerator: int, denominator: int) -> float:
     rounds to the same float64 as s, since no rounding boundary of a 55-bit
     or longer integer falls strictly between r and r + 1.
     """
-    import math  # pylint: disable=import-outside-toplevel
-
     if numerator == 0:
         return 0.0
     k = max(0, (110 - (numerator.bit_length() - denominator.bit_length()) + 2) // 2 + 1)

@@ -1,10 +1,11 @@
-"""exact_float: power-of-two scaling and order keys that survive flush-to-zero."""
+"""exact_float: power-of-two scaling that survives flush-to-zero; and the
+order keys of exact_sums (min and max of the exact statistics)."""
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from normpipe.core import exact_float
+from normpipe.core import exact_float, exact_sums
 
 TINY = 2.2250738585072014e-308  # smallest normal float64
 VALUES = np.array([
@@ -38,11 +39,12 @@ def test_ldexp_keeps_nan_and_scales_each_column_by_its_own_exponent():
 
 
 def test_order_keys_sort_like_the_floats_and_invert_exactly():
-    keys = exact_float.order_key(tf.constant(VALUES)).numpy()
+    keys = exact_sums.key_of(VALUES)
     np.testing.assert_array_equal(np.sort(VALUES), VALUES[np.argsort(keys, kind="stable")])
-    np.testing.assert_array_equal(exact_float.from_order_key(tf.constant(keys)).numpy(), VALUES)
-    assert exact_float.key_of(-np.inf) == keys[-np.inf == VALUES][0]
-    assert exact_float.key_of(-np.inf) > np.iinfo(np.int64).min  # safe to negate
+    np.testing.assert_array_equal(exact_sums.from_key(keys).view(np.int64), VALUES.view(np.int64))  # -0.0 too
+    lowest, highest = exact_sums.KEY_MIN, exact_sums.KEY_MAX  # where the kernel's min and max start
+    assert lowest == keys[-np.inf == VALUES][0] and highest == keys[np.inf == VALUES][0]
+    assert lowest > np.iinfo(np.int64).min  # safe to negate
 
 
 @pytest.mark.parametrize(
