@@ -100,11 +100,8 @@ def foreign_files(output_dir: str, name: str) -> list:
     if name not in DIRECTORIES or not paths.isdir(path):
         return []
     known = DIRECTORIES[name]
-    if known is None:
-        known = atomic.listed_files(path)
-        if known is None:
-            known = set()
-        known = known | {atomic.FILE_LIST, atomic.INCOMPLETE}
+    if known is None:  # published whole: its own list (none: nothing in it is known to be normpipe's)
+        known = (atomic.listed_files(path) or set()) | {atomic.FILE_LIST, atomic.INCOMPLETE}
     return [paths.join(path, rel) for rel in paths.walk_files(path)
             if rel not in known and not (rel.startswith(".") and rel.endswith(".tmp"))]  # a killed write's temporary
 
