@@ -2,6 +2,8 @@
 
   statistics       AnalyzeStatistics: float64 count, missing, mean, std, min, max
   preprocessing    the tf.Transform graph: TransformOptions, the preprocessing_fn
+  categories       categorical columns: a vocabulary per column, its ids
+  category_counts  CountCategories: distinct, most frequent and missing values
   transform        its Beam run (AnalyzeAndTransform), the files beside it, the
                    saved graph applied again
   compare          the per-batch recipe against full-dataset normalization

@@ -49,7 +49,7 @@ def is_string(value) -> bool:
     return value.dtype == tf.string
 
 
-def _string_column(value):
+def string_column(value):
     """A string input as [batch], missing (an absent VarLen value) as ""."""
     import tensorflow as tf  # pylint: disable=import-outside-toplevel
 
@@ -69,7 +69,7 @@ def label_output(value, name):
 
     if not is_string(value):
         return tf.cast(statistics.as_column(value, name), tf.float32)
-    strings = _string_column(value)
+    strings = string_column(value)
     present = tf.not_equal(strings, "")
     vocabulary = tft.vocabulary(tf.boolean_mask(strings, present), vocab_filename=VOCABULARY)
     index = tft.apply_vocabulary(strings, vocabulary, default_value=-1)

@@ -16,7 +16,8 @@ variance (or min == max, or no present value) maps to 0.0: the feature carries
 no information, and 0.0 is what its imputed mean maps to. Results are clipped
 to +-OUTPUT_LIMIT so that an infinite serving input yields a finite value.
 The label, if any, passes through as float32 under its raw name (missing as
-NaN). Raw inputs are what tf.Transform passes, from normpipe's readers or
+NaN). Each categorical column gives its vocabulary ids, `<column>_id`
+(int64; see categories.py). Raw inputs are what tf.Transform passes, from normpipe's readers or
 from TFX (see statistics.as_column); other raw inputs are not passed through.
 """
 
@@ -26,7 +27,7 @@ from typing import Optional, Tuple
 import numpy as np
 import tensorflow as tf
 
-from normpipe.components import labels, statistics
+from normpipe.components import categories, labels, statistics
 from normpipe.core import exact_float
 from normpipe.core.kernels import OUTPUT_LIMIT, scale_clip_float32
 
@@ -64,6 +65,9 @@ class TransformOptions:
         (`matrix_key`), which normpipe's exports read; such outputs are not
         features, so a TFX pipeline, which materializes every output, goes
         without them.
+      categorical: raw columns (text or integer codes) whose vocabulary ids
+        the graph emits as `<column>_id` (see categories.py).
+      vocabulary: the categorical columns' VocabularyOptions.
     """
 
     features: Tuple[str, ...]
@@ -71,6 +75,8 @@ class TransformOptions:
     label: Optional[str] = None
     exponents: Optional[Tuple[int, ...]] = None
     matrix_outputs: bool = True
+    categorical: Tuple[str, ...] = ()
+    vocabulary: categories.VocabularyOptions = categories.VocabularyOptions()
 
     def __post_init__(self):
         if self.method not in METHODS + ("both",):
@@ -80,8 +86,17 @@ class TransformOptions:
         if self.exponents is not None and len(self.exponents) != len(self.features):
             raise ValueError(f"exponents must have one value per feature. Received: {len(self.exponents)} exponents")
         produced = [n for m in self.methods for n in self.output_names(m)]
-        if self.label and self.label in set(produced) | set(self.features):
+        if self.label and self.label in set(produced) | set(self.features) | set(self.categorical):
             raise ValueError(f"label must not be a feature or a normalized output name. Received: {self.label!r}")
+        ids = [categories.id_name(c) for c in self.categorical]
+        clash = sorted(set(ids) & (set(produced) | {self.label}) | set(self.categorical) & set(self.features))
+        if clash or len(set(self.categorical)) != len(self.categorical):
+            raise ValueError(f"categorical must name columns that are not features, whose ids do not take an "
+                             f"output's name. Received: {list(self.categorical)}")
+
+    @property
+    def id_outputs(self) -> Tuple[str, ...]:
+        return tuple(categories.id_name(c) for c in self.categorical)
 
     @property
     def methods(self) -> Tuple[str, ...]:
@@ -137,6 +152,7 @@ def graph_config(options: TransformOptions) -> dict:
         outputs={m: list(options.output_names(m)) for m in options.methods},
         matrices={m: matrix_key(m) for m in options.methods} if options.matrix_outputs else {},
         output_limit=OUTPUT_LIMIT,
+        categorical=list(options.categorical), vocabulary=options.vocabulary.as_dict(),
     )
 
 
@@ -172,6 +188,8 @@ def make_preprocessing_fn(options: TransformOptions):
 
     def preprocessing_fn(inputs):
         outputs = normalized_outputs(inputs, options)
+        for column in options.categorical:
+            outputs[categories.id_name(column)] = categories.category_ids(inputs[column], column, options.vocabulary)
         if options.label:
             outputs[options.label] = label_column(inputs, options.label)
         return outputs

@@ -29,8 +29,8 @@ from typing import List, Optional
 import numpy as np
 import tensorflow as tf
 
-from normpipe.components import labels
-from normpipe.components.train import eval_mask
+from normpipe.components import categories, labels
+from normpipe.components.train import IDS, eval_mask
 from normpipe.io import ingest
 
 SAMPLE_ROWS = 1000
@@ -61,6 +61,7 @@ class Spool:
 
     directory: str
     num_features: int
+    num_categories: int = 0  # categorical columns: their ids are spooled as int64 [n, C] (`.ids.npy`)
     train_chunks: List[str] = dataclasses.field(default_factory=list)
     eval_chunks: List[str] = dataclasses.field(default_factory=list)
     train_chunk_rows: List[int] = dataclasses.field(default_factory=list)
@@ -74,6 +75,7 @@ class Spool:
     sample_raw: Optional[np.ndarray] = None
     sample_normalized: Optional[np.ndarray] = None
     sample_y: Optional[np.ndarray] = None
+    sample_ids: Optional[np.ndarray] = None
 
     @property
     def task(self) -> str:
@@ -83,18 +85,22 @@ class Spool:
     def multiclass(self) -> bool:
         return (self.label_task or labels.resolve_task(self.all_labels)).multiclass
 
-    def _write(self, split: str, raw: np.ndarray, labelled: np.ndarray) -> None:
+    def _write(self, split: str, raw: np.ndarray, labelled: np.ndarray, ids: np.ndarray) -> None:
         chunks = self.train_chunks if split == "train" else self.eval_chunks
         prefix = os.path.join(self.directory, f"{split}-{len(chunks):06d}")
         save_npy(prefix + ".raw.npy", raw)
         save_npy(prefix + ".normalized.npy", labelled)
+        if self.num_categories:
+            save_npy(prefix + ".ids.npy", ids)
         chunks.append(prefix)
         if split == "train":
             self.train_chunk_rows.append(len(raw))
 
-    def add(self, raw, normalized, y, sample_rows) -> None:
+    def add(self, raw, normalized, y, sample_rows, ids=None) -> None:
+        """Spools one chunk of rows; `ids`: their categorical ids, int64 [n, C]."""
+        ids = np.zeros((len(y), 0), np.int64) if ids is None else ids
         keep = ~np.isnan(y)
-        raw, normalized, y = raw[keep], normalized[keep], y[keep]
+        raw, normalized, y, ids = raw[keep], normalized[keep], y[keep], ids[keep]
         held_out = eval_mask(normalized, y)
         labelled = np.concatenate([normalized, y[:, None]], axis=1)
         train_y = y[~held_out]
@@ -105,29 +111,32 @@ class Spool:
         self.all_labels.add(y)
         self.train_labels.add(train_y)
         if len(train_y):
-            self._write("train", raw[~held_out], labelled[~held_out])
+            self._write("train", raw[~held_out], labelled[~held_out], ids[~held_out])
         if held_out.any():
-            self._write("eval", raw[held_out], labelled[held_out])
+            self._write("eval", raw[held_out], labelled[held_out], ids[held_out])
             taken = 0 if self.sample_y is None else len(self.sample_y)
             if taken < sample_rows:
                 more = slice(0, sample_rows - taken)
-                parts = [(raw[held_out][more], normalized[held_out][more], y[held_out][more])]
+                parts = [(raw[held_out][more], normalized[held_out][more], y[held_out][more], ids[held_out][more])]
                 if self.sample_y is not None:
-                    parts.insert(0, (self.sample_raw, self.sample_normalized, self.sample_y))
-                self.sample_raw, self.sample_normalized, self.sample_y = (np.concatenate(p) for p in zip(*parts))
+                    parts.insert(0, (self.sample_raw, self.sample_normalized, self.sample_y, self.sample_ids))
+                (self.sample_raw, self.sample_normalized, self.sample_y,
+                 self.sample_ids) = (np.concatenate(p) for p in zip(*parts))
 
 
 def spool_splits(spec, graph, names, directory, sample_rows=SAMPLE_ROWS) -> Spool:
     """Reads the input once; writes the train and eval chunks under `directory`."""
     os.makedirs(directory, exist_ok=True)
-    spool = Spool(directory, len(spec.features))
+    spool = Spool(directory, len(spec.features), len(spec.categorical))
     for columns in ingest.iter_columns(spec):
         outputs = graph(columns)
         raw = np.stack([columns[n] for n in spec.features], axis=1)
         normalized = np.stack([outputs[n] for n in names], axis=1)
+        ids = np.stack([outputs[categories.id_name(c)] for c in spec.categorical], axis=1).astype(np.int64) \
+            if spec.categorical else None
         # a string label's value is its class index, which only the graph knows
         y = outputs[spec.label] if spec.string_label else columns[spec.label].astype(np.float32)
-        spool.add(raw, normalized, y, sample_rows)
+        spool.add(raw, normalized, y, sample_rows, ids)
     return spool
 
 
@@ -154,20 +163,27 @@ def _windows(prefixes, batch_size, shuffle, rng, load):
 
 # What each variant's model takes (see train.py): the graph's normalized
 # float32 features, the raw float64 features, or the raw ones with missing
-# values filled (the recipe's per-batch layers have no notion of missing).
+# values filled (the recipe's per-batch layers have no notion of missing);
+# and every variant the categorical ids (IDS), when there are any.
 INPUTS = {"tft": "normalized", "constant": "raw", "learned": "raw", "batch": "filled"}
 
 
-def _inputs(normalized, raw, fill, keys):
+def _inputs(normalized, raw, fill, keys, ids=None):
     found = {"normalized": normalized, "raw": raw}
     if "filled" in keys:
         found["filled"] = np.where(np.isnan(raw), fill, raw)
-    return {k: found[k] for k in keys}
+    found = {k: found[k] for k in keys}
+    if ids is not None and ids.shape[1]:
+        found[IDS] = ids
+    return found
 
 
-def _input_signature(num_features, keys):
+def _input_signature(num_features, keys, num_categories=0):
     dtypes = {"normalized": tf.float32, "raw": tf.float64, "filled": tf.float64}
-    return {k: tf.TensorSpec([None, num_features], dtypes[k]) for k in keys}
+    signature = {k: tf.TensorSpec([None, num_features], dtypes[k]) for k in keys}
+    if num_categories:
+        signature[IDS] = tf.TensorSpec([None, num_categories], tf.int64)
+    return signature
 
 
 def first_rows(spool: Spool, limit: Optional[int]):
@@ -212,7 +228,8 @@ def variant_datasets(spool: Spool, variants, seed=0, fill_missing=None, train_li
         keep = slice(0, cut.get(prefix))
         labelled = np.load(prefix + ".normalized.npy")[keep]
         raw = np.load(prefix + ".raw.npy")[keep] if keys != ["normalized"] else labelled[:, :0]
-        return labelled[:, :-1], raw, labelled[:, -1]
+        ids = np.load(prefix + ".ids.npy")[keep] if spool.num_categories else np.zeros((len(labelled), 0), np.int64)
+        return labelled[:, :-1], raw, labelled[:, -1], ids
 
     def factory(prefixes, shuffle, rows):
         epochs = iter(range(1 << 30))  # every iteration (Keras epoch) reshuffles with a new seed
@@ -220,10 +237,11 @@ def variant_datasets(spool: Spool, variants, seed=0, fill_missing=None, train_li
         def make(b):
             def generate():
                 rng = np.random.default_rng([seed, next(epochs)])
-                for normalized, raw, y in _windows(list(prefixes), b, shuffle, rng, load):
-                    yield _inputs(normalized, raw, fill, keys), y
+                for normalized, raw, y, ids in _windows(list(prefixes), b, shuffle, rng, load):
+                    yield _inputs(normalized, raw, fill, keys, ids), y
 
-            signature = (_input_signature(spool.num_features, keys), tf.TensorSpec([None], tf.float32))
+            signature = (_input_signature(spool.num_features, keys, spool.num_categories),
+                         tf.TensorSpec([None], tf.float32))
             dataset = tf.data.Dataset.from_generator(generate, output_signature=signature)
             dataset = dataset.apply(tf.data.experimental.assert_cardinality(-(-rows // b)))
             return dataset.map(by_variant).prefetch(2)
@@ -231,7 +249,7 @@ def variant_datasets(spool: Spool, variants, seed=0, fill_missing=None, train_li
         return make
 
     def sample(b):
-        inputs = _inputs(spool.sample_normalized, spool.sample_raw, fill, keys)
+        inputs = _inputs(spool.sample_normalized, spool.sample_raw, fill, keys, spool.sample_ids)
         return tf.data.Dataset.from_tensor_slices((inputs, spool.sample_y)).batch(b).map(by_variant)
 
     return (factory(train_prefixes, True, train_rows), factory(spool.eval_chunks, False, spool.eval_rows), sample)

@@ -34,6 +34,7 @@ from normpipe.components import layers
 from normpipe.components.dataset import _MIX, EVAL_BUCKETS
 
 VARIANTS = ("tft", "constant", "learned", "batch")
+IDS = "ids"  # the models' second input: the categorical columns' ids, int64 [batch, C]
 DEFAULT_BATCH_SIZE = 128
 # The training budget of the variants trained only for the side-by-side
 # comparison (all but the exported one): the first this many training rows,
@@ -134,13 +135,32 @@ def loss_and_metric(task, num_classes=2):
     return "mse", keras.metrics.MeanAbsoluteError(name="mae")
 
 
-def build_model(variant, num_features, task, options, method="zscore", stats=None, num_classes=2) -> keras.Model:
+def embedding_width(size: int) -> int:
+    """An embedding's width for `size` ids: 1.6 * size**0.56 (a common rule
+    of thumb for tabular data), between 2 and 16 for a small MLP."""
+    return int(min(16, max(2, round(1.6 * size ** 0.56))))
+
+
+def build_model(variant, num_features, task, options, method="zscore", stats=None, num_classes=2,
+                categorical=None) -> keras.Model:
     """normpipe's MLP; it ends in Dense(1) (regression), a sigmoid (two
-    classes) or a softmax over `num_classes` (more)."""
+    classes) or a softmax over `num_classes` (more).
+
+    `categorical` ({id output: number of ids}, in the order of the ids'
+    columns): the model takes a second input, IDS (int64 [batch, C]), and
+    each column's ids go through an Embedding (`embedding_width`) whose
+    output joins the normalized features before the first Dense layer.
+    """
     keras.utils.set_random_seed(options.seed)
     raw = variant != "tft"
     inputs = keras.Input((num_features,), dtype="float64" if raw else "float32", name="features")
     h = normalization_layer(variant, method, stats)(inputs) if raw else inputs
+    if categorical:
+        ids = keras.Input((len(categorical),), dtype="int64", name=IDS)
+        embedded = [keras.layers.Embedding(size, embedding_width(size), name=f"{name}_embedding")(ids[:, j])
+                    for j, (name, size) in enumerate(categorical.items())]
+        h = keras.layers.Concatenate(name="features_and_categories")([keras.ops.cast(h, "float32")] + embedded)
+        inputs = [inputs, ids]
     for units in options.hidden:
         h = keras.layers.Dense(units, activation="relu")(h)
     multiclass = task == "classification" and num_classes > 2
@@ -167,8 +187,11 @@ def joint_model(models: dict, inputs_of: dict, task, options, num_classes=2) -> 
     first = {}
     for variant, model in models.items():
         first.setdefault(inputs_of[variant], model.inputs[0])
+        if len(model.inputs) > 1:
+            first.setdefault(IDS, model.inputs[1])
     inputs = {name: keras.Input(tensor.shape[1:], dtype=tensor.dtype, name=name) for name, tensor in first.items()}
-    outputs = {variant: model(inputs[inputs_of[variant]]) for variant, model in models.items()}
+    outputs = {variant: model([inputs[inputs_of[variant]], inputs[IDS]] if len(model.inputs) > 1
+                              else inputs[inputs_of[variant]]) for variant, model in models.items()}
     joint = keras.Model(inputs, outputs, name="normpipe_variants")
     loss = {variant: loss_and_metric(task, num_classes)[0] for variant in models}
     metrics = {variant: [loss_and_metric(task, num_classes)[1]] for variant in models}
@@ -193,7 +216,8 @@ def networks_to_train(variants) -> list:
 
 
 def _dense_layers(model):
-    return [layer for layer in model.layers if isinstance(layer, keras.layers.Dense)]
+    """The layers a network is (Dense and the categories' Embeddings), in build order."""
+    return [layer for layer in model.layers if isinstance(layer, (keras.layers.Dense, keras.layers.Embedding))]
 
 
 def share_trained_weights(models: dict):
@@ -218,7 +242,7 @@ def budgets(variants, exported) -> dict:
 def _fit(models, inputs_of, task, options, data, batch_size, verbose, num_classes=2):
     """Trains `models` side by side (joint_model) on data(batch_size)."""
     joint = joint_model(models, inputs_of, task, options, num_classes)
-    needed = {inputs_of[v] for v in models}
+    needed = {inputs_of[v] for v in models} | ({IDS} if any(len(m.inputs) > 1 for m in models.values()) else set())
     keep = lambda x, y: ({k: x[k] for k in needed}, {v: y[v] for v in models})  # noqa: E731
     joint.fit(data(batch_size).map(keep), epochs=options.epochs, shuffle=False, verbose=verbose)
 

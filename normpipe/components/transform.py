@@ -24,7 +24,7 @@ import pyarrow as pa
 import tensorflow as tf
 import tensorflow_transform.beam as tft_beam
 
-from normpipe.components import labels, statistics
+from normpipe.components import categories, labels, statistics
 from normpipe.components.preprocessing import TransformOptions, graph_config, is_internal, make_preprocessing_fn
 from normpipe.io import atomic
 from normpipe.io.column_names import MATRIX_INPUT
@@ -54,14 +54,15 @@ class _EncodeExamples(beam.DoFn):
 SAMPLE_FILE = "normpipe_sample.json"
 
 
-def _write_sample(outputs, rows, path):
-    """JSON of the sample's raw rows and the Beam run's transformed values."""
+def _write_sample(outputs, rows, path, texts=None):
+    """JSON of the sample's raw rows (and categorical texts) and the Beam run's transformed values."""
     (batch,) = outputs  # one record batch in, one out, rows in order
     if batch.num_rows != len(rows):
         raise AssertionError(f"sample: {batch.num_rows} transformed rows for {len(rows)} raw rows")
     values = {name: batch.column(i).flatten().to_numpy(zero_copy_only=False).astype(np.float64).tolist()
               for i, name in enumerate(batch.schema.names) if not is_internal(name)}
-    document = {"rows": [[None if np.isnan(v) else float(v) for v in row] for row in rows], "transformed": values}
+    document = {"rows": [[None if np.isnan(v) else float(v) for v in row] for row in rows], "transformed": values,
+                "categorical": texts or {}}
     with tf.io.gfile.GFile(path, "w") as f:
         f.write(json.dumps(document))
 
@@ -89,12 +90,15 @@ class AnalyzeAndTransform(beam.PTransform):
     def _transform_sample(self, pipeline, transform_fn):
         matrix = self._sample.column(self._sample.schema.names.index(MATRIX_INPUT))
         rows = matrix.flatten().to_numpy(zero_copy_only=False).reshape(self._sample.num_rows, -1)
+        texts = {name: [v.decode("utf-8", "replace") for v in
+                        self._sample.column(self._sample.schema.names.index(name)).flatten().to_pylist()]
+                 for name in self._options.categorical}
         sample = pipeline | "SampleRows" >> beam.Create([self._sample])
         (transformed, _) = ((sample, self._tensor_config), transform_fn) | "TransformSample" >> (
             tft_beam.TransformDataset(output_record_batches=True))
         _ = (transformed | "SampleBatches" >> beam.Map(lambda pair: pair[0])
              | "CollectSample" >> beam.combiners.ToList()
-             | "WriteSample" >> beam.Map(_write_sample, rows, self._sample_path))
+             | "WriteSample" >> beam.Map(_write_sample, rows, self._sample_path, texts))
 
     def expand(self, batches):
         dataset = (batches, self._tensor_config)
@@ -121,7 +125,7 @@ FLOAT64_SPEC = {"dtype": "float64", "shape": [None], "sparse": False}
 
 
 def write_metadata(transform_dir: str, options: TransformOptions, numeric, renamed=None, int64_columns=(),
-                   string_label=False) -> None:
+                   string_label=False, codes=()) -> None:
     """Records what the graph expects and emits, beside transform_fn/.
 
     `renamed` ({input column name: TensorFlow-safe name}, see column_names.py)
@@ -143,8 +147,11 @@ def write_metadata(transform_dir: str, options: TransformOptions, numeric, renam
     from tensorflow_transform.tf_metadata.dataset_metadata import DatasetMetadata  # pylint: disable=import-outside-toplevel
 
     example_types = {name: "int64" if name in set(int64_columns) else "float" for name in numeric}
-    raw_spec = {name: tf.io.VarLenFeature(tf.int64 if kind == "int64" else tf.float32)
-                for name, kind in example_types.items()}
+    # a categorical column: an integer code as int64_list (float_list for another number), text as bytes_list
+    example_types.update({name: ("int64" if name in set(int64_columns) else "float") if name in set(codes)
+                          else "bytes" for name in options.categorical})
+    tf_types = {"int64": tf.int64, "float": tf.float32, "bytes": tf.string}
+    raw_spec = {name: tf.io.VarLenFeature(tf_types[kind]) for name, kind in example_types.items()}
     metadata_io.write_metadata(DatasetMetadata(schema_utils.schema_from_feature_spec(raw_spec)),
                                os.path.join(transform_dir, "metadata"))
 
@@ -158,6 +165,7 @@ def write_metadata(transform_dir: str, options: TransformOptions, numeric, renam
                             "columns": list(options.features)}}
     if options.label:  # a string label: its text, whose vocabulary gives the class names
         specs[options.label] = {**FLOAT64_SPEC, "dtype": "string"} if string_label else FLOAT64_SPEC
+    specs.update({name: {**FLOAT64_SPEC, "dtype": "string"} for name in options.categorical})
     document = {
         **graph_config(options),
         "raw_inputs": list(specs),
@@ -166,6 +174,7 @@ def write_metadata(transform_dir: str, options: TransformOptions, numeric, renam
         "example_types": example_types,
         "renamed": dict(renamed or {}),
         "classes": labels.read_classes(transform_dir) if string_label else None,
+        "category_sizes": categories.sizes(transform_dir, options.categorical, options.vocabulary.as_dict()),
     }
     with tf.io.gfile.GFile(os.path.join(transform_dir, METADATA_FILE), "w") as f:
         json.dump(document, f, indent=2)
@@ -196,18 +205,24 @@ def read_metadata(transform_dir: str, graph=None) -> dict:
         with tf.io.gfile.GFile(path) as f:
             document = json.load(f)
         document.setdefault("raw_specs", dict.fromkeys(document["raw_inputs"], FLOAT64_SPEC))
+        document.setdefault("categorical", [])
+        document.setdefault("category_sizes", {})
         return document
     transform_fn = (graph or statistics.load_transform_graph(transform_dir)).transform_fn
     specs = raw_input_specs(transform_fn)
-    return {**statistics.read_graph_config(transform_fn, transform_dir), "raw_inputs": list(specs),
-            "raw_specs": specs, "raw_dtype": None, "renamed": {}, "classes": labels.read_classes(transform_dir)}
+    config = statistics.read_graph_config(transform_fn, transform_dir)
+    return {**config, "raw_inputs": list(specs), "raw_specs": specs, "raw_dtype": None, "renamed": {},
+            "classes": labels.read_classes(transform_dir),
+            "category_sizes": categories.sizes(transform_dir, config.get("categorical", ()),
+                                               config.get("vocabulary") or {"oov_buckets": 1})}
 
 
 def graph_inputs(metadata: dict) -> list:
     """The graph inputs that the features feed: the feature matrix, or
-    (a TFX graph) the features' own inputs."""
+    (a TFX graph) the features' own inputs; then the categorical columns'."""
     specs, features = metadata["raw_specs"], set(metadata["features"])
-    return [n for n in metadata["raw_inputs"] if n in features or "columns" in specs[n]]
+    found = [n for n in metadata["raw_inputs"] if n in features or "columns" in specs[n]]
+    return found + [n for n in metadata.get("categorical") or () if n not in found]
 
 
 def adapt_inputs(columns: dict, raw_specs: dict, names) -> dict:
@@ -228,6 +243,19 @@ def adapt_inputs(columns: dict, raw_specs: dict, names) -> dict:
         if "columns" in spec:
             missing = tf.fill([batch], tf.constant(np.nan, tf.float64))
             adapted[name] = tf.stack([columns.get(c, missing) for c in spec["columns"]], axis=1)
+            continue
+        if dtype.is_integer and name in columns and columns[name].dtype == tf.string:
+            value = columns[name]  # an integer code given as its text ("" = missing)
+            absent = tf.equal(value, "")
+            value = tf.strings.to_number(tf.where(absent, "0", value), tf.int64)
+            if spec["sparse"]:
+                present = tf.where(tf.logical_not(absent))
+                adapted[name] = tf.SparseTensor(tf.concat([present, tf.zeros_like(present)], axis=1),
+                                                tf.cast(tf.gather_nd(value, present), dtype),
+                                                tf.stack([tf.cast(batch, tf.int64), 1]))
+            else:
+                value = tf.cast(value, dtype)
+                adapted[name] = value[:, tf.newaxis] if len(spec["shape"]) == 2 else value
             continue
         if dtype == tf.string:
             given = columns.get(name)

@@ -1,13 +1,17 @@
-"""The user's own model: `model_fn(feature_names=[...], num_classes=K)`.
+"""The user's own model: `model_fn(feature_names=[...], categorical={...}, num_classes=K)`.
 
 `model_fn` is a callable, or a dotted path `package.module.function` to one,
 that returns a compiled Keras 3 model (K = 0 for regression, else the number
-of classes). Its input is either
+of classes). `categorical` ({id output: number of ids}, e.g. {"company_id":
+60}) lists the categorical columns' vocabulary ids (components/categories.py)
+and is passed when model_fn takes it (or **kwargs). Its input is either
 
   one float32 [batch, F] matrix   the named transformed features, in the
                                   order of `feature_names`, or
   named inputs                    `keras.Input(shape=(1,), name=...)`, each a
-                                  transformed feature's float32 [batch, 1]
+                                  transformed feature's [batch, 1]: float32
+                                  for a normalized feature, int64 (or any
+                                  dtype the input declares) for an id
 
 and its output [batch] or [batch, 1] for regression (and two classes: the
 probability of class 1), [batch, K] probabilities for classification.
@@ -51,14 +55,28 @@ def input_names(model, available):
     return None
 
 
-def build(model_fn, feature_names, num_classes, available=None, where="--model-fn"):
+def _takes_categorical(fn) -> bool:
+    import inspect  # pylint: disable=import-outside-toplevel
+
+    try:
+        parameters = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    return any(p.name == "categorical" or p.kind == p.VAR_KEYWORD for p in parameters)
+
+
+def build(model_fn, feature_names, num_classes, available=None, where="--model-fn", categorical=None):
     """Calls model_fn and checks what it returned; `available`: the
-    transformed features a named input may be (default: feature_names)."""
+    transformed features a named input may be (default: feature_names and
+    the `categorical` ids)."""
     import keras  # pylint: disable=import-outside-toplevel
 
     fn = load_model_fn(model_fn)
+    categorical = dict(categorical or {})
+    available = list(available or list(feature_names) + list(categorical))
+    extra = {"categorical": categorical} if _takes_categorical(fn) else {}
     try:
-        model = fn(feature_names=list(feature_names), num_classes=int(num_classes))
+        model = fn(feature_names=list(feature_names), num_classes=int(num_classes), **extra)
     except Exception as exc:  # pylint: disable=broad-except  -- the user's code failed
         raise UserError(f"{where}: model_fn(feature_names=..., num_classes={num_classes}) failed: "
                         f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0][:200]}") from None
@@ -92,13 +110,19 @@ def check_output(model, num_classes, where="--model-fn"):
                         f"{'several outputs' if shape is None else str(list(shape)).replace('None', 'batch')}")
 
 
-def as_model_input(matrix, model, feature_names):
-    """A [batch, F] matrix of `feature_names` -> what the model takes."""
-    names = input_names(model, feature_names)
+def as_model_input(matrix, model, feature_names, ids=None):
+    """A [batch, F] matrix of `feature_names` (and `ids`, {id output: int64
+    [batch]}) -> what the model takes."""
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+
+    ids = ids or {}
+    names = input_names(model, list(feature_names) + list(ids))
     if names is None:
         return matrix
     index = {n: j for j, n in enumerate(feature_names)}
-    return {n: matrix[:, index[n]:index[n] + 1] for n in names}
+    dtypes = {t.name: t.dtype for t in model.inputs}
+    return {n: matrix[:, index[n]:index[n] + 1] if n in index
+            else tf.cast(tf.reshape(ids[n], [-1, 1]), dtypes[n]) for n in names}
 
 
 def scores(prediction, num_classes) -> np.ndarray:

@@ -8,6 +8,8 @@
                    else a directory or a pattern
   input_spec       what to read: the input spec, format detection,
                    bad-value policy
+  column_roles     which column is a feature, the label, a category, or
+                   left alone
   ingest           ReadRecordBatches: the Beam source for every format
   csv_reader, csv_lines, csv_values, parquet_reader, tfrecord_reader,
   column_names     the readers and the names they accept

@@ -94,18 +94,49 @@ beam.coders.registry.register_coder(pa.RecordBatch, RecordBatchCoder)
 
 
 def canonical_schema(spec: InputSpec) -> pa.Schema:
-    """The readers' record batches: list<double> per numeric column."""
-    return _double_lists(spec.numeric, _text_label(spec))
+    """The readers' record batches: list<double> per numeric column (and
+    code), then list<binary> per text column."""
+    return _double_lists(spec.read_as_numbers, spec.read_as_text)
 
 
 def _matrix_schema(spec: InputSpec) -> pa.Schema:
-    """The `to_feature_matrix` batches: the features' list column, then the label's."""
+    """The `to_feature_matrix` batches: the features' list column, the
+    label's, then each category's text."""
     return _double_lists([MATRIX_INPUT] + ([spec.label] if spec.label and not spec.string_label else []),
-                         _text_label(spec))
+                         list(spec.categorical) + _text_label(spec))
 
 
 def _text_label(spec: InputSpec):
     return [spec.label] if spec.string_label else []
+
+
+def code_text(values: np.ndarray) -> np.ndarray:
+    """float64 codes -> their text as bytes: an integral value as its decimal
+    digits (7.0 -> b"7", as an int64 column gives it), any other as Python's
+    shortest repr (7.5 -> b"7.5"), missing (NaN) as b""."""
+    text = np.empty(len(values), dtype=object)
+    present = ~np.isnan(values)
+    integral = present & (np.floor(values) == values) & (np.abs(values) < 2.0 ** 63)
+    text[~present] = b""
+    text[integral] = [b"%d" % v for v in values[integral].astype(np.int64)]
+    other = present & ~integral
+    text[other] = [repr(float(v)).encode() for v in values[other]]
+    return text
+
+
+def category_columns(batch: pa.RecordBatch, spec: InputSpec) -> dict:
+    """{categorical column: its text, list<binary> of one value per row} of a
+    canonical batch (codes written as `code_text`)."""
+    position = {name: i for i, name in enumerate(batch.schema.names)}
+    offsets = pa.array(np.arange(batch.num_rows + 1, dtype=np.int32))
+    found = {}
+    for name in spec.categorical:
+        column = batch.column(position[name])
+        if name in set(spec.codes):
+            text = pa.array(code_text(column.flatten().to_numpy(zero_copy_only=False)), pa.binary())
+            column = pa.ListArray.from_arrays(offsets, text)
+        found[name] = column
+    return found
 
 
 def _double_lists(names, text=()) -> pa.Schema:
@@ -126,11 +157,11 @@ def tensor_adapter_config(spec: InputSpec):
     matrix.dense_tensor.column_name = MATRIX_INPUT
     matrix.dense_tensor.shape.dim.add().size = len(spec.features)
     reps = {MATRIX_INPUT: matrix}
-    if spec.label:
-        label = schema_pb2.TensorRepresentation()
-        label.dense_tensor.column_name = spec.label
-        label.dense_tensor.shape.SetInParent()
-        reps[spec.label] = label
+    for name in list(spec.categorical) + ([spec.label] if spec.label else []):
+        column = schema_pb2.TensorRepresentation()
+        column.dense_tensor.column_name = name
+        column.dense_tensor.shape.SetInParent()
+        reps[name] = column
     return tensor_adapter.TensorAdapterConfig(_matrix_schema(spec), reps)
 
 
@@ -147,7 +178,10 @@ def to_feature_matrix(batch: pa.RecordBatch, spec: InputSpec) -> pa.RecordBatch:
         values[:, j] = batch.column(position[name]).flatten().to_numpy(zero_copy_only=False)
     offsets = pa.array(np.arange(0, batch.num_rows * width + 1, width, dtype=np.int32))
     arrays = [pa.ListArray.from_arrays(offsets, pa.array(values.reshape(-1)))]
-    if spec.label:
+    if spec.label and not spec.string_label:
+        arrays.append(batch.column(position[spec.label]))
+    arrays.extend(category_columns(batch, spec).values())
+    if spec.string_label:
         arrays.append(batch.column(position[spec.label]))
     return pa.RecordBatch.from_arrays(arrays, schema=_matrix_schema(spec))
 
@@ -168,14 +202,15 @@ def csv_range_reader(spec: InputSpec) -> csv_reader.ReadCsvRange:
     """The CSV DoFn for `spec`; messages name columns as the header does."""
     labels = dict(zip(spec.columns, spec.original_columns))
     block_size = spec.block_size or csv_reader.block_size_for(len(spec.columns))
-    return csv_reader.ReadCsvRange(spec.columns, spec.numeric, block_size, spec.bad_values, labels,
-                                   strings=(spec.label,) if spec.string_label else ())
+    return csv_reader.ReadCsvRange(spec.columns, spec.read_as_numbers, block_size, spec.bad_values, labels,
+                                   strings=spec.read_as_text)
 
 
 def parquet_row_group_reader(spec: InputSpec) -> parquet_reader.ReadParquetRowGroup:
     """The Parquet DoFn for `spec`: the file's own column names, read under the canonical ones."""
-    return parquet_reader.ReadParquetRowGroup([spec.original_name(n) for n in spec.numeric], spec.numeric,
-                                              spec.bad_values)
+    return parquet_reader.ReadParquetRowGroup([spec.original_name(n) for n in spec.read_as_numbers],
+                                              spec.read_as_numbers, spec.bad_values,
+                                              text={n: spec.original_name(n) for n in spec.read_as_text})
 
 
 def merge_counts(counts) -> dict:
@@ -290,7 +325,12 @@ def first_rows(spec: InputSpec, limit: int):
 
 
 def iter_columns(spec: InputSpec):
-    """`iter_record_batches` as {numeric column: float64 [n] array} dicts (NaN = missing)."""
+    """`iter_record_batches` as {numeric column: float64 [n] array} dicts
+    (NaN = missing), with each categorical column (and a string label) as
+    an array of bytes ("" = missing)."""
     for batch in iter_record_batches(spec):
-        names = list(spec.numeric) + _text_label(spec)  # a string label as an array of bytes
-        yield {n: batch.column(i).flatten().to_numpy(zero_copy_only=False) for i, n in enumerate(names)}
+        names = list(spec.read_as_numbers) + list(spec.read_as_text)
+        columns = {n: batch.column(i).flatten().to_numpy(zero_copy_only=False) for i, n in enumerate(names)}
+        columns.update({n: c.flatten().to_numpy(zero_copy_only=False)
+                        for n, c in category_columns(batch, spec).items()})
+        yield columns

@@ -19,7 +19,7 @@ import pyarrow.csv as pacsv
 
 from normpipe.core import exact_float
 from normpipe.core.errors import UserError
-from normpipe.io import column_names, csv_lines, csv_reader, csv_values, parquet_reader, tfrecord_reader
+from normpipe.io import column_names, column_roles, csv_lines, csv_reader, csv_values, parquet_reader, tfrecord_reader
 from normpipe.io.input_files import expand_input
 
 FORMATS = ("csv", "tfrecord", "parquet")
@@ -40,6 +40,12 @@ class InputSpec:
     arithmetic clear of TensorFlow's flush-to-zero; no statistic depends on
     them. `bad_values` is "error" or "missing" (see
     csv_values.py).
+
+    `categorical` lists the columns read as categories: text columns, and
+    numeric ones named by `--categorical` (`codes`, such as an area number
+    or an hour, read as numbers and then written as their decimal text:
+    `category_text`). Every later stage sees a category as text, missing
+    as "".
     """
 
     files: Tuple[str, ...]
@@ -54,7 +60,9 @@ class InputSpec:
     original_columns: Tuple[str, ...] = ()
     bad_values: str = "error"
     mostly_numeric: Tuple[str, ...] = ()
-    string_label: bool = False  # a CSV label read as text (a class name), not in `numeric`
+    string_label: bool = False  # a label read as text (a class name), not in `numeric`
+    categorical: Tuple[str, ...] = ()  # category columns (see the class docstring), in input order
+    codes: Tuple[str, ...] = ()  # the categorical columns whose values are numbers (integer codes)
 
     def __post_init__(self):
         if self.format not in FORMATS:
@@ -72,6 +80,17 @@ class InputSpec:
     @property
     def numeric(self) -> Tuple[str, ...]:
         return self.features + ((self.label,) if self.label and not self.string_label else ())
+
+    @property
+    def read_as_numbers(self) -> Tuple[str, ...]:
+        """What the readers parse as float64: the numeric columns, then the codes."""
+        return self.numeric + self.codes
+
+    @property
+    def read_as_text(self) -> Tuple[str, ...]:
+        """What the readers emit as text: the text categories, then a string label."""
+        return tuple(n for n in self.categorical if n not in set(self.codes)) + (
+            (self.label,) if self.string_label else ())
 
     @property
     def renamed(self) -> Dict[str, str]:
@@ -197,7 +216,7 @@ def _is_numeric_type(t: pa.DataType) -> bool:
     return pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_null(t)
 
 
-def inspect_csv(files, features=None, label=None, bad_values="error") -> InputSpec:
+def inspect_csv(files, features=None, label=None, bad_values="error", categorical=None) -> InputSpec:
     """Reads the header and a sample of the first file to type the columns.
 
     A column is numeric when pyarrow infers an integer, float or all-null
@@ -217,9 +236,10 @@ def inspect_csv(files, features=None, label=None, bad_values="error") -> InputSp
     types = {name: samples[name].type for name in columns}
     mostly = tuple(n for n in columns if _mostly_numeric(samples[n]))
     inferred = [n for n in columns if _is_numeric_type(types[n]) or (bad_values == "missing" and n in mostly)]
-    spec = _make_spec(files, "csv", columns, originals, inferred, features, label, types, bad_values)
+    spec = _make_spec(files, "csv", columns, originals, inferred, features, label, types, bad_values, categorical,
+                      mostly)
     # As TFX's CsvExampleGen writes them: integer columns as int64_list.
-    ints = tuple(n for n in spec.numeric if pa.types.is_integer(types[n]))
+    ints = tuple(n for n in spec.read_as_numbers if pa.types.is_integer(types[n]))
     spec = dataclasses.replace(spec, mostly_numeric=tuple(n for n in mostly if n in spec.strings), int64_columns=ints)
     return _with_scales(spec, {n: _sample_values(samples[n]) for n in spec.features})
 
@@ -231,39 +251,17 @@ def _with_scales(spec: InputSpec, samples) -> InputSpec:
     return dataclasses.replace(spec, exponents=exponents)
 
 
-def _make_spec(files, fmt, columns, originals, inferred, features, label, types, bad_values) -> InputSpec:
-    numeric = set(inferred)
-    strings = tuple(n for n in columns if n not in numeric)
-    shown = dict(zip(columns, originals))
-    if label is not None:
-        (label,) = column_names.resolve("--label", [label], originals, columns)
-        if label in strings and fmt != "csv":
-            raise UserError(f"--label {shown[label]!r}: column is not numeric (type {types[label]}); a string "
-                            "label (class names) is read from CSV input only")
-    features = column_names.resolve("--features", features, originals, columns)
-    if features:
-        twice = sorted(shown[n] for n, k in collections.Counter(features).items() if k > 1)
-        if twice:
-            raise UserError(f"--features: column {twice[0]!r} is listed twice")
-        string_set = set(strings)
-        for name in features:
-            if name in string_set and not pa.types.is_string(types[name]):
-                raise UserError(f"--features: column {shown[name]!r} is not numeric (type {types[name]})")
-        chosen = tuple(n for n in features if n != label)
-        chosen_set = set(chosen)
-        strings = tuple(n for n in strings if n not in chosen_set)
-    else:
-        chosen = tuple(n for n in inferred if n != label)
-    if not chosen:
-        listed = ", ".join(shown[n] for n in strings)
-        raise UserError(f"{files[0]}: no numeric feature columns found (string columns: {listed})")
-    string_label = label is not None and label in strings
-    strings = tuple(n for n in strings if n != label)
-    return InputSpec(tuple(files), fmt, tuple(columns), chosen, strings, label,
-                     original_columns=tuple(originals), bad_values=bad_values, string_label=string_label)
+def _make_spec(files, fmt, columns, originals, inferred, features, label, types, bad_values, categorical=None,
+               mostly=()) -> InputSpec:
+    roles = column_roles.assign_roles(files, fmt, columns, originals, inferred, features, label, types, categorical,
+                                      mostly)
+    return InputSpec(tuple(files), fmt, tuple(columns), roles.features, roles.strings, roles.label,
+                     original_columns=tuple(originals), bad_values=bad_values, string_label=roles.string_label,
+                     categorical=roles.categorical, codes=roles.codes)
 
 
-def inspect_tfrecord(files, features=None, label=None, bad_values="error", sample_size=1000) -> InputSpec:
+def inspect_tfrecord(files, features=None, label=None, bad_values="error", categorical=None,
+                     sample_size=1000) -> InputSpec:
     """Types the features of a sample of tf.train.Examples from the first file."""
     kinds, samples = tfrecord_reader.sample_examples(files[0], sample_size)
     originals = tuple(sorted(kinds))
@@ -272,13 +270,14 @@ def inspect_tfrecord(files, features=None, label=None, bad_values="error", sampl
     samples = {c: np.asarray(samples.get(o, []), np.float64) for c, o in zip(columns, originals)}
     inferred = [n for n in columns if kinds[n] in ("float_list", "int64_list")]
     types = {n: (pa.float64() if n in inferred else pa.binary()) for n in columns}
-    spec = _make_spec(files, "tfrecord", columns, originals, inferred, features, label, types, bad_values)
-    ints = tuple(n for n in spec.numeric if kinds[n] == "int64_list")
+    spec = _make_spec(files, "tfrecord", columns, originals, inferred, features, label, types, bad_values,
+                      categorical)
+    ints = tuple(n for n in spec.read_as_numbers if kinds[n] == "int64_list")
     finite = {n: samples[n][np.isfinite(samples[n])] for n in spec.features}
     return _with_scales(dataclasses.replace(spec, int64_columns=ints), finite)
 
 
-def inspect_parquet(files, features=None, label=None, bad_values="error") -> InputSpec:
+def inspect_parquet(files, features=None, label=None, bad_values="error", categorical=None) -> InputSpec:
     """Types the columns from the first Parquet file's schema; all files must share its column names.
 
     A column is numeric when its type is (integer, floating point, decimal or
@@ -299,19 +298,21 @@ def inspect_parquet(files, features=None, label=None, bad_values="error") -> Inp
     for name in column_names.resolve("--features", features, originals, columns) or ():
         if name not in inferred:
             raise UserError(f"--features: column {shown[name]!r} is not numeric (type {types[name]})")
-    spec = _make_spec(files, "parquet", columns, originals, inferred, features, label, types, bad_values)
+    spec = _make_spec(files, "parquet", columns, originals, inferred, features, label, types, bad_values,
+                      categorical)
+    spec = dataclasses.replace(spec, int64_columns=tuple(n for n in spec.codes if pa.types.is_integer(types[n])))
     sample = parquet_reader.sample_values(files[0], [shown[n] for n in spec.features])
     return _with_scales(spec, {n: sample[shown[n]][np.isfinite(sample[shown[n]])] for n in spec.features})
 
 
-def inspect_input(path: str, fmt=None, features=None, label=None, bad_values="error") -> InputSpec:
+def inspect_input(path: str, fmt=None, features=None, label=None, bad_values="error", categorical=None) -> InputSpec:
     """Expands `path` and types its columns; see inspect_csv / inspect_tfrecord."""
     if bad_values not in csv_reader.BAD_VALUES:
         raise UserError(f"--bad-values must be 'error' or 'missing'. Received: {bad_values!r}")
     files = expand_input(path)
     fmt = detect_format(files, fmt)
     if fmt == "csv":
-        return inspect_csv(files, features, label, bad_values)
+        return inspect_csv(files, features, label, bad_values, categorical)
     if fmt == "parquet":
-        return inspect_parquet(files, features, label, bad_values)
-    return inspect_tfrecord(files, features, label, bad_values)
+        return inspect_parquet(files, features, label, bad_values, categorical)
+    return inspect_tfrecord(files, features, label, bad_values, categorical)

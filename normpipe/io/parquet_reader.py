@@ -22,7 +22,7 @@ import pyarrow.fs as pafs
 
 from normpipe.core.errors import UserError
 from normpipe.io import csv_values
-from normpipe.io.csv_reader import BAD_VALUES, BAD_VALUES_TAG, to_dense_list_column
+from normpipe.io.csv_reader import BAD_VALUES, BAD_VALUES_TAG, to_dense_list_column, to_text_list_column
 
 PARQUET_SUFFIXES = (".parquet", ".parq", ".pq")
 BATCH_ROWS = 131072
@@ -89,14 +89,17 @@ class ReadParquetRowGroup(beam.DoFn):
     """One (path, row group, first row) element to canonical record batches.
 
     `sources` are the Parquet column names, `numeric` the canonical
-    (TensorFlow-safe) names in the same order.
+    (TensorFlow-safe) names in the same order; `text` ({canonical name:
+    Parquet column}) the text columns (string, binary or dictionary-encoded),
+    emitted after the numeric ones as list<binary>, null as b"".
     """
 
-    def __init__(self, sources, numeric, bad_values="error", batch_rows=BATCH_ROWS):
+    def __init__(self, sources, numeric, bad_values="error", batch_rows=BATCH_ROWS, text=None):
         if bad_values not in BAD_VALUES:
             raise ValueError(f"bad_values must be 'error' or 'missing'. Received: {bad_values!r}")
         self._sources = list(sources)
         self._numeric = list(numeric)
+        self._text = dict(text or {})
         self._bad_values = bad_values
         self._batch_rows = batch_rows
         self._rows = beam.metrics.Metrics.counter("normpipe", "rows_read")
@@ -104,7 +107,8 @@ class ReadParquetRowGroup(beam.DoFn):
     def process(self, element):
         path, index, first = element
         try:
-            batches = fragment(path, [index]).to_batches(columns=self._sources, batch_size=self._batch_rows)
+            columns = self._sources + [c for c in self._text.values() if c not in set(self._sources)]
+            batches = fragment(path, [index]).to_batches(columns=columns, batch_size=self._batch_rows)
             for batch in batches:
                 yield from self._finish(batch, path, first)
                 first += batch.num_rows
@@ -127,7 +131,12 @@ class ReadParquetRowGroup(beam.DoFn):
                     )
                 counts[name] = int(bad.sum())
             columns.append(to_dense_list_column(values))
+        for source in self._text.values():
+            column = batch.column(source)
+            if pa.types.is_dictionary(column.type):
+                column = column.dictionary_decode()
+            columns.append(to_text_list_column(column))
         self._rows.inc(batch.num_rows)
-        yield pa.RecordBatch.from_arrays(columns, self._numeric)
+        yield pa.RecordBatch.from_arrays(columns, self._numeric + list(self._text))
         if counts:
             yield beam.pvalue.TaggedOutput(BAD_VALUES_TAG, counts)

@@ -17,7 +17,7 @@ from tensorflow_metadata.proto.v0 import schema_pb2
 
 from normpipe.core.errors import UserError
 from normpipe.io import csv_lines
-from normpipe.io.csv_reader import BAD_VALUES_TAG, to_dense_list_column
+from normpipe.io.csv_reader import BAD_VALUES_TAG, to_dense_list_column, to_text_list_column
 
 
 def sample_examples(path: str, sample_size: int = 1000):
@@ -95,12 +95,14 @@ def read_tfrecord_file(path: str):
         raise UserError(f"{path}: corrupt TFRecord data after record {index} ({_first_line(exc)})") from None
 
 
-def example_schema(sources, int64_sources) -> schema_pb2.Schema:
+def example_schema(sources, int64_sources, bytes_sources=()) -> schema_pb2.Schema:
     """The tf.train.Example features to decode, by their names in the files."""
     schema = schema_pb2.Schema()
     for name in sources:
         kind = schema_pb2.INT if name in int64_sources else schema_pb2.FLOAT
         schema.feature.add(name=name, type=kind)
+    for name in bytes_sources:
+        schema.feature.add(name=name, type=schema_pb2.BYTES)
     return schema
 
 
@@ -115,7 +117,8 @@ class DecodeExamples(beam.DoFn):
 
     def __init__(self, spec):
         self._spec = spec
-        self._sources = [spec.original_name(n) for n in spec.numeric]
+        self._sources = [spec.original_name(n) for n in spec.read_as_numbers]
+        self._text = [spec.original_name(n) for n in spec.read_as_text]  # bytes_list features
         self._rows = beam.metrics.Metrics.counter("normpipe", "rows_read")
 
     def setup(self):
@@ -123,7 +126,7 @@ class DecodeExamples(beam.DoFn):
 
         ints = [self._spec.original_name(n) for n in self._spec.int64_columns]
         self._decoder = example_coder.ExamplesToRecordBatchDecoder(
-            example_schema(self._sources, ints).SerializeToString()
+            example_schema(self._sources, ints, self._text).SerializeToString()
         )
 
     def process(self, items):
@@ -132,7 +135,7 @@ class DecodeExamples(beam.DoFn):
         except RuntimeError:  # e.g. a feature whose type differs from the schema
             raise self._undecodable(items) from None
         columns, counts = [], {}
-        for name, source in zip(self._spec.numeric, self._sources):
+        for name, source in zip(self._spec.read_as_numbers, self._sources):
             dense = self._dense(batch.column(batch.schema.get_field_index(source)), source, items)
             infinite = np.isinf(dense)
             if infinite.any():
@@ -143,10 +146,24 @@ class DecodeExamples(beam.DoFn):
                 counts[name] = int(infinite.sum())
                 dense[infinite] = np.nan
             columns.append(to_dense_list_column(pa.array(dense)))
+        for source in self._text:
+            columns.append(to_text_list_column(self._text_values(batch.column(batch.schema.get_field_index(source)),
+                                                                 source, items)))
         self._rows.inc(batch.num_rows)
-        yield pa.RecordBatch.from_arrays(columns, list(self._spec.numeric))
+        yield pa.RecordBatch.from_arrays(columns, list(self._spec.read_as_numbers) + list(self._spec.read_as_text))
         if counts:
             yield beam.pvalue.TaggedOutput(BAD_VALUES_TAG, counts)
+
+    @staticmethod
+    def _text_values(column, source, items) -> pa.Array:
+        """A list<binary> column of 0 or 1 values per row as binary, null when absent."""
+        lengths = pc.fill_null(pc.list_value_length(column), 0).to_numpy(zero_copy_only=False)
+        if (lengths > 1).any():
+            path, index, _ = items[int(np.flatnonzero(lengths > 1)[0])]
+            raise UserError(f"{path} record {index + 1} feature {source!r}: {lengths.max()} values in one "
+                            "example; only scalar features are supported")
+        position = np.cumsum(lengths) - 1
+        return pc.take(pc.list_flatten(column), pa.array(position, mask=lengths == 0))
 
     @staticmethod
     def _dense(column, source, items) -> np.ndarray:
@@ -172,6 +189,7 @@ class DecodeExamples(beam.DoFn):
 
         ints = {self._spec.original_name(n) for n in self._spec.int64_columns}
         expected = {source: "int64_list" if source in ints else "float_list" for source in self._sources}
+        expected.update(dict.fromkeys(self._text, "bytes_list"))
         for path, index, record in items:
             try:
                 features = example_pb2.Example.FromString(record).features.feature

@@ -15,10 +15,15 @@ def _progress_to_stderr():
 
 
 def _input_config(args):
+    from normpipe.components.categories import VocabularyOptions  # pylint: disable=import-outside-toplevel
     from normpipe.pipeline.config import InputConfig  # pylint: disable=import-outside-toplevel
 
+    vocabulary = VocabularyOptions()
+    if hasattr(args, "vocabulary_top_k"):
+        vocabulary = VocabularyOptions(top_k=args.vocabulary_top_k, min_count=args.vocabulary_min_count,
+                                       oov_buckets=args.oov_buckets)
     return InputConfig(path=args.input, format=args.format, features=args.features, label=args.label,
-                       bad_values=args.bad_values)
+                       bad_values=args.bad_values, categorical=args.categorical, vocabulary=vocabulary)
 
 
 def _export_config(args):
@@ -89,11 +94,12 @@ def run_command(args, beam_args, argv=()) -> int:
         serving_client.check_input(args.input)  # before any call to the server
         # --timeout bounds the whole command: the metadata call and the predict call.
         deadline = time.monotonic() + args.timeout
-        names = serving_client.model_inputs(args.server, args.model, args.signature, args.timeout, deadline)
-        columns = serving_client.matrix_columns(names, args.model_dir)
-        rows = serving_client.read_rows(args.input, columns or names)
-        if columns:
-            rows = [[row[c] for c in columns] for row in rows]
+        inputs = serving_client.model_inputs(args.server, args.model, args.signature, args.timeout, deadline) or {}
+        texts = [n for n, dtype in inputs.items() if dtype == "DT_STRING"]  # categorical columns
+        numbers = [n for n in inputs if n not in set(texts)]
+        columns = serving_client.matrix_columns(numbers, args.model_dir)
+        rows = serving_client.read_rows(args.input, columns or numbers or None, texts)
+        rows = serving_client.request_rows(rows, columns, texts)
         predictions = serving_client.predict(args.server, args.model, rows, args.signature, args.timeout, deadline)
         for prediction in predictions:
             print(json.dumps(prediction))

@@ -10,6 +10,8 @@ config is built with keywords only.
 import dataclasses
 from typing import Optional, Tuple
 
+from normpipe.components.categories import VocabularyOptions
+
 FORMATS = ("csv", "tfrecord", "parquet")
 BAD_VALUES = ("error", "missing")
 SERVING_INPUTS = ("auto", "named", "matrix")
@@ -26,6 +28,10 @@ class InputConfig:
       label: the target column, never normalized.
       bad_values: "error" stops at a non-numeric or infinite value in a
         numeric column; "missing" counts it as missing.
+      categorical: the columns read as categories (text, or numbers such as
+        an area code); None: every text column but the label; (): none.
+      vocabulary: the categories' vocabulary options (top_k, min_count,
+        oov_buckets; see components/categories.py).
     """
 
     path: str
@@ -33,6 +39,8 @@ class InputConfig:
     features: Optional[Tuple[str, ...]] = None
     label: Optional[str] = None
     bad_values: str = "error"
+    categorical: Optional[Tuple[str, ...]] = None
+    vocabulary: VocabularyOptions = VocabularyOptions()
 
     def __post_init__(self):
         if not isinstance(self.path, str) or not self.path:
@@ -43,6 +51,8 @@ class InputConfig:
             raise ValueError(f"bad_values must be 'error' or 'missing'. Received: {self.bad_values!r}")
         if self.features is not None:
             object.__setattr__(self, "features", tuple(self.features))
+        if self.categorical is not None:
+            object.__setattr__(self, "categorical", tuple(self.categorical))
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

@@ -17,6 +17,30 @@ def _split_list(text):
     return items
 
 
+def _column_list(text):
+    """A comma-separated list of columns; "" is the empty list."""
+    return tuple(s.strip() for s in text.split(",") if s.strip())
+
+
+def _add_vocabulary_flags(parser):
+    parser.add_argument("--vocabulary-top-k", type=_positive_int, default=1000,
+                        help="the most frequent values of a categorical column that get their own id (default: 1000)")
+    parser.add_argument("--vocabulary-min-count", type=_positive_int, default=5,
+                        help="a categorical value seen fewer times shares the out-of-vocabulary id (default: 5)")
+    parser.add_argument("--oov-buckets", type=_positive_int, default=1,
+                        help="ids for out-of-vocabulary values, unseen ones included (default: 1)")
+
+
+def _positive_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer. Received: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer. Received: {text!r}")
+    return value
+
+
 def _add_input_flags(parser):
     parser.add_argument("--input", required=True, help="CSV, TFRecord or Parquet file, directory or glob")
     parser.add_argument("--output-dir", required=True, help="directory for the outputs")
@@ -24,6 +48,9 @@ def _add_input_flags(parser):
                         help="input format (default: by file name)")
     parser.add_argument("--features", type=_split_list, help="comma-separated numeric columns (default: inferred)")
     parser.add_argument("--label", help="label column, excluded from normalization")
+    parser.add_argument("--categorical", type=_column_list,
+                        help="comma-separated columns read as categories, text or integer codes (default: every "
+                             "text column but the label; \"\" for none)")
     parser.add_argument(
         "--bad-values", choices=("error", "missing"), default="error",
         help="a non-numeric or infinite value in a numeric column: error (default) or missing (counted)",
@@ -54,16 +81,19 @@ def build_parser() -> argparse.ArgumentParser:
     _add_overwrite_flag(stats)
     tfm = commands.add_parser("transform", help="tf.Transform graph + transformed TFRecords")
     _add_input_flags(tfm)
+    _add_vocabulary_flags(tfm)
     _add_overwrite_flag(tfm)
     _add_transform_flags(tfm)
     compare = commands.add_parser("compare", help="per-batch vs full-dataset normalization")
     _add_input_flags(compare)
+    _add_vocabulary_flags(compare)
     _add_overwrite_flag(compare)
     _add_transform_flags(compare)
     compare.add_argument("--batch-sizes", type=_split_ints, default=(1, 2, 8, 32, 128, 1024, 8192))
     compare.add_argument("--seed", type=int, default=0, help="seed of the shuffled order")
     trn = commands.add_parser("train", help="train a small model, export it for TF Serving")
     _add_input_flags(trn)
+    _add_vocabulary_flags(trn)
     _add_overwrite_flag(trn)
     trn.add_argument("--method", choices=("zscore", "minmax", "both"), default="zscore")
     trn.add_argument("--normalization", choices=("tft", "constant", "learned", "batch"), default="tft")
@@ -83,6 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
     ver.add_argument("--model-dir", required=True, help="a version directory, or a model directory (newest version)")
     run = commands.add_parser("run", help="statistics -> transform -> compare -> train -> export -> verify")
     _add_input_flags(run)
+    _add_vocabulary_flags(run)
     _add_overwrite_flag(run)
     run.add_argument("--method", choices=("zscore", "minmax", "both"), default="zscore")
     run.add_argument("--normalization", choices=("tft", "constant", "learned"), default="tft")

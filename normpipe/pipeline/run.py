@@ -94,11 +94,13 @@ def verify_in_fresh_process(version_dir):
 
 
 def sample_rows(spec):
+    """(the first rows' numeric features [n, F], {categorical column: their texts})."""
     import numpy as np  # pylint: disable=import-outside-toplevel
 
     columns = next(ingest.iter_columns(spec))
     limit = serving_layout.sample_limit(len(spec.features))
-    return np.stack([columns[n] for n in spec.features], axis=1)[:limit]
+    texts = {n: [v.decode("utf-8", "replace") for v in columns[n][:limit]] for n in spec.categorical}
+    return np.stack([columns[n] for n in spec.features], axis=1)[:limit], texts
 
 
 def run_all(config: RunConfig, argv, beam_args=()) -> dict:
@@ -116,7 +118,7 @@ def run_all(config: RunConfig, argv, beam_args=()) -> dict:
                                        materialize=config.materialize)
     spec, stats = stages.run("statistics+transform", run_transform, transform_config, beam_args)
     comparison = stages.run("compare", run_compare, spec, out, config.method, config.batch_sizes, config.seed)
-    rows = sample_rows(spec)
+    rows, texts = sample_rows(spec)
     metrics = None
     if label:
         metrics, version_dir = stages.run("train+export", train_and_export, spec, stats, train_config)
@@ -129,6 +131,10 @@ def run_all(config: RunConfig, argv, beam_args=()) -> dict:
     first = {n: float(v) for n, v in zip(spec.features, rows[0])}
     if serving_layout.read_features_file(version_dir)["serving_inputs"] == "matrix":
         first = list(first.values())  # one [1, F] matrix, the columns in the export's order
+        if texts:  # several inputs: each instance names them
+            first = {serving_layout.MATRIX_INPUT: first}
+    if texts:
+        first.update({n: values[0] for n, values in texts.items()})
     curl = report.curl_command(config.export.model_name, first)
     report.write_report(paths.join(out, "report.html"), stats=stats, comparison=comparison,
                         png_path=paths.join(out, "comparison.png"), metrics=metrics,

@@ -18,7 +18,7 @@ import time
 import apache_beam as beam
 import pyarrow as pa
 
-from normpipe.components import moments
+from normpipe.components import category_counts, moments
 from normpipe.core.errors import UserError
 from normpipe.io import atomic, ingest
 from normpipe.pipeline import beam_options
@@ -57,9 +57,11 @@ class StatsConfig:
 def inspect(config: StatsConfig) -> ingest.InputSpec:
     """Types the input a stage config (a StatsConfig or a subclass) names."""
     source = config.input
-    spec = ingest.inspect_input(source.path, source.format, source.features, source.label, source.bad_values)
+    spec = ingest.inspect_input(source.path, source.format, source.features, source.label, source.bad_values,
+                                source.categorical)
     progress(
         f"input: {len(spec.files)} {spec.format} file(s); numeric features: {_names(spec.features)}"
+        + (f"; categorical: {_names(spec.categorical)}" if spec.categorical else "")
         + (f"; label: {spec.label}" if spec.label else "")
         + (f"; string columns left alone: {_names(spec.strings)}" if spec.strings else "")
     )
@@ -81,11 +83,13 @@ def _names(names, limit=20) -> str:
     return f"{', '.join(names[:limit])}, ... ({len(names):,} in all)"
 
 
-def statistics_document(spec: ingest.InputSpec, stats: dict, bad_counts=None) -> dict:
+def statistics_document(spec: ingest.InputSpec, stats: dict, bad_counts=None, categories=None) -> dict:
     """statistics.json: the statistics plus what was read and how.
 
     Each feature gets `bad_values`, how many of its `missing` values were bad
-    values read as missing (always 0 with --bad-values=error).
+    values read as missing (always 0 with --bad-values=error). `categories`:
+    each categorical column's count, missing, distinct count and most
+    frequent values with their counts (components/category_counts.py).
     """
     bad_counts = bad_counts or {}
     features = {name: {**entry, "bad_values": int(bad_counts.get(name, 0))} for name, entry in stats["features"].items()}
@@ -96,6 +100,7 @@ def statistics_document(spec: ingest.InputSpec, stats: dict, bad_counts=None) ->
         "input": {"files": list(spec.files), "format": spec.format},
         "label": spec.label,
         "string_columns": list(spec.strings),
+        "categorical": {name: (categories or {}).get(name) for name in spec.categorical},
         "renamed": spec.renamed,
         "bad_values_policy": spec.bad_values,
     }
@@ -149,13 +154,16 @@ def run_stats(config: StatsConfig, beam_args=(), spec=None) -> dict:
         # count to sum: the pipeline is then built without that branch (a
         # CombineGlobally costs start-up time on a small input).
         counts_path = bad_values_path if spec.bad_values == "missing" else None
+        categories_path = os.path.join(tmp, "categories.json")
         with beam_options.pipeline(options) as p:
-            _ = (
+            batches = (
                 p
                 | "ReadInput" >> ingest.ReadRecordBatches(spec, bad_values_path=counts_path)
                 | "ReportProgress" >> beam.ParDo(ReportRows("statistics")).with_output_types(pa.RecordBatch)
-                | "ComputeStatistics" >> moments.ComputeMoments(spec.features, matrix_path)
             )
+            _ = batches | "ComputeStatistics" >> moments.ComputeMoments(spec.features, matrix_path)
+            if spec.categorical:
+                _ = batches | "CountCategories" >> category_counts.CountCategories(spec, categories_path)
             result = p.run()
             result.wait_until_finish()
         pipeline_s = time.time() - start
@@ -165,8 +173,9 @@ def run_stats(config: StatsConfig, beam_args=(), spec=None) -> dict:
 
         stats, bad_counts = read_results(config, spec, matrix_path, bad_values_path, start, "statistics", "analyzed",
                                          read=read)
+        counted = category_counts.read_counts(categories_path)
     written = time.time()
-    document = statistics_document(spec, stats, bad_counts)
+    document = statistics_document(spec, stats, bad_counts, counted)
     path = os.path.join(config.output_dir, "statistics.json")
     atomic.write_json_atomic(path, document)
     progress(f"wrote {path}")
@@ -212,4 +221,11 @@ def format_table(document: dict) -> str:
             f"{name[:24]:<24} {s['count']:>8} {s['missing']:>8} {num(s['mean'], 14)} "
             f"{num(s['std'], 12)} {num(s['min'], 14)} {num(s['max'], 14)}"
         )
+    categories = {name: c for name, c in (document.get("categorical") or {}).items() if c}
+    if categories:
+        head = f"{'categorical':<24} {'count':>8} {'missing':>8} {'distinct':>9}  most frequent"
+        lines += ["", head, "-" * len(head)]
+        for name, c in categories.items():
+            top = ", ".join(f"{value!r} {count}" for value, count in c["top"][:3])
+            lines.append(f"{name[:24]:<24} {c['count']:>8} {c['missing']:>8} {c['distinct']:>9}  {top}")
     return "\n".join(lines)

@@ -18,7 +18,7 @@ import time
 import numpy as np
 import tensorflow as tf
 
-from normpipe.components import compare, labels, spool, train, transform, user_model
+from normpipe.components import categories, compare, labels, spool, train, transform, user_model
 from normpipe.components.report import training_budget
 from normpipe.core.errors import UserError
 from normpipe.io import atomic, paths
@@ -75,19 +75,23 @@ def run_train(config: TrainConfig, beam_args=()):
     return train_and_export(spec, stats_document, config)
 
 
-def _model_input_fn(variant, model, graph, names, features, num_classes=0):
-    """Rows -> what the model takes, for the in-pipeline predictions."""
+def _model_input_fn(variant, model, graph, names, features, num_classes=0, categorical=()):
+    """(rows, {categorical column: texts}) -> the in-pipeline predictions."""
 
-    def predict(rows):
-        if variant == "tft":
-            columns = {n: rows[:, j] for j, n in enumerate(features)}
-            outputs = graph(columns)
-            x = np.stack([outputs[n] for n in names], axis=1)
-        else:
-            x = rows
+    def predict(rows, texts=None):
+        columns = {n: rows[:, j] for j, n in enumerate(features)}
+        columns.update({c: np.array([str(t).encode("utf-8") for t in (texts or {})[c]], object) for c in categorical})
+        outputs = graph(columns)
+        ids = {categories.id_name(c): outputs[categories.id_name(c)].astype(np.int64) for c in categorical}
+        x = np.stack([outputs[n] for n in names], axis=1) if variant == "tft" else rows
         # One call on a float64 tensor for the whole sample, as one serving
         # request would be (model.predict would cast numpy float64 to float32).
-        x = user_model.as_model_input(tf.constant(x), model, names) if variant == "tft" else tf.constant(x)
+        if variant == "tft" and user_model.input_names(model, list(names) + list(ids)) is not None:
+            x = user_model.as_model_input(tf.constant(x), model, names, ids)
+        elif len(model.inputs) > 1:
+            x = [tf.constant(x), tf.constant(np.stack(list(ids.values()), axis=1))]
+        else:
+            x = tf.constant(x)
         return user_model.scores(model(x, training=False), num_classes)
 
     return predict
@@ -115,7 +119,7 @@ def _budget_line(variants, budget, limit, train_rows) -> str:
             f"{', '.join(every)} on all {train_rows:,}")
 
 
-def train_variants(spec, stats, rows, config: TrainConfig, method):
+def train_variants(spec, stats, rows, config: TrainConfig, method, category_sizes=None):
     """Trains and evaluates each variant, side by side in one model (see
     train.joint_model), the comparison-only ones on the first
     options.comparison_rows training rows per epoch; returns ({variant:
@@ -124,7 +128,8 @@ def train_variants(spec, stats, rows, config: TrainConfig, method):
     batch_size = options.batch_size_for(rows.train_rows)
     variants = train.VARIANTS if config.all_variants else (config.normalization,)
     k = max(rows.label_task.num_classes, 2) if rows.label_task else 2
-    models = {v: train.build_model(v, len(spec.features), rows.task, options, method, stats, num_classes=k)
+    models = {v: train.build_model(v, len(spec.features), rows.task, options, method, stats, num_classes=k,
+                                   categorical=category_sizes)
               for v in variants}
     data = spool.variant_datasets(rows, variants, options.seed, stats["mean"])
     budget = train.budgets(variants, config.normalization)
@@ -160,17 +165,25 @@ def _variant_metrics(results, rows, options, seconds, budget=None, limit=None) -
 USER_MODEL = "model_fn"  # the name of a user's model among the variants in metrics.json
 
 
-def train_user_model(names, rows, config: TrainConfig):
+def train_user_model(names, rows, config: TrainConfig, category_sizes=None):
     """Trains the model config.options.model_fn builds on the graph's normalized
-    features (as the tft variant is trained); returns ({USER_MODEL: metrics},
-    {USER_MODEL: model}, batch size)."""
+    features and categorical ids (as the tft variant is trained); returns
+    ({USER_MODEL: metrics}, {USER_MODEL: model}, batch size)."""
     options, task = config.options, rows.label_task
-    model = user_model.build(config.options.model_fn, names, task.num_classes)
+    category_sizes = category_sizes or {}
+    model = user_model.build(config.options.model_fn, names, task.num_classes, categorical=category_sizes)
     batch_size = options.batch_size_for(rows.train_rows)
     progress(f"train: the model of --model-fn ({options.epochs} epochs, batch size {batch_size}); "
              "the normalization variants are not trained")
     train_data, eval_data, sample_data = spool.variant_datasets(rows, ["tft"], options.seed)
-    as_input = lambda x, y: (user_model.as_model_input(x["normalized"], model, names), y["tft"])  # noqa: E731
+    id_names = list(category_sizes)
+
+    def as_input(x, y):
+        ids = {n: x[train.IDS][:, j] for j, n in enumerate(id_names)}
+        if user_model.input_names(model, list(names) + id_names) is None and len(model.inputs) > 1:
+            return (x["normalized"], x[train.IDS]), y["tft"]
+        return user_model.as_model_input(x["normalized"], model, names, ids), y["tft"]
+
     started = time.time()
     model.fit(train_data(batch_size).map(as_input), epochs=options.epochs, shuffle=False, verbose=2)
     result = {"metric": None}
@@ -213,10 +226,12 @@ def train_and_export(spec, stats_document, config: TrainConfig):
                  f"{rows.eval_rows:,} eval rows read, split and spooled in {seconds:.1f}s "
                  f"({rows_per_s(rows.train_rows + rows.eval_rows, seconds)}); "
                  f"batch size 1 evaluated on the first {len(rows.sample_y):,} eval rows")
+        sizes = {categories.id_name(c): graph.metadata["category_sizes"][categories.id_name(c)]
+                 for c in spec.categorical}
         if config.options.model_fn is not None:
-            metrics, models, batch_size = train_user_model(names, rows, config)
+            metrics, models, batch_size = train_user_model(names, rows, config, sizes)
         else:
-            metrics, models, batch_size = train_variants(spec, stats, rows, config, method)
+            metrics, models, batch_size = train_variants(spec, stats, rows, config, method, sizes)
         document = _metrics_document(spec, rows, config, method, metrics, batch_size)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
@@ -231,7 +246,8 @@ def train_and_export(spec, stats_document, config: TrainConfig):
         model=chosen, variant=variant, model_inputs=names, task=rows.task,
         base_path=config.export.serving_base_path, serving_inputs=config.export.serving_inputs,
         classes=rows.label_task.classes or None,
-        predict_fn=_model_input_fn(variant, chosen, graph, names, spec.features, rows.label_task.num_classes),
+        predict_fn=_model_input_fn(variant, chosen, graph, names, spec.features, rows.label_task.num_classes,
+                                   spec.categorical),
     )
     progress(f"exported {version_dir}")
     return document, version_dir

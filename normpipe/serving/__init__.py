@@ -1,6 +1,8 @@
 """The TF Serving contract: what is exported, what lies beside it, how it is checked.
 
   export           the SavedModel: transform graph (and model) with signatures
+  serving_module   ServingModule: the functions behind those signatures
+  sample_rows      the rows of the warmup requests and the verify sample
   example_parsing  serialized tf.Example -> features, by their data types
   servable_files   method names, warmup requests, version publishing,
                    models.config

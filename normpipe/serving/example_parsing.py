@@ -11,12 +11,42 @@ import tensorflow as tf
 
 
 def example_types(metadata, features) -> dict:
-    """{feature: "int64" | "float"}: the tf.train.Example list each feature
-    is parsed from: the data's own type (integer columns, as TFX's
-    CsvExampleGen writes them, are int64_list), else the graph input's."""
+    """{feature: "int64" | "float" | "bytes"}: the tf.train.Example list each
+    feature is parsed from: the data's own type (integer columns, as TFX's
+    CsvExampleGen writes them, are int64_list; text bytes_list), else the
+    graph input's."""
     recorded = metadata.get("example_types") or {}
-    return {n: recorded.get(n) or ("int64" if tf.as_dtype(metadata["raw_specs"][n]["dtype"]).is_integer else "float")
-            for n in features}
+
+    def kind(name):
+        dtype = tf.as_dtype(metadata["raw_specs"][name]["dtype"])
+        return "bytes" if dtype == tf.string else "int64" if dtype.is_integer else "float"
+
+    return {n: recorded.get(n) or kind(n) for n in features}
+
+
+def parse_example_texts(examples, columns, kinds) -> dict:
+    """Serialized tf.train.Examples -> {categorical column: string [batch]},
+    absent = "": a bytes_list feature as it is, an int64_list one (an
+    integer code) as its decimal text, a float_list one as its shortest
+    text (7.0 -> "7", as normpipe's readers write a code)."""
+    if not columns:
+        return {}
+    dtypes = {"bytes": tf.string, "int64": tf.int64, "float": tf.float32}
+    parsed = tf.io.parse_example(examples, {n: tf.io.VarLenFeature(dtypes[kinds[n]]) for n in columns})
+    texts = {}
+    for name in columns:
+        value = parsed[name]
+        if kinds[name] == "int64":
+            value = tf.SparseTensor(value.indices, tf.strings.as_string(value.values), value.dense_shape)
+        elif kinds[name] == "float":
+            number = tf.cast(value.values, tf.float64)
+            integral = tf.equal(tf.floor(number), number)
+            text = tf.where(integral, tf.strings.as_string(tf.cast(number, tf.int64)),
+                            tf.strings.as_string(number, shortest=True))
+            value = tf.SparseTensor(value.indices, text, value.dense_shape)
+        dense = tf.sparse.to_dense(value, default_value="")
+        texts[name] = tf.concat([dense, tf.fill(tf.stack([tf.shape(dense)[0], 1]), "")], axis=1)[:, 0]
+    return texts
 
 
 def parse_examples(examples, features, kinds) -> dict:

@@ -15,17 +15,42 @@ from normpipe.serving.example_parsing import example_types
 from normpipe.serving.serving_layout import sample_limit
 
 
-def pipeline_sample(transform_dir: str, features):
-    """(raw rows [n, F], {output: values}) that the transform stage's Beam run
-    recorded (transform.SAMPLE_FILE), or (None, None)."""
+def pipeline_sample(transform_dir: str, features, categorical=()):
+    """(raw rows [n, F], {output: values}, {categorical column: texts}) that
+    the transform stage's Beam run recorded (transform.SAMPLE_FILE), or
+    (None, None, None)."""
     path = os.path.join(transform_dir, transform.SAMPLE_FILE)
     if not tf.io.gfile.exists(path):
-        return None, None
+        return None, None, None
     with tf.io.gfile.GFile(path) as f:
         document = json.load(f)
     rows = np.array([[np.nan if v is None else v for v in row] for row in document["rows"]], np.float64)
     limit = sample_limit(len(features))
-    return rows.reshape(-1, len(features))[:limit], {k: v[:limit] for k, v in document["transformed"].items()}
+    texts = {name: list(document.get("categorical", {})[name][:limit]) for name in categorical}
+    return (rows.reshape(-1, len(features))[:limit], {k: v[:limit] for k, v in document["transformed"].items()},
+            texts)
+
+
+# A value no vocabulary holds, in the rows built for a graph whose data is not at hand.
+UNSEEN = "normpipe: a value never seen"
+
+
+def vocabulary_texts(transform_dir: str, categorical, rows: int) -> dict:
+    """{categorical column: `rows` texts} for rows built without the data:
+    the vocabulary's most frequent values in turn, with a missing ("") and
+    an unseen value among them (only those two for a text input whose
+    vocabulary is not normpipe's)."""
+    from normpipe.components import categories  # pylint: disable=import-outside-toplevel
+
+    texts = {}
+    for name in categorical:
+        try:
+            values = categories.read_vocabulary(transform_dir, name)[:max(rows - 2, 1)] or [""]
+        except tf.errors.NotFoundError:  # a column of a graph of one's own: no vocabulary of normpipe's
+            values = [""]
+        cycle = (values + ["", UNSEEN]) if rows > 2 else values
+        texts[name] = [cycle[i % len(cycle)] for i in range(rows)]
+    return texts
 
 
 def statistics_rows(transform_dir: str, metadata, features) -> np.ndarray:
@@ -47,19 +72,21 @@ def statistics_rows(transform_dir: str, metadata, features) -> np.ndarray:
     return np.stack(columns, axis=1)
 
 
-def verify_sample(module, rows, model_outputs, pipeline_transform=None):
+def verify_sample(module, rows, model_outputs, pipeline_transform=None, texts=None):
     """Raw rows with the pipeline's own outputs for them, for `normpipe verify`.
 
-    `pipeline_transform`: the normalized values the Beam pipeline computed
-    for these rows (transform.SAMPLE_FILE); `transform_features`: what the
-    export's module computed before it was saved.
+    `pipeline_transform`: the normalized values (and categorical ids) the
+    Beam pipeline computed for these rows (transform.SAMPLE_FILE);
+    `transform_features`: what the export's module computed before it was
+    saved; `texts`: the rows' categorical values.
     """
-    normalized = {k: v.numpy() for k, v in module.normalized_features(rows).items()}
+    normalized = {k: v.numpy() for k, v in module.normalized_features(rows, texts).items()}
     return {
         "features": module.features,
+        "categorical": {name: list((texts or {})[name]) for name in module.categorical},
         "serving_inputs": module.serving_inputs,
         "output_columns": module.output_columns(),
-        "example_types": example_types(module.metadata, module.features),
+        "example_types": example_types(module.metadata, module.features + module.categorical),
         "task": module.task,
         "classes": module.classes if module.task == "classification" else None,
         "rows": [[None if np.isnan(v) else float(v) for v in row] for row in rows],

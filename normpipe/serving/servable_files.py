@@ -133,14 +133,15 @@ def _double_vector(value) -> "tensor_pb2.TensorProto":  # noqa: F821  (imported 
     )
 
 
-def write_warmup(path: str, model_name: str, features, rows: np.ndarray, matrix=False) -> None:
+def write_warmup(path: str, model_name: str, features, rows: np.ndarray, matrix=False, texts=None) -> None:
     """PredictionLog records, one real row per PredictRequest (NaN = missing):
     one DT_DOUBLE [1] input per feature, or with `matrix` one [1, F]
-    MATRIX_INPUT."""
+    MATRIX_INPUT; and one DT_STRING [1] per categorical column (`texts`:
+    {column: the rows' values})."""
     from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2  # pylint: disable=import-outside-toplevel
 
     with tf.io.TFRecordWriter(path) as writer:
-        for row in rows[:sample_limit(len(features))]:
+        for number, row in enumerate(rows[:sample_limit(len(features))]):
             request = predict_pb2.PredictRequest(
                 model_spec=model_pb2.ModelSpec(name=model_name, signature_name="serving_default")
             )
@@ -148,5 +149,7 @@ def write_warmup(path: str, model_name: str, features, rows: np.ndarray, matrix=
                 request.inputs[MATRIX_INPUT].CopyFrom(_double_matrix(row))
             for name, value in zip(features, row) if not matrix else ():
                 request.inputs[name].CopyFrom(_double_vector(value))
+            for name, values in (texts or {}).items():
+                request.inputs[name].CopyFrom(tf.make_tensor_proto([str(values[number]).encode("utf-8")], tf.string))
             log = prediction_log_pb2.PredictionLog(predict_log=prediction_log_pb2.PredictLog(request=request))
             writer.write(log.SerializeToString())

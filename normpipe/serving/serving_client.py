@@ -9,6 +9,9 @@ server provides it; otherwise every CSV column is sent. A model whose
 signature takes one [batch, F] matrix (MATRIX_INPUT) gets each row as a list,
 in the column order of its export's assets.extra/normpipe_features.json:
   {"signature_name": "serving_default", "instances": [[12.5, 3.0, ...], ...]}
+A DT_STRING input (a categorical column) gets the cell's text as it is ("" =
+missing), beside the matrix when there is one:
+  {"instances": [{"normpipe_feature_matrix": [12.5, 3.0], "company": "Flash Cab"}]}
 """
 
 import csv
@@ -32,19 +35,22 @@ def check_input(path: str) -> None:
         raise UserError(f"{path}: no such file")
 
 
-def read_rows(path: str, columns=None):
-    """CSV rows as {column: float} (NaN for missing); `columns` must all exist.
-    `path` may be a URI (Beam's FileSystems)."""
+def read_rows(path: str, columns=None, texts=()):
+    """CSV rows as {column: float} (NaN for missing), the `texts` columns as
+    their text; `columns` (and `texts`) must all exist. `path` may be a URI
+    (Beam's FileSystems)."""
     check_input(path)
     try:
         with paths.open_text_input(path) as f:
             reader = csv.DictReader(f)
             header = reader.fieldnames or []
-            wanted = list(columns) if columns else list(header)
-            absent = [c for c in wanted if c not in header]
+            wanted = list(columns) if columns else [c for c in header if c not in set(texts)]
+            absent = [c for c in wanted + list(texts) if c not in header]
             if absent:
-                raise UserError(f"{path}: no column(s) {', '.join(absent)} (the model takes {', '.join(wanted)})")
-            rows = [_parse_row(path, reader.line_num, row, wanted) for row in reader]
+                raise UserError(f"{path}: no column(s) {', '.join(absent)} (the model takes "
+                                f"{', '.join(wanted + list(texts))})")
+            rows = [{**_parse_row(path, reader.line_num, row, wanted), **{c: row.get(c) or "" for c in texts}}
+                    for row in reader]
     except (OSError, UnicodeDecodeError) as exc:
         raise UserError(f"{path}: cannot read: {exc}") from None
     if not rows:
@@ -65,9 +71,10 @@ def _parse_row(path, line, row, wanted):
 
 def matrix_columns(names, model_dir):
     """The columns, in order, of a model whose signature's inputs `names`
-    are the one MATRIX_INPUT, read from the export at `model_dir` (a version
-    or model directory); None for a model with one input per feature."""
-    if names != [serving_layout.MATRIX_INPUT]:
+    hold MATRIX_INPUT (and DT_STRING ones beside it), read from the export
+    at `model_dir` (a version or model directory); None for a model with
+    one input per feature."""
+    if serving_layout.MATRIX_INPUT not in (names or ()):
         return None
     if not model_dir:
         raise UserError(f"the model's signature takes one [batch, F] matrix ({serving_layout.MATRIX_INPUT}); pass "
@@ -80,6 +87,16 @@ def matrix_columns(names, model_dir):
         return list(serving_layout.read_features_file(version_dir)["inputs"])
     except (OSError, ValueError, KeyError) as exc:
         raise UserError(f"{model_dir}: no readable assets.extra/{serving_layout.FEATURES_FILE} ({exc})") from None
+
+
+def request_rows(rows, matrix=None, texts=()) -> list:
+    """Parsed rows as the instances of a request: the `matrix` columns (the
+    export's order) as one list per row, alone or beside the `texts`."""
+    if not matrix:
+        return rows
+    if not texts:
+        return [[row[c] for c in matrix] for row in rows]
+    return [{serving_layout.MATRIX_INPUT: [row[c] for c in matrix], **{c: row[c] for c in texts}} for row in rows]
 
 
 def build_predict_request(rows, signature="serving_default") -> dict:
@@ -165,8 +182,9 @@ def _fetch(url, data, timeout):
 
 
 def model_inputs(server: str, model: str, signature="serving_default", timeout=30.0, deadline=None):
-    """The signature's input names from the model metadata, or None when the
-    server answers without them (an HTTP error, another layout).
+    """{input name: dtype ("DT_DOUBLE", "DT_STRING", ...)} of the signature,
+    from the model metadata, in name order, or None when the server answers
+    without them (an HTTP error, another layout).
 
     A server that cannot be reached, does not answer in time or answers with
     something that is not JSON is a UserError: the predict call would fail
@@ -181,8 +199,8 @@ def model_inputs(server: str, model: str, signature="serving_default", timeout=3
         raise
     try:
         inputs = metadata["metadata"]["signature_def"]["signature_def"][signature]["inputs"]
-        return sorted(inputs)
-    except (KeyError, TypeError):
+        return {name: str(inputs[name].get("dtype", "")) for name in sorted(inputs)}
+    except (KeyError, TypeError, AttributeError):
         return None
 
 

@@ -9,10 +9,13 @@ whatever process calls it (the CLI is a fresh one). Checks:
                    matrix for matrix signatures) and a DT_STRING `examples` input
   warmup           every PredictionLog in assets.extra/tf_serving_warmup_requests
                    runs and gives finite outputs
-  one_row          a request of one real row, and one of all-missing values,
-                   give finite outputs
+  one_row          a request of one real row, and one of all-missing values
+                   (NaN, and "" for a categorical column), give finite outputs
+  unseen           (categorical columns) requests whose categorical values
+                   are one never seen in training, and "", give finite outputs
   transform_skew   transform_features on the recorded sample equals the
                    values the Beam pipeline computed for those rows within 1e-6
+                   (the categorical ids exactly)
   prediction_skew  serving_default equals the in-pipeline model's predictions
                    within 1e-5 (exports with a model)
   examples         serving_examples (and regress or classify, with TF
@@ -71,6 +74,12 @@ class ServingSession:
         return self.session.run(fetch, feed_dict=feed)
 
 
+def _wrong_texts(default, sample) -> list:
+    """The categorical columns that serving_default does not take as DT_STRING."""
+    return [f"{n} DT_STRING" for n in sample.get("categorical") or {}
+            if n not in default or default[n].dtype != tf.string.as_datatype_enum]
+
+
 def _finite(outputs: dict) -> bool:
     return all(np.all(np.isfinite(v)) for v in outputs.values())
 
@@ -84,11 +93,16 @@ def check_signatures(server, sample):
     if _is_matrix(sample):
         matrix = default.get(layout.MATRIX_INPUT)
         shape = [d.size for d in matrix.tensor_shape.dim] if matrix is not None else []
-        wrong = [] if len(default) == 1 and matrix.dtype == tf.float64.as_datatype_enum and shape == [-1, width] \
+        texts = len(sample.get("categorical") or {})
+        wrong = [] if len(default) == 1 + texts and matrix.dtype == tf.float64.as_datatype_enum and shape == [-1, width] \
             else [f"{layout.MATRIX_INPUT} DT_DOUBLE [None, {width}]"]
+        wrong += _wrong_texts(default, sample)
     else:
         wrong = [n for n in sample["features"] if n not in default or default[n].dtype != tf.float64.as_datatype_enum]
-    described = f"one DT_DOUBLE [None, {width}] input" if _is_matrix(sample) else f"{len(default)} DT_DOUBLE inputs"
+        wrong += _wrong_texts(default, sample)
+    texts = len(sample.get("categorical") or {})
+    described = f"one DT_DOUBLE [None, {width}] input" if _is_matrix(sample) else f"{width} DT_DOUBLE inputs"
+    described += f", {texts} DT_STRING inputs" if texts else ""
     examples = server.signatures["serving_examples"].inputs.get("examples")
     if wrong or examples is None or examples.dtype != tf.string.as_datatype_enum:
         return False, f"unexpected inputs: {', '.join(wrong) or 'examples'}"
@@ -142,11 +156,19 @@ def _is_matrix(sample) -> bool:
     return sample.get("serving_inputs") == "matrix"
 
 
-def _columns(sample, rows):
-    """The feature signatures' inputs for float64 [n, F] rows."""
+def _columns(sample, rows, texts=None):
+    """The feature signatures' inputs for float64 [n, F] rows, and the
+    categorical columns' texts ({column: [n] values}; default: the sample's)."""
+    texts = sample.get("categorical") or {} if texts is None else texts
+    found = {n: np.array([str(v).encode("utf-8") for v in values[:len(rows)]], dtype=object)
+             for n, values in texts.items()}
     if _is_matrix(sample):
-        return {layout.MATRIX_INPUT: rows}
-    return {n: rows[:, j] for j, n in enumerate(sample["features"])}
+        return {layout.MATRIX_INPUT: rows, **found}
+    return {**{n: rows[:, j] for j, n in enumerate(sample["features"])}, **found}
+
+
+def _texts_of(sample, value, rows) -> dict:
+    return {n: [value] * rows for n in sample.get("categorical") or {}}
 
 
 def _per_feature(sample, outputs):
@@ -161,9 +183,30 @@ def _per_feature(sample, outputs):
 
 def check_one_row(server, sample, rows):
     one = server.run("serving_default", _columns(sample, rows[:1]))
-    empty = server.run("serving_default", _columns(sample, np.full((1, rows.shape[1]), np.nan)))
+    empty = server.run("serving_default", _columns(sample, np.full((1, rows.shape[1]), np.nan), _texts_of(sample, "", 1)))
     ok = _finite(one) and _finite(empty)
     return ok, "one real row and one all-missing row: " + ("finite" if ok else "NON-FINITE output")
+
+
+UNSEEN = "normpipe verify: a value never seen"
+
+
+def check_unseen(server, sample, rows):
+    """Real numeric values with categorical values never seen in training,
+    and with empty ones: finite outputs, ids of the out-of-vocabulary
+    buckets and of missing (0)."""
+    if not sample.get("categorical"):
+        return None, "no categorical column"
+    found = []
+    for value, what in ((UNSEEN, "unseen"), ("", "empty")):
+        texts = _texts_of(sample, value, len(rows[:2]))
+        served = server.run("serving_default", _columns(sample, rows[:2], texts))
+        ids = server.run("transform_features", _columns(sample, rows[:2], texts))
+        if not _finite(served):
+            return False, f"a request with {what} categorical values gave a non-finite output"
+        found.append(f"{what}: ids " + ", ".join(f"{n}={int(np.asarray(ids[n + '_id'])[0])}"
+                                              for n in sample["categorical"]))
+    return True, "finite outputs; " + "; ".join(found)
 
 
 def check_transform_skew(server, sample, rows):
@@ -177,7 +220,8 @@ def check_transform_skew(server, sample, rows):
     missing = sorted(set(served) - set(expected))
     if missing:
         return False, f"{source} recorded no values for {', '.join(missing)}"
-    worst = max(float(np.max(np.abs(served[k] - np.asarray(expected[k], np.float64)))) for k in served)
+    worst = max(float(np.max(np.abs(np.asarray(served[k], np.float64) - np.asarray(expected[k], np.float64))))
+                for k in served)
     return worst <= TRANSFORM_TOLERANCE, (f"max |serving - {source}| = {worst:.3g} over {len(rows)} rows "
                                           f"(limit {TRANSFORM_TOLERANCE:g})")
 
@@ -192,6 +236,8 @@ def check_prediction_skew(server, sample, rows):
 
 
 def _example_feature(value, kind):
+    if kind == "bytes":
+        return tf.train.Feature(bytes_list=tf.train.BytesList(value=[str(value).encode("utf-8")]))
     if kind == "int64":
         return tf.train.Feature(int64_list=tf.train.Int64List(value=[int(value)]))
     return tf.train.Feature(float_list=tf.train.FloatList(value=[value]))
@@ -202,9 +248,12 @@ def check_examples(server, sample, rows):
     # what a tf.train.Example carries: float32 for float features, exact int64 for integer ones
     rounded = np.stack([rows[:, j].astype(np.float32).astype(np.float64) if kinds[n] == "float" else rows[:, j]
                         for j, n in enumerate(sample["features"])], axis=1)
+    texts = sample.get("categorical") or {}
     examples = []
-    for row in rounded:
+    for number, row in enumerate(rounded):
         feature = {n: _example_feature(v, kinds[n]) for n, v in zip(sample["features"], row) if not np.isnan(v)}
+        feature.update({n: _example_feature(_code(values[number], kinds[n]), kinds[n])
+                        for n, values in texts.items() if values[number] != ""})
         examples.append(tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString())
     serialized = np.array(examples, dtype=object)
     from_examples = server.run("serving_examples", {"examples": serialized})
@@ -229,6 +278,11 @@ def check_examples(server, sample, rows):
         worst = max(worst, gap)
         detail += f"; {layout.REGRESS if task == 'regression' else layout.CLASSIFY} vs serving_default {gap:.3g}"
     return worst <= PREDICTION_TOLERANCE, detail
+
+
+def _code(text, kind):
+    """A categorical value as its tf.train.Example carries it: text, or a number (an integer code)."""
+    return text if kind == "bytes" else int(text) if kind == "int64" else float(text)
 
 
 def relative_error(actual, expected) -> float:
@@ -274,6 +328,7 @@ def verify(model_dir: str, report=print) -> bool:
         ("signatures", lambda: check_signatures(server, sample)),
         ("warmup", lambda: check_warmup(server, version_dir, len(rows))),
         ("one_row", lambda: check_one_row(server, sample, rows)),
+        ("unseen", lambda: check_unseen(server, sample, rows)),
         ("transform_skew", lambda: check_transform_skew(server, sample, rows)),
         ("prediction_skew", lambda: check_prediction_skew(server, sample, rows)),
         ("examples", lambda: check_examples(server, sample, rows)),

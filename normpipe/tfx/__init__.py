@@ -22,19 +22,30 @@ defaults as on the command line):
   passthrough   [column, ...]: inputs emitted unchanged under their own
                 names, strings included; a VarLen (sparse) one densified to
                 [batch, 1] with "" or 0 where a row has no value
+  categorical   [column, ...]: text or integer inputs whose vocabulary ids
+                the graph emits as `<column>_id` (int64; 0 = missing, then
+                the vocabulary, then the out-of-vocabulary buckets; see
+                normpipe/components/categories.py). Default: every string
+                input but the label and the passthrough columns; [] for none
+  vocabulary    {"top_k": 1000, "min_count": 5, "oov_buckets": 1}: the
+                categorical columns' vocabulary options
   epochs, batch_size, learning_rate, hidden, shuffle_buffer   run_fn's training
   task          "regression" or "classification" (default: inferred from the
                 labels, see normpipe/components/labels.py); a string label
                 is classes, their names the graph's vocabulary
   model_fn      "package.module.function" (or a callable) returning a
                 compiled Keras 3 model, called as model_fn(feature_names=[...],
-                num_classes=K), trained by run_fn instead of normpipe's model
+                categorical={id output: size}, num_classes=K), trained by
+                run_fn instead of normpipe's model; `categorical` holds
+                normpipe's ids and the user's own integer features with a
+                vocabulary (tft.compute_and_apply_vocabulary's), with their
+                number of ids
 
 The preprocessing_fn takes what TFX Transform passes: dense [batch, 1] int64
 or float32 features (fixed-length in the schema), tf.SparseTensor for VarLen
 ones (a row without a value is missing), and also dense [batch] or float64.
-Its outputs are `normalize`'s (`<name>_z`, `<name>_01`), the label and the
-passthrough columns, nothing else; the float64 statistics stay inside the
+Its outputs are `normalize`'s (`<name>_z`, `<name>_01`), the categorical
+ids, the label and the passthrough columns, nothing else; the float64 statistics stay inside the
 transform graph, where `normpipe.read_statistics(transform_graph_dir)`
 reads them.
 
@@ -44,14 +55,14 @@ nothing in normpipe imports it.
 
 import dataclasses
 
-from normpipe.components import preprocessing, train
+from normpipe.components import categories, preprocessing, train
 from normpipe.io import paths
 from normpipe.tfx.normalization import check_passthrough, normalize, normalize_options, passthrough_outputs
 
 __all__ = ["FnArgs", "normalize", "preprocessing_fn", "run_fn", "transform_options"]
 
 _TRAIN_KEYS = {"epochs", "batch_size", "learning_rate", "hidden", "shuffle_buffer", "task", "model_fn"}
-_KEYS = {"features", "label", "method", "exponents", "passthrough"} | _TRAIN_KEYS
+_KEYS = {"features", "label", "method", "exponents", "passthrough", "categorical", "vocabulary"} | _TRAIN_KEYS
 
 
 def _check_config(custom_config) -> dict:
@@ -69,9 +80,31 @@ def transform_options(inputs: dict, custom_config=None) -> preprocessing.Transfo
     if label is not None and label not in inputs:
         raise ValueError(f"custom_config label must be an input ({', '.join(sorted(inputs))}). Received: {label!r}")
     exclude = {label} | set(config.get("passthrough") or ())
-    return normalize_options(inputs, config.get("features") or None, config.get("method", "zscore"),
-                             exponents=config.get("exponents"), label=label,
-                             exclude=exclude)
+    chosen = _categorical(inputs, config, exclude)
+    options = normalize_options(inputs, config.get("features") or None, config.get("method", "zscore"),
+                                exponents=config.get("exponents"), label=label, exclude=exclude | set(chosen))
+    vocabulary = config.get("vocabulary") or {}
+    if not isinstance(vocabulary, dict) or set(vocabulary) - {"top_k", "min_count", "oov_buckets"}:
+        raise ValueError(f"custom_config vocabulary must be a dict of top_k, min_count, oov_buckets. "
+                         f"Received: {vocabulary!r}")
+    return dataclasses.replace(options, categorical=chosen, vocabulary=categories.VocabularyOptions(**vocabulary))
+
+
+def _categorical(inputs: dict, config: dict, exclude) -> tuple:
+    """custom_config["categorical"] checked against the inputs, or every string input but `exclude`."""
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+
+    named = config.get("categorical")
+    if named is None:
+        return tuple(sorted(n for n, v in inputs.items() if n not in exclude and v.dtype == tf.string))
+    if isinstance(named, (str, bytes)) or not all(isinstance(n, str) for n in named):
+        raise ValueError(f"custom_config categorical must be a list of input names. Received: {named!r}")
+    wrong = [n for n in named if n not in inputs or n in exclude or not (
+        inputs[n].dtype == tf.string or inputs[n].dtype.is_integer)]
+    if wrong or len(set(named)) != len(named):
+        raise ValueError(f"custom_config categorical must name string or integer inputs once each, not the label or "
+                         f"a passthrough column. Received: {list(named)}")
+    return tuple(named)
 
 
 def label_outputs(inputs: dict, config: dict) -> dict:
@@ -87,9 +120,12 @@ def preprocessing_fn(inputs, custom_config=None):
     config = _check_config(custom_config)
     options = transform_options(inputs, config)
     taken = [options.label] + [name for method in options.methods for name in options.output_names(method)]
+    taken += list(options.id_outputs)
     passthrough = check_passthrough(inputs, config.get("passthrough") or (), taken)
     # normalize() itself, with the label recorded in the graph's description
     outputs = preprocessing.normalized_outputs(inputs, options)
+    for column in options.categorical:
+        outputs[categories.id_name(column)] = categories.category_ids(inputs[column], column, options.vocabulary)
     outputs.update(label_outputs(inputs, config))
     outputs.update(passthrough_outputs(inputs, passthrough))
     return outputs

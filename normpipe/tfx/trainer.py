@@ -23,10 +23,38 @@ def label_task(data, label, task, classes) -> labels.LabelTask:
     return labels.resolve_task(counts, task, classes, label)
 
 
-def _as_float_columns(x: dict, names) -> dict:
+def _as_columns(x: dict, names, dtypes) -> dict:
     import tensorflow as tf  # pylint: disable=import-outside-toplevel
 
-    return {n: tf.reshape(tf.cast(x[n], tf.float32), [-1, 1]) for n in names}
+    return {n: tf.reshape(tf.cast(x[n], dtypes[n]), [-1, 1]) for n in names}
+
+
+def category_sizes(tft_output, metadata, names, label) -> dict:
+    """{transformed integer feature: number of ids}: normpipe's categorical
+    ids (metadata["category_sizes"]), then any other integer output with a
+    vocabulary domain in the transformed schema (what
+    tft.compute_and_apply_vocabulary emits), in name order."""
+
+    sizes = dict(metadata.get("category_sizes") or {})
+    for name, spec in sorted(tft_output.transformed_feature_spec().items()):
+        if name in sizes or name in set(names) or name == label or not spec.dtype.is_integer:
+            continue
+        try:
+            sizes[name] = int(tft_output.num_buckets_for_transformed_feature(name))
+        except ValueError:  # an integer output without a domain: not a vocabulary's
+            continue
+    return sizes
+
+
+def _split_ids(ids):
+    """(x, y) of dict batches -> ([normalized matrix, ids matrix], y) for normpipe's model."""
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+
+    def split(x, y, names):
+        return (tf.stack([tf.cast(x[n], tf.float32) for n in names], axis=1),
+                tf.stack([tf.cast(tf.reshape(x[n], [-1]), tf.int64) for n in ids], axis=1)), y
+
+    return split
 
 
 def train_and_write(fn_args, label, options: train.TrainOptions, shuffle_buffer):
@@ -49,20 +77,29 @@ def train_and_write(fn_args, label, options: train.TrainOptions, shuffle_buffer)
 
     task = label_task((y for _, y in data(fn_args.train_files, 65536, False)), label, options.task,
                       metadata.get("classes"))
+    sizes = category_sizes(tft_output, metadata, names, label)
+    own = {n: sizes[n] for n in metadata.get("category_sizes") or {}}  # normpipe's ids: its model embeds them
     if options.model_fn is not None:
-        model = user_model.build(options.model_fn, names, task.num_classes, available, where="custom_config model_fn")
+        model = user_model.build(options.model_fn, names, task.num_classes, available, where="custom_config model_fn",
+                                 categorical=sizes)
     else:
-        model = train.build_model("tft", len(names), task.task, options, method, num_classes=max(task.num_classes, 2))
+        model = train.build_model("tft", len(names), task.task, options, method, num_classes=max(task.num_classes, 2),
+                                  categorical=own)
     named = user_model.input_names(model, available)
-    prepare = (lambda x, y: (_as_float_columns(x, named), y)) if named else (lambda x, y: (x, y))
+    dtypes = {t.name: t.dtype for t in model.inputs}
+    prepare = (lambda x, y: (_as_columns(x, named, dtypes), y)) if named else (lambda x, y: (x, y))
+    if named is None and len(model.inputs) > 1:  # normpipe's model: the features and its ids
+        split = _split_ids(list(own))
+        prepare = lambda x, y: split(x, y, names)  # noqa: E731
+    matrix = named is None and len(model.inputs) == 1  # else batches of named columns
     steps = getattr(fn_args, "train_steps", None)
     if steps:
-        model.fit(data(fn_args.train_files, batch_size, True, None, named is None).map(prepare), epochs=1,
+        model.fit(data(fn_args.train_files, batch_size, True, None, matrix).map(prepare), epochs=1,
                   steps_per_epoch=steps, verbose=2)
     else:
-        model.fit(data(fn_args.train_files, batch_size, True, matrix=named is None).map(prepare),
+        model.fit(data(fn_args.train_files, batch_size, True, matrix=matrix).map(prepare),
                   epochs=options.epochs, verbose=2)
-    model.evaluate(data(fn_args.eval_files, options.eval_batch_size, False, matrix=named is None).map(prepare),
+    model.evaluate(data(fn_args.eval_files, options.eval_batch_size, False, matrix=matrix).map(prepare),
                    steps=getattr(fn_args, "eval_steps", None) or None, verbose=2)
     export.write_servable(fn_args.serving_model_dir, fn_args.transform_output, model, "tft", names, task=task.task,
                           classes=task.classes or None)

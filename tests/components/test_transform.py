@@ -15,14 +15,15 @@ from tests.conftest import TAXI_CSV, exact_normalize, read_csv_float64, write_cs
 
 
 def run_transform(tmp_path, spec, method="both"):
-    options = preprocessing.TransformOptions(spec.features, method, spec.label, exponents=spec.exponents)
+    options = preprocessing.TransformOptions(spec.features, method, spec.label, exponents=spec.exponents,
+                                             categorical=spec.categorical)
     transform_dir = str(tmp_path / "transform")
     prefix = str(tmp_path / "transformed" / "part")
     with beam.Pipeline(runner="DirectRunner") as p, tft_beam.Context(temp_dir=str(tmp_path / "tft")):
         _ = p | ingest.ReadRecordBatches(spec) | ingest.ToFeatureMatrix(spec) | transform.AnalyzeAndTransform(
             options, ingest.tensor_adapter_config(spec), transform_dir, prefix
         )
-    transform.write_metadata(transform_dir, options, spec.numeric, spec.renamed)
+    transform.write_metadata(transform_dir, options, spec.numeric, spec.renamed, spec.int64_columns, codes=spec.codes)
     return transform_dir, options
 
 
@@ -102,8 +103,9 @@ def test_tft_output_reads_back_and_graph_matches_statistics(tmp_path):
     transform_dir, _options = run_transform(tmp_path, spec, method="zscore")
     output = tft.TFTransformOutput(transform_dir)
     feature_spec = output.transformed_feature_spec()
-    assert set(feature_spec) == {"fare_z", "trip_start_timestamp_z", "trip_miles_z", "tips"}
-    assert all(s.dtype == tf.float32 for s in feature_spec.values())
+    assert set(feature_spec) == {"fare_z", "trip_start_timestamp_z", "trip_miles_z", "tips", "payment_type_id",
+                                 "company_id"}
+    assert all(s.dtype == (tf.int64 if n.endswith("_id") else tf.float32) for n, s in feature_spec.items())
     stats = statistics.read_statistics(transform_dir)
     graph = transform.TransformGraph(transform_dir)
     ts = stats["features"]["trip_start_timestamp"]

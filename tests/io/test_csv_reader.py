@@ -140,7 +140,7 @@ def test_quoted_fields_with_commas_crlf_and_newlines(tmp_path):
     path = tmp_path / "q.csv"
     path.write_bytes(b'note,x\r\n"a, b",1\r\n"two\r\nlines, and ""quotes""",2\r\n"",3\r\n')
     spec = ingest.inspect_input(str(path))
-    assert spec.features == ("x",) and spec.strings == ("note",)
+    assert spec.features == ("x",) and spec.categorical == ("note",)
     values, _ = read(path, spec.columns, spec.numeric, split_size=4)
     np.testing.assert_array_equal(values["x"], [1.0, 2.0, 3.0])
 

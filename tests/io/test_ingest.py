@@ -85,7 +85,7 @@ def test_bom_and_crlf_header(tmp_path):
 
 def test_schema_inference_reports_strings_and_excludes_label():
     spec = ingest.inspect_input(TAXI_CSV, label="tips")
-    assert spec.strings == ("payment_type", "company")
+    assert spec.categorical == ("payment_type", "company") and spec.strings == ()
     assert "tips" not in spec.features and spec.label == "tips"
     assert spec.numeric[-1] == "tips"
     assert "fare" in spec.features and "trip_start_timestamp" in spec.features
@@ -209,7 +209,7 @@ def test_tfrecord_plain_and_gzip(tmp_path, gzip_it):
     path = tmp_path / "part-0.tfrecord"  # gzip is found by content, not by name
     _write_tfrecord(path, rows, gzip_it)
     spec = ingest.inspect_input(str(tmp_path), fmt="tfrecord")
-    assert spec.features == ("n", "x") and spec.strings == ("s",)
+    assert spec.features == ("n", "x") and spec.categorical == ("s",)
     with test_pipeline.TestPipeline(argv=["--runner=DirectRunner"]) as p:
         batches = p | ingest.ReadRecordBatches(spec) | beam.combiners.ToList()
         assert_that(batches, _tfrecord_matches)

@@ -68,7 +68,7 @@ def test_mostly_numeric_column_is_numeric_only_with_bad_values_missing(tmp_path)
     strict = ingest.inspect_input(path)
     assert strict.features == ("x",) and strict.mostly_numeric == ("y",)
     lenient = ingest.inspect_input(path, bad_values="missing")
-    assert lenient.features == ("x", "y") and lenient.strings == ("s",) and lenient.mostly_numeric == ()
+    assert lenient.features == ("x", "y") and lenient.categorical == ("s",) and lenient.mostly_numeric == ()
 
 
 def test_subnormal_and_huge_features_get_power_of_two_scales(tmp_path):
@@ -98,8 +98,9 @@ def test_tfrecord_names_and_flags(tmp_path):
     assert spec.features == ("fare____",) and spec.renamed == {"fare ($)": "fare____"}
     with pytest.raises(UserError, match=r"--features: column 's' is not numeric \(type binary\)"):
         ingest.inspect_input(str(path), features=("s",))
-    with pytest.raises(UserError, match=r"--label 's': column is not numeric"):
-        ingest.inspect_input(str(path), label="s")
+    assert spec.categorical == ("s",)  # a bytes_list feature is a category by default
+    labelled = ingest.inspect_input(str(path), label="s")  # a string label: class names
+    assert labelled.string_label and labelled.read_as_text == ("s",) and labelled.categorical == ()
 
 
 def test_unknown_bad_values_policy_is_a_user_error(tmp_path):

@@ -47,7 +47,7 @@ def test_row_groups_are_read_once_each_into_canonical_batches(tmp_path):
     spec = ingest.inspect_input(path)
     assert spec.format == "parquet"
     assert spec.features == ("ints", "floats", "nullable", "money", "fare____")
-    assert spec.strings == ("name",)
+    assert spec.categorical == ("name",)
     planned = list(parquet_reader.plan_row_groups(path))
     assert [first for _, _, first in planned] == list(range(0, N, 128))
     batches = list(ingest.iter_record_batches(spec))
@@ -122,7 +122,6 @@ def _bad_file(tmp_path, case):
     [
         ("truncated", {}, "bad.parquet: cannot read as Parquet:"),
         ("string_feature", {"features": ["x", "name"]}, "--features: column 'name' is not numeric (type string)"),
-        ("string_label", {"label": "name"}, "--label 'name': column is not numeric (type string)"),
         ("unknown_feature", {"features": ["nope"]}, "--features: no column 'nope'"),
     ],
 )

@@ -104,7 +104,8 @@ class _FakeServing(http.server.BaseHTTPRequestHandler):
 
     def do_GET(self):
         signature = self.model.signatures["serving_default"]
-        inputs = {k: {"dtype": "DT_DOUBLE"} for k in signature.structured_input_signature[1]}
+        inputs = {k: {"dtype": "DT_STRING" if spec.dtype == tf.string else "DT_DOUBLE"}
+                  for k, spec in signature.structured_input_signature[1].items()}
         self._reply({"metadata": {"signature_def": {"signature_def": {"serving_default": {"inputs": inputs}}}}})
 
     def do_POST(self):
@@ -117,7 +118,8 @@ class _FakeServing(http.server.BaseHTTPRequestHandler):
             (name,) = self.model.signatures[body["signature_name"]].structured_input_signature[1]
             inputs = {name: tf.constant(instances, tf.float64)}
         else:
-            inputs = {k: tf.constant([row[k] for row in instances], tf.float64) for k in instances[0]}
+            specs = self.model.signatures[body["signature_name"]].structured_input_signature[1]
+            inputs = {k: tf.constant([row[k] for row in instances], specs[k].dtype) for k in instances[0]}
         outputs = {k: v.numpy().tolist() for k, v in self.model.signatures[body["signature_name"]](**inputs).items()}
         rows = [{k: outputs[k][i] for k in outputs} for i in range(len(instances))]
         self._reply({"predictions": rows if len(outputs) > 1 else [r[next(iter(outputs))] for r in rows]})
@@ -145,6 +147,38 @@ def test_predict_cli_against_rest_server(servable, tmp_path):
     mean, std = servable["data"]["fare"].mean(), servable["data"]["fare"].std()
     np.testing.assert_allclose([p["fare_z"] for p in predictions], (np.array([12.5, 20.0]) - mean) / std, rtol=1e-5)
     assert predictions[1]["ts_z"] == 0.0  # missing -> imputed mean
+
+
+def test_predict_cli_sends_categorical_columns_as_text(tmp_path):
+    rng = np.random.default_rng(5)
+    path = tmp_path / "d.csv"
+    cities = ["Zürich", "Kraków", "東京"]
+    with open(path, "w", encoding="utf-8") as f:
+        f.write("fare,city\n" + "".join(f"{rng.uniform(5, 50):.2f},{cities[i % 3]}\n" for i in range(300)))
+    spec = ingest.inspect_input(str(path))
+    assert spec.categorical == ("city",)
+    transform_dir, _ = run_transform(tmp_path, spec, method="zscore")
+    version = export.export_normalization_model(transform_dir, str(tmp_path / "serving"), "norm",
+                                                serving_inputs="matrix")
+    _FakeServing.model = tf.saved_model.load(version)
+    _FakeServing.name = "norm"
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _FakeServing)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        rows = tmp_path / "rows.csv"
+        rows.write_text("city,fare\nKraków,12.5\n,20\nAtlantis,7\n", encoding="utf-8")
+        result = run_cli(["predict", "--server", f"http://127.0.0.1:{server.server_port}", "--model", "norm",
+                          "--input", str(rows), "--model-dir", str(tmp_path / "serving" / "norm")])
+    finally:
+        server.shutdown()
+    assert result.returncode == 0, result.stderr[-2000:]
+    sent = _FakeServing.bodies[-1]["instances"]
+    assert sent[0] == {"normpipe_feature_matrix": [12.5], "city": "Kraków"} and sent[1]["city"] == ""
+    predictions = [json.loads(line) for line in result.stdout.splitlines()]
+    # each city is 100 of 300 rows: vocabulary order is then reverse lexicographic (bytes)
+    order = sorted(cities, key=lambda c: c.encode(), reverse=True)
+    assert [p["city_id"] for p in predictions] == [1 + order.index("Kraków"), 0, len(cities) + 1]
 
 
 @contextlib.contextmanager
