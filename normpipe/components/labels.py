@@ -55,7 +55,10 @@ def string_column(value):
 
     if isinstance(value, tf.SparseTensor):
         value = tf.sparse.to_dense(tf.sparse.reshape(value, tf.stack([value.dense_shape[0], -1])), default_value="")
-        return value[:, 0] if value.shape.rank == 2 and value.shape[1] == 1 else tf.reshape(value[:, :1], [-1])
+        if value.shape.rank == 2 and value.shape[1] == 1:
+            return value[:, 0]
+        # a batch where no row has a value is [batch, 0]: a column of "" after it keeps [batch]
+        return tf.concat([value, tf.fill(tf.stack([tf.shape(value)[0], 1]), "")], axis=1)[:, 0]
     return tf.squeeze(value, axis=1) if value.shape.rank == 2 else value
 
 

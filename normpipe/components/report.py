@@ -50,8 +50,16 @@ def _table(header, rows) -> str:
 def statistics_section(stats) -> str:
     keys = ("count", "missing", "mean", "std", "min", "max")
     rows = [[_e(name)] + [_num(s[k]) for k in keys] for name, s in stats["features"].items()]
-    return (f"<h2>Full-dataset statistics</h2><p>{_num(stats['num_examples'])} rows; population std (ddof=0); "
-            "missing values excluded.</p>" + _table(("feature",) + keys, rows))
+    section = (f"<h2>Full-dataset statistics</h2><p>{_num(stats['num_examples'])} rows; population std (ddof=0); "
+               "missing values excluded.</p>" + _table(("feature",) + keys, rows))
+    categories = {name: c for name, c in (stats.get("categorical") or {}).items() if c}
+    if categories:
+        rows = [[_e(name), _num(c["count"]), _num(c["missing"]), _num(c["distinct"]),
+                 _e(", ".join(f"{value} ({count})" for value, count in c["top"][:5]))]
+                for name, c in categories.items()]
+        section += ("<p>Categorical columns: a vocabulary and its ids in the transform graph, an embedding in the "
+                    "model.</p>" + _table(("column", "count", "missing", "distinct", "most frequent"), rows))
+    return section
 
 
 def _compared(comparison) -> str:
@@ -66,7 +74,8 @@ def comparison_section(comparison, png_path) -> str:
     lookup = {(r["feature"], r["method"], r["order"], r["batch_size"]): r for r in comparison["records"]}
     parts = ["<h2>Per-batch vs full-dataset normalization</h2>",
              "<p>Mean absolute error of the recipe's per-batch normalization against the full-dataset "
-             "normalization of the same row (shuffled order); NaN share in brackets."
+             "normalization of the same row (shuffled order); NaN share in brackets. Numeric features only: "
+             "a categorical column's ids come from the full dataset's vocabulary, with no per-batch form."
              + _compared(comparison) + "</p>"]
     for method in comparison["methods"]:
         rows = []

@@ -211,3 +211,66 @@ def test_categorical_flags_are_checked(tmp_path):
 def test_codes_are_written_as_their_integer_text():
     values = np.array([7.0, -3.0, np.nan, 7.5, 2.0 ** 60])
     assert ingest.code_text(values).tolist() == [b"7", b"-3", b"", b"7.5", b"1152921504606846976"]
+
+
+USER_MODEL = '''
+import json
+import os
+
+import keras
+
+
+def model_fn(feature_names, categorical, num_classes):
+    """Named inputs: each normalized feature, and each categorical id through an Embedding."""
+    with open(os.environ["CATEGORICAL_RECORD"], "w") as f:
+        json.dump(categorical, f)
+    numeric = [keras.Input(shape=(1,), name=name) for name in feature_names]
+    ids = [keras.Input(shape=(1,), name=name, dtype="int64") for name in categorical]
+    embedded = [keras.layers.Flatten()(keras.layers.Embedding(size, 4)(i)) for i, size in zip(ids, categorical.values())]
+    h = keras.layers.Dense(32, activation="relu")(keras.layers.Concatenate()(numeric + embedded))
+    model = keras.Model(numeric + ids, keras.layers.Dense(1)(h))
+    model.compile(optimizer=keras.optimizers.Adam(1e-2), loss="mse")
+    return model
+'''
+
+
+def _expected_sizes(rows):
+    """{id output: vocabulary size + 1 OOV bucket + 1 missing id}, from the counts (min_count 5)."""
+    sizes = {}
+    for name in ("city", "area"):
+        counts = collections.Counter(str(r[name]) for r in rows if r[name] != "")
+        sizes[name + "_id"] = sum(1 for c in counts.values() if c >= 5) + 2
+    return sizes
+
+
+@pytest.mark.slow
+def test_a_user_model_fn_embeds_the_ids_it_is_given(tmp_path, monkeypatch):
+    import os
+    import sys
+
+    import normpipe
+
+    rows = make_rows(2500, seed=3)
+    path = write_csv(tmp_path / "d.csv", rows, ["x1", "x2", "city", "area", "y"])
+    (tmp_path / "categorical_models.py").write_text(USER_MODEL)
+    record = tmp_path / "categorical.json"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path)] + sys.path), "CATEGORICAL_RECORD": str(record)}
+    out = tmp_path / "cli"
+    result = run_cli(["train", "--input", path, "--output-dir", str(out), "--label", "y", "--categorical", "city,area",
+                      "--model-fn", "categorical_models.model_fn", "--epochs", "10"], env=env, timeout=1800)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert json.loads(record.read_text()) == _expected_sizes(rows)
+    metrics = json.loads((out / "model" / "metrics.json").read_text())
+    mae = metrics["variants"]["model_fn"][f"batch_{metrics['eval_batch_size']}"]["mae"]
+    assert mae < 0.2 * metrics["baseline"][f"batch_{metrics['eval_batch_size']}"]["mae"], metrics
+    verified = run_cli(["verify", "--model-dir", str(out / "serving" / "normpipe")])
+    assert verified.returncode == 0 and "PASS prediction_skew" in verified.stdout, verified.stdout
+    # normpipe.train from Python, the same model_fn given as a callable
+    monkeypatch.setenv("CATEGORICAL_RECORD", str(tmp_path / "python.json"))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import categorical_models
+
+    document, version_dir = normpipe.train(path, str(tmp_path / "python"), label="y", categorical=["city", "area"],
+                                           model_fn=categorical_models.model_fn, epochs=2)
+    assert json.loads((tmp_path / "python.json").read_text()) == _expected_sizes(rows)
+    assert document["exported"] == "model_fn" and normpipe.verify(version_dir)

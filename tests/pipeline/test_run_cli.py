@@ -258,6 +258,15 @@ def test_demo_label_shows_the_per_batch_collapse(tmp_path):
     collapsed = variants["batch"]["batch_1"]["mae"]
     assert collapsed > 2 * variants["batch"]["batch_4096"]["mae"] and collapsed > 2 * full
     assert f"per-batch variant at batch size 1: mae {collapsed:.4g}" in result.stdout
+    # README's signature table: the text columns are DT_STRING inputs, their ids transform_features outputs
+    from normpipe.serving import verify
+
+    server = verify.ServingSession(str(tmp_path / "serving" / "taxi_fare" / "1"))
+    inputs = server.signatures["serving_default"].inputs
+    texts = sorted(n for n, t in inputs.items() if t.dtype == tf.string.as_datatype_enum)
+    assert texts == ["company", "payment_type"] and len(inputs) == 17
+    outputs = server.signatures["transform_features"].outputs
+    assert {"company_id", "payment_type_id"} <= set(outputs) and len(outputs) == 17
 
 
 def test_summary_points_to_the_request_of_a_wide_model(tmp_path):
