@@ -97,6 +97,8 @@ def input_fn(file_pattern: Union[str, Sequence[str]], tf_transform_output, batch
     def parse(serialized):
         parsed = tf.io.parse_example(serialized, spec)
         y = tf.cast(parsed.pop(label), tf.float32)
+        if y.shape.rank == 2 and y.shape[1] == 1:  # a label passed through as TFX gives it, [batch, 1]
+            y = y[:, 0]
         x = tf.stack([tf.cast(parsed[n], tf.float32) for n in names], axis=1) if features else parsed
         keep = tf.logical_not(tf.math.is_nan(y))
         if split:

@@ -53,6 +53,37 @@ def example_rows(serialized, features) -> np.ndarray:
     return rows
 
 
+def example_texts(serialized, columns) -> dict:
+    """{categorical column: [n] texts} of the examples, as serving_examples
+    reads them (example_parsing.parse_example_texts): a bytes_list value as
+    it is, an int64_list one as its decimal text, a float_list one as its
+    shortest text (7.0 -> "7"), "" where absent."""
+    texts = {name: [] for name in columns}
+    for record in serialized:
+        held = tf.train.Example.FromString(record).features.feature
+        for name in columns:
+            kind = held[name].WhichOneof("kind") if name in held else None
+            values = getattr(held[name], kind).value if kind else ()
+            if not len(values):
+                texts[name].append("")
+            elif kind == "bytes_list":
+                texts[name].append(values[0].decode("utf-8"))
+            elif kind == "int64_list" or float(values[0]).is_integer():
+                texts[name].append(str(int(values[0])))
+            else:
+                texts[name].append(np.format_float_positional(np.float32(values[0]), trim="-"))
+    return texts
+
+
+def _inputs(features, rows, texts=None) -> dict:
+    """serving_default's (and transform_features') inputs: the rows' values
+    and the categorical columns' texts."""
+    inputs = {n: rows[:, j] for j, n in enumerate(features)}
+    inputs.update({n: np.array([v.encode("utf-8") for v in values[:len(rows)]], dtype=object)
+                   for n, values in (texts or {}).items()})
+    return inputs
+
+
 def transform_outside(transform_dir, serialized, names) -> dict:
     """{output: float64 [n]} of the transform graph at `transform_dir` applied
     to serialized raw tf.Examples, as a TFX Trainer's input does."""
@@ -64,8 +95,8 @@ def transform_outside(transform_dir, serialized, names) -> dict:
     return {n: np.asarray(transformed[n], np.float64).reshape(-1) for n in names if n in transformed}
 
 
-def check_transform_against(server, features, rows, transform_dir, serialized):
-    served = server.run("transform_features", {n: rows[:, j] for j, n in enumerate(features)})
+def check_transform_against(server, features, rows, transform_dir, serialized, texts=None):
+    served = server.run("transform_features", _inputs(features, rows, texts))
     outside = transform_outside(transform_dir, serialized, sorted(served))
     missing = sorted(set(served) - set(outside))
     if missing:
@@ -79,30 +110,34 @@ def check_transform_against(server, features, rows, transform_dir, serialized):
                                                       else ""))
 
 
-def check_raw_examples(server, features, task, rows, serialized):
+def check_raw_examples(server, features, task, rows, serialized, texts=None):
     """serving_examples (and regress/classify) on the raw examples against
     serving_default on their values."""
     from_examples = server.run("serving_examples", {"examples": np.array(serialized, dtype=object)})
-    from_features = server.run("serving_default", {n: rows[:, j] for j, n in enumerate(features)})
+    from_features = server.run("serving_default", _inputs(features, rows, texts))
     worst = max(verify.relative_error(from_examples[k], from_features[k]) for k in from_features)
     detail = f"max relative |serving_examples - serving_default| = {worst:.3g} over {len(rows)} raw examples"
     if task:
-        expected = np.asarray(from_features["prediction"]).reshape(-1)
+        expected = np.asarray(from_features["prediction"])
         inputs = {"inputs": np.array(serialized, dtype=object)}
         if task == "regression":
             served, name = np.asarray(server.run("regress", inputs)["outputs"]).reshape(-1), "regress"
+            expected = expected.reshape(-1)
         else:
-            served, name = np.asarray(server.run("classify", inputs)["scores"])[:, 1], "classify"
+            served, name = np.asarray(server.run("classify", inputs)["scores"]), "classify"
+            # two classes: scores [n, 2] against P(class 1); more: [n, K] against [n, K]
+            served = served[:, 1] if expected.ndim == 1 else served
         gap = verify.relative_error(served, expected)
         worst = max(worst, gap)
         detail += f"; {name} vs serving_default {gap:.3g}"
     return worst <= verify.PREDICTION_TOLERANCE, detail
 
 
-def check_latency(server, features, rows, p50_ms=None, p99_ms=None, requests=LATENCY_REQUESTS):
+def check_latency(server, features, rows, p50_ms=None, p99_ms=None, requests=LATENCY_REQUESTS, texts=None):
     """serving_default at batch 1: p50/p99 over `requests` one-row requests
     (rows reused in turn), after one request that is not timed."""
-    columns = [{n: rows[i:i + 1, j] for j, n in enumerate(features)} for i in range(len(rows))]
+    columns = [_inputs(features, rows[i:i + 1], {n: v[i:i + 1] for n, v in (texts or {}).items()})
+               for i in range(len(rows))]
     server.run("serving_default", columns[0])
     times = []
     for i in range(requests):
@@ -139,13 +174,14 @@ def check_export(version_dir, transform_dir, serialized, report=print, p50_ms=No
         return False
     features, task = sample["features"], sample.get("task")
     rows = example_rows(serialized, features)
+    texts = example_texts(serialized, list(sample.get("categorical") or {}))
     checks = [
         ("signatures", lambda: verify.check_signatures(server, sample)),
         ("warmup", lambda: verify.check_warmup(server, version_dir, len(sample_rows))),
         ("one_row", lambda: verify.check_one_row(server, sample, rows)),
-        ("transform_skew", lambda: check_transform_against(server, features, rows, transform_dir, serialized)),
-        ("examples", lambda: check_raw_examples(server, features, task, rows, serialized)),
-        ("latency", lambda: check_latency(server, features, rows, p50_ms, p99_ms)),
+        ("transform_skew", lambda: check_transform_against(server, features, rows, transform_dir, serialized, texts)),
+        ("examples", lambda: check_raw_examples(server, features, task, rows, serialized, texts)),
+        ("latency", lambda: check_latency(server, features, rows, p50_ms, p99_ms, texts=texts)),
     ]
     passed = True
     for name, check in checks:

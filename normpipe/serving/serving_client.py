@@ -122,6 +122,9 @@ def check_server_url(server: str) -> str:
     return server.rstrip("/")
 
 
+_SOCKET_GRACE_S = 1.0
+
+
 def _call(url, data=None, timeout=30.0, deadline=None):
     """The JSON answer of one request, all of it within `timeout` seconds
     (or by `deadline`, a `time.monotonic()` value, when given).
@@ -134,7 +137,10 @@ def _call(url, data=None, timeout=30.0, deadline=None):
 
     def work():
         try:
-            result["answer"] = _fetch(url, data, max(wait, 1e-3))
+            # The socket's own timeout a second past the deadline: the deadline
+            # (the join below) decides, however late a loaded machine wakes the
+            # waiting thread; the socket's would otherwise race it.
+            result["answer"] = _fetch(url, data, max(wait, 1e-3) + _SOCKET_GRACE_S)
         except BaseException as exc:  # pylint: disable=broad-except  -- re-raised below
             result["error"] = exc
 

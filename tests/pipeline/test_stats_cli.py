@@ -1,5 +1,7 @@
 """`normpipe stats` as a user runs it: outputs, runners and user errors."""
 
+import collections
+import csv
 import json
 import os
 import subprocess
@@ -69,7 +71,17 @@ def test_taxi_cli_with_label_and_strings(tmp_path):
     assert result.returncode == 0, result.stderr
     document = load(tmp_path)
     assert document["label"] == "tips"
-    assert document["string_columns"] == ["payment_type", "company"]
+    assert document["string_columns"] == []  # the text columns are categorical, counted against Python's csv
+    with open(TAXI_CSV, newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    for name in ("payment_type", "company"):
+        counts = collections.Counter(r[name] for r in rows)
+        missing = counts.pop("", 0)
+        summary = document["categorical"][name]
+        assert (summary["count"], summary["missing"], summary["distinct"]) == (len(rows) - missing, missing, len(counts))
+        top = sorted(counts.items(), key=lambda item: (-item[1], item[0].encode()))[:10]
+        assert [tuple(t) for t in summary["top"]] == top, name
+    assert "categorical" in result.stdout and "payment_type" in result.stdout
     check(document, TAXI_CSV, list(document["features"]))
 
 

@@ -53,7 +53,7 @@ def taxi_like():
     return columns
 
 
-# every row's company is the same string: a bytes column the numeric outputs ignore
+# every row's company is the same string: a bytes column, categorical by default (one vocabulary entry, id 1)
 def example(columns, i):
     return tfx_data.example(columns, {"company": COMPANY}, i, int_columns=INT_COLUMNS)
 
@@ -116,11 +116,12 @@ def parse_transformed(graph_dir, pattern):
 def test_tfx_transform_equals_command_line_and_numpy(taxi_like, tfx_transform, tmp_path):
     _, graph_dir, out_prefix = tfx_transform
     features = [n for n in taxi_like if n != "tips"]
-    # TFX's transformed schema: the normalized features and the label, nothing else
+    # TFX's transformed schema: the normalized features, the company's ids and the label, nothing else
     spec = tft.TFTransformOutput(graph_dir).transformed_feature_spec()
-    assert set(spec) == {f"{n}_z" for n in features} | {"tips"}
+    assert set(spec) == {f"{n}_z" for n in features} | {"tips", "company_id"}
     tfx_values = parse_transformed(graph_dir, out_prefix + "*.gz")
     assert set(tfx_values) == set(spec)
+    assert tfx_values["company_id"].tolist() == [1] * N  # its one value, seen N >= 5 times
 
     # the command line on the same data as CSV
     csv_path = write_csv(tmp_path / "taxi.csv", taxi_like)
@@ -128,7 +129,7 @@ def test_tfx_transform_equals_command_line_and_numpy(taxi_like, tfx_transform, t
     cli_values = parse_transformed(str(tmp_path / "cli" / "transform"),
                                    str(tmp_path / "cli" / "transformed" / "*.tfrecord.gz"))
     tfx_order, cli_order = np.argsort(tfx_values["row_z"]), np.argsort(cli_values["row_z"])
-    for name in spec:
+    for name in set(spec) - {"company_id"}:  # the CSV has no company column
         np.testing.assert_allclose(tfx_values[name][tfx_order], cli_values[name][cli_order], rtol=0, atol=1e-6,
                                    err_msg=name)
     # and against numpy float64 (missing imputed with the mean -> 0)
@@ -163,12 +164,14 @@ def test_run_fn_exports_a_servable_that_verifies(taxi_like, tfx_transform, tmp_p
     # features) and agrees with serving_default on the same rows
     server = verify.ServingSession(fn_args.serving_model_dir)
     inputs = server.signatures["serving_default"].inputs
-    assert all(t.dtype == tf.float64.as_datatype_enum for t in inputs.values())
+    assert {n: t.dtype for n, t in inputs.items()} == {
+        **{n: tf.float64.as_datatype_enum for n in taxi_like if n != "tips"}, "company": tf.string.as_datatype_enum}
     rows = range(0, N, 7)
     serialized = np.array([example(taxi_like, i).SerializeToString() for i in rows], dtype=object)
     from_examples = server.run("serving_examples", {"examples": serialized})["prediction"]
-    columns = {n: np.array([taxi_like[n][i] for i in rows]) for n in inputs}
+    columns = {n: np.array([taxi_like[n][i] for i in rows]) for n in inputs if n != "company"}
     columns = {n: v.astype(np.float32).astype(np.float64) if n not in INT_COLUMNS else v for n, v in columns.items()}
+    columns["company"] = np.array([COMPANY[i].encode() for i in rows], dtype=object)
     from_features = server.run("serving_default", columns)["prediction"]
     np.testing.assert_allclose(from_examples, from_features, rtol=1e-5, atol=1e-6)
 
