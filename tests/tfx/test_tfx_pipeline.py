@@ -95,7 +95,7 @@ def test_local_dag_runner_pipeline(tmp_path):
     graph_dir = sorted(glob.glob(str(tmp_path / "root" / "Transform" / "transform_graph" / "*")))[-1]
     features = [c for c in COLUMNS if c not in ("company", "tips")]
     spec = tft.TFTransformOutput(graph_dir).transformed_feature_spec()
-    assert set(spec) == {f"{n}_z" for n in features} | {"tips"}
+    assert set(spec) == {f"{n}_z" for n in features} | {"tips", "company_id"}  # the text column: its ids
     # Transform analyzes the train split: the reference is what ExampleGen wrote there
     stats = normpipe.read_statistics(graph_dir)
     train = _split_values(str(tmp_path / "root" / "CsvExampleGen" / "examples" / "*" / "Split-train" / "*"), features)
