@@ -46,15 +46,31 @@ def category_sizes(tft_output, metadata, names, label) -> dict:
     return sizes
 
 
-def _split_ids(ids):
-    """(x, y) of dict batches -> ([normalized matrix, ids matrix], y) for normpipe's model."""
+def _split_ids(sizes):
+    """(x, y) of dict batches -> ([normalized matrix, ids matrix], y) for
+    normpipe's model, each id checked against its number of ids (`sizes`)."""
     import tensorflow as tf  # pylint: disable=import-outside-toplevel
 
     def split(x, y, names):
-        return (tf.stack([tf.cast(x[n], tf.float32) for n in names], axis=1),
-                tf.stack([tf.cast(tf.reshape(x[n], [-1]), tf.int64) for n in ids], axis=1)), y
+        ids = [_checked_ids(x[n], n, sizes[n]) for n in sizes]
+        return (tf.stack([tf.cast(x[n], tf.float32) for n in names], axis=1), tf.stack(ids, axis=1)), y
 
     return split
+
+
+def _checked_ids(value, name, size):
+    """int64 [batch] ids, or an error naming the feature when one is beyond the
+    transform graph's vocabulary: examples transformed by another Transform
+    run than the graph's would otherwise fail deep in an Embedding's gather."""
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+
+    ids = tf.cast(tf.reshape(value, [-1]), tf.int64)
+    check = tf.debugging.assert_less(
+        ids, tf.constant(size, tf.int64),
+        message=f"run_fn: transformed feature {name!r} holds an id beyond the {size} ids of the transform graph's "
+                "vocabulary; were the examples transformed by another Transform run than fn_args.transform_output's?")
+    with tf.control_dependencies([check]):
+        return tf.identity(ids)
 
 
 def train_and_write(fn_args, label, options: train.TrainOptions, shuffle_buffer):
@@ -89,7 +105,7 @@ def train_and_write(fn_args, label, options: train.TrainOptions, shuffle_buffer)
     dtypes = {t.name: t.dtype for t in model.inputs}
     prepare = (lambda x, y: (_as_columns(x, named, dtypes), y)) if named else (lambda x, y: (x, y))
     if named is None and len(model.inputs) > 1:  # normpipe's model: the features and its ids
-        split = _split_ids(list(own))
+        split = _split_ids(own)
         prepare = lambda x, y: split(x, y, names)  # noqa: E731
     matrix = named is None and len(model.inputs) == 1  # else batches of named columns
     steps = getattr(fn_args, "train_steps", None)

@@ -264,3 +264,15 @@ def test_docstring_example_runs():
         runner.run(test)
     assert runner.failures == 0
 
+
+
+def test_run_fn_names_an_id_beyond_the_graphs_vocabulary():
+    from normpipe.tfx import trainer
+
+    split = trainer._split_ids({"company_id": 3})  # pylint: disable=protected-access
+    x = {"fare_z": tf.constant([0.5, -1.0]), "company_id": tf.constant([[2], [1]], tf.int64)}
+    (features, ids), _ = split(x, tf.constant([1.0, 2.0]), ["fare_z"])
+    assert features.shape == (2, 1) and ids.numpy().tolist() == [[2], [1]]
+    x["company_id"] = tf.constant([[2], [3]], tf.int64)  # id 3 of 3: from another run's vocabulary
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"'company_id' holds an id beyond the 3 ids"):
+        split(x, tf.constant([1.0, 2.0]), ["fare_z"])
