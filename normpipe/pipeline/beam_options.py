@@ -8,6 +8,7 @@ import contextlib
 import io
 import os
 import shlex
+import signal
 import sys
 
 import apache_beam as beam
@@ -220,8 +221,17 @@ def pipeline(options: PipelineOptions):
     built (tf.Transform traces the preprocessing_fn there), would leave it
     behind (tests/pipeline/test_faults.py).
     """
-    p = beam.Pipeline(runner=runner_for(options), options=options)
+    # SIGINT and SIGTERM are held while the Pipeline is built: it makes the
+    # directory inside its constructor, before `p` exists to be cleaned up; a
+    # signal held there is delivered when the mask is restored, inside `try`.
+    held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
     try:
+        p = beam.Pipeline(runner=runner_for(options), options=options)
+    except BaseException:
+        signal.pthread_sigmask(signal.SIG_SETMASK, held)
+        raise
+    try:
+        signal.pthread_sigmask(signal.SIG_SETMASK, held)
         yield p
     finally:
         paths.rmtree(p.local_tempdir)
