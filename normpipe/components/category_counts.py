@@ -41,7 +41,7 @@ class _ColumnSummary(beam.CombineFn):
         self._top = top
 
     def create_accumulator(self):
-        return 0, 0, 0, []  # present, missing, distinct, top [(count, -value)] as a min-heap
+        return 0, 0, 0, []  # present, missing, distinct, top [(count, _Descending(value))] as a min-heap
 
     def add_input(self, accumulator, element):
         present, missing, distinct, top = accumulator

@@ -176,6 +176,12 @@ def normalized_outputs(inputs: dict, options: TransformOptions) -> dict:
     return outputs
 
 
+def categorical_outputs(inputs: dict, options: TransformOptions) -> dict:
+    """{`<column>_id`: int64 [batch]} of options.categorical (see categories.py)."""
+    return {categories.id_name(column): categories.category_ids(inputs[column], column, options.vocabulary)
+            for column in options.categorical}
+
+
 def label_column(inputs: dict, label: str) -> tf.Tensor:
     """The label as the graph emits it (see labels.label_output): a numeric
     one as float32 [batch], missing as NaN; a string one as its class index."""
@@ -188,8 +194,7 @@ def make_preprocessing_fn(options: TransformOptions):
 
     def preprocessing_fn(inputs):
         outputs = normalized_outputs(inputs, options)
-        for column in options.categorical:
-            outputs[categories.id_name(column)] = categories.category_ids(inputs[column], column, options.vocabulary)
+        outputs.update(categorical_outputs(inputs, options))
         if options.label:
             outputs[options.label] = label_column(inputs, options.label)
         return outputs

@@ -28,10 +28,8 @@ class Roles:
 
 def is_text_type(t: pa.DataType) -> bool:
     """A column type read as text: string, binary, or a dictionary of them."""
-    if pa.types.is_dictionary(t):
-        t = t.value_type
-    return pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_binary(t) or (
-        pa.types.is_large_binary(t))
+    value_type = t.value_type if pa.types.is_dictionary(t) else t
+    return _is_utf8_type(value_type) or pa.types.is_binary(value_type) or pa.types.is_large_binary(value_type)
 
 
 def _is_utf8_type(t: pa.DataType) -> bool:

@@ -118,7 +118,8 @@ def code_text(values: np.ndarray) -> np.ndarray:
     present = ~np.isnan(values)
     integral = present & (np.floor(values) == values) & (np.abs(values) < 2.0 ** 63)
     text[~present] = b""
-    text[integral] = [b"%d" % v for v in values[integral].astype(np.int64)]
+    digits = pa.array(values[integral].astype(np.int64)).cast(pa.string()).cast(pa.binary())
+    text[integral] = digits.to_numpy(zero_copy_only=False)
     other = present & ~integral
     text[other] = [repr(float(v)).encode() for v in values[other]]
     return text

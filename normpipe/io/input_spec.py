@@ -44,7 +44,7 @@ class InputSpec:
     `categorical` lists the columns read as categories: text columns, and
     numeric ones named by `--categorical` (`codes`, such as an area number
     or an hour, read as numbers and then written as their decimal text:
-    `category_text`). Every later stage sees a category as text, missing
+    `ingest.code_text`). Every later stage sees a category as text, missing
     as "".
     """
 

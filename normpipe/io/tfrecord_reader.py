@@ -155,24 +155,26 @@ class DecodeExamples(beam.DoFn):
             yield beam.pvalue.TaggedOutput(BAD_VALUES_TAG, counts)
 
     @staticmethod
-    def _text_values(column, source, items) -> pa.Array:
-        """A list<binary> column of 0 or 1 values per row as binary, null when absent."""
+    def _scalar_lengths(column, source, items) -> np.ndarray:
+        """The number of values (0 or 1) of each row of a list column; more is a UserError."""
         lengths = pc.fill_null(pc.list_value_length(column), 0).to_numpy(zero_copy_only=False)
         if (lengths > 1).any():
             path, index, _ = items[int(np.flatnonzero(lengths > 1)[0])]
             raise UserError(f"{path} record {index + 1} feature {source!r}: {lengths.max()} values in one "
                             "example; only scalar features are supported")
+        return lengths
+
+    @staticmethod
+    def _text_values(column, source, items) -> pa.Array:
+        """A list<binary> column of 0 or 1 values per row as binary, null when absent."""
+        lengths = DecodeExamples._scalar_lengths(column, source, items)
         position = np.cumsum(lengths) - 1
         return pc.take(pc.list_flatten(column), pa.array(position, mask=lengths == 0))
 
     @staticmethod
     def _dense(column, source, items) -> np.ndarray:
         """A list column of 0 or 1 values per row as float64, NaN when absent."""
-        lengths = pc.fill_null(pc.list_value_length(column), 0).to_numpy(zero_copy_only=False)
-        if (lengths > 1).any():
-            path, index, _ = items[int(np.flatnonzero(lengths > 1)[0])]
-            raise UserError(f"{path} record {index + 1} feature {source!r}: {lengths.max()} values in one "
-                            "example; only scalar features are supported")
+        lengths = DecodeExamples._scalar_lengths(column, source, items)
         dense = np.full(len(lengths), np.nan)
         dense[lengths == 1] = pc.list_flatten(column).to_numpy(zero_copy_only=False)
         return dense

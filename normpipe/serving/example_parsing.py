@@ -9,6 +9,8 @@ feature matrix the other signatures take.
 import numpy as np
 import tensorflow as tf
 
+from normpipe.components import categories
+
 
 def example_types(metadata, features) -> dict:
     """{feature: "int64" | "float" | "bytes"}: the tf.train.Example list each
@@ -36,16 +38,13 @@ def parse_example_texts(examples, columns, kinds) -> dict:
     texts = {}
     for name in columns:
         value = parsed[name]
-        if kinds[name] == "int64":
-            value = tf.SparseTensor(value.indices, tf.strings.as_string(value.values), value.dense_shape)
-        elif kinds[name] == "float":
+        if kinds[name] == "float":
             number = tf.cast(value.values, tf.float64)
             integral = tf.equal(tf.floor(number), number)
             text = tf.where(integral, tf.strings.as_string(tf.cast(number, tf.int64)),
                             tf.strings.as_string(number, shortest=True))
             value = tf.SparseTensor(value.indices, text, value.dense_shape)
-        dense = tf.sparse.to_dense(value, default_value="")
-        texts[name] = tf.concat([dense, tf.fill(tf.stack([tf.shape(dense)[0], 1]), "")], axis=1)[:, 0]
+        texts[name] = categories.text_column(value)  # as the transform graph reads it: "" where absent
     return texts
 
 

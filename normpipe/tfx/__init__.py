@@ -124,8 +124,7 @@ def preprocessing_fn(inputs, custom_config=None):
     passthrough = check_passthrough(inputs, config.get("passthrough") or (), taken)
     # normalize() itself, with the label recorded in the graph's description
     outputs = preprocessing.normalized_outputs(inputs, options)
-    for column in options.categorical:
-        outputs[categories.id_name(column)] = categories.category_ids(inputs[column], column, options.vocabulary)
+    outputs.update(preprocessing.categorical_outputs(inputs, options))
     outputs.update(label_outputs(inputs, config))
     outputs.update(passthrough_outputs(inputs, passthrough))
     return outputs

@@ -126,19 +126,10 @@ class _FakeServing(http.server.BaseHTTPRequestHandler):
 
 
 def test_predict_cli_against_rest_server(servable, tmp_path):
-    _FakeServing.model = tf.saved_model.load(servable["version"])
-    _FakeServing.name = "norm"
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _FakeServing)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        rows = tmp_path / "rows.csv"
-        rows.write_text("ts,fare,extra\n1450000000,12.5,x\n,20,y\n")
-        result = run_cli(
-            ["predict", "--server", f"http://127.0.0.1:{server.server_port}", "--model", "norm", "--input", str(rows)]
-        )
-    finally:
-        server.shutdown()
+    rows = tmp_path / "rows.csv"
+    rows.write_text("ts,fare,extra\n1450000000,12.5,x\n,20,y\n")
+    with _fake_server(servable["version"], "norm") as url:
+        result = run_cli(["predict", "--server", url, "--model", "norm", "--input", str(rows)])
     assert result.returncode == 0, result.stderr[-2000:]
     sent = _FakeServing.bodies[-1]
     assert set(sent["instances"][0]) == {"fare", "ts"}  # from the model's metadata; `extra` not sent
@@ -160,18 +151,11 @@ def test_predict_cli_sends_categorical_columns_as_text(tmp_path):
     transform_dir, _ = run_transform(tmp_path, spec, method="zscore")
     version = export.export_normalization_model(transform_dir, str(tmp_path / "serving"), "norm",
                                                 serving_inputs="matrix")
-    _FakeServing.model = tf.saved_model.load(version)
-    _FakeServing.name = "norm"
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _FakeServing)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        rows = tmp_path / "rows.csv"
-        rows.write_text("city,fare\nKraków,12.5\n,20\nAtlantis,7\n", encoding="utf-8")
-        result = run_cli(["predict", "--server", f"http://127.0.0.1:{server.server_port}", "--model", "norm",
-                          "--input", str(rows), "--model-dir", str(tmp_path / "serving" / "norm")])
-    finally:
-        server.shutdown()
+    rows = tmp_path / "rows.csv"
+    rows.write_text("city,fare\nKraków,12.5\n,20\nAtlantis,7\n", encoding="utf-8")
+    with _fake_server(version, "norm") as url:
+        result = run_cli(["predict", "--server", url, "--model", "norm", "--input", str(rows),
+                          "--model-dir", str(tmp_path / "serving" / "norm")])
     assert result.returncode == 0, result.stderr[-2000:]
     sent = _FakeServing.bodies[-1]["instances"]
     assert sent[0] == {"normpipe_feature_matrix": [12.5], "city": "Kraków"} and sent[1]["city"] == ""

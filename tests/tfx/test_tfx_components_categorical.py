@@ -17,14 +17,20 @@ it with NORMPIPE_NO_SKIP=tests/tfx.
 """
 
 import collections
-import csv
 import glob
 import os
 
 import numpy as np
 import pytest
 
-from tests.tfx.test_tfx_components_pipeline import _newest, _pipeline, _to_directory, _validation
+from tests.tfx import tfx_data
+from tests.tfx.test_tfx_components_pipeline import (
+    _examples_and_schema,
+    _newest,
+    _pipeline,
+    _validated_push,
+    _validation,
+)
 from tests.tfx.test_tfx_pipeline import tfx
 
 if tfx is None:
@@ -60,20 +66,13 @@ def write_penguins(path, n=ROWS, seed=11):
                      "bill_depth_mm": f"{[18.3, 15.0, 18.4][k] + rng.normal(0, 1.2):.1f}",
                      "flipper_length_mm": f"{[192, 210, 196][k] + rng.normal(0, 8):.0f}",
                      "body_mass_g": mass, "year": str(int(rng.integers(2007, 2010)))})
-    os.makedirs(os.path.dirname(path))
-    with open(path, "w", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    return rows
+    return tfx_data.write_csv_rows(path, rows)
 
 
 def _components(data_dir, serving):
-    from normpipe.tfx.components import NormalizationComparator, ServingSkewValidator
+    from normpipe.tfx.components import NormalizationComparator
 
-    example_gen = tfx.components.CsvExampleGen(input_base=data_dir)
-    statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
-    schema_gen = tfx.components.SchemaGen(statistics=statistics_gen.outputs["statistics"], infer_feature_shape=True)
+    example_gen, statistics_gen, schema_gen = _examples_and_schema(data_dir)
     transform = tfx.components.Transform(
         examples=example_gen.outputs["examples"], schema=schema_gen.outputs["schema"],
         preprocessing_fn="normpipe.tfx.preprocessing_fn", custom_config=CONFIG)
@@ -85,12 +84,7 @@ def _components(data_dir, serving):
         transform_graph=transform.outputs["transform_graph"], schema=schema_gen.outputs["schema"],
         train_args=tfx.proto.TrainArgs(num_steps=300), eval_args=tfx.proto.EvalArgs(num_steps=5),
         custom_config=CONFIG)
-    validator = ServingSkewValidator(
-        model=trainer.outputs["model"], transform_graph=transform.outputs["transform_graph"],
-        examples=example_gen.outputs["examples"], latency_p99_ms=5000.0)
-    pusher = tfx.components.Pusher(
-        model=trainer.outputs["model"], infra_blessing=validator.outputs["blessing"],
-        push_destination=_to_directory(serving))
+    validator, pusher = _validated_push(example_gen, transform, trainer, serving)
     return [example_gen, statistics_gen, schema_gen, transform, comparator, trainer, validator, pusher]
 
 

@@ -43,12 +43,31 @@ def _to_directory(serving):
     return tfx.proto.PushDestination(filesystem=tfx.proto.PushDestination.Filesystem(base_directory=serving))
 
 
-def _main_components(data_dir, other_dir, serving):
-    from normpipe.tfx.components import NormalizationComparator, ServingSkewValidator
-
+def _examples_and_schema(data_dir):
+    """CsvExampleGen -> StatisticsGen -> SchemaGen on the CSV files in `data_dir`."""
     example_gen = tfx.components.CsvExampleGen(input_base=data_dir)
     statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
     schema_gen = tfx.components.SchemaGen(statistics=statistics_gen.outputs["statistics"], infer_feature_shape=True)
+    return example_gen, statistics_gen, schema_gen
+
+
+def _validated_push(example_gen, transform, trainer, serving):
+    """ServingSkewValidator on the trainer's model, and Pusher behind its blessing, to `serving`."""
+    from normpipe.tfx.components import ServingSkewValidator
+
+    validator = ServingSkewValidator(
+        model=trainer.outputs["model"], transform_graph=transform.outputs["transform_graph"],
+        examples=example_gen.outputs["examples"], latency_p99_ms=5000.0)
+    pusher = tfx.components.Pusher(
+        model=trainer.outputs["model"], infra_blessing=validator.outputs["blessing"],
+        push_destination=_to_directory(serving))
+    return validator, pusher
+
+
+def _main_components(data_dir, other_dir, serving):
+    from normpipe.tfx.components import NormalizationComparator
+
+    example_gen, statistics_gen, schema_gen = _examples_and_schema(data_dir)
     transform = tfx.components.Transform(
         examples=example_gen.outputs["examples"], schema=schema_gen.outputs["schema"],
         preprocessing_fn="normpipe.tfx.preprocessing_fn", custom_config=CONFIG)
@@ -60,12 +79,7 @@ def _main_components(data_dir, other_dir, serving):
         transform_graph=transform.outputs["transform_graph"], schema=schema_gen.outputs["schema"],
         train_args=tfx.proto.TrainArgs(num_steps=50), eval_args=tfx.proto.EvalArgs(num_steps=5),
         custom_config=CONFIG)
-    validator = ServingSkewValidator(
-        model=trainer.outputs["model"], transform_graph=transform.outputs["transform_graph"],
-        examples=example_gen.outputs["examples"], latency_p99_ms=5000.0)
-    pusher = tfx.components.Pusher(
-        model=trainer.outputs["model"], infra_blessing=validator.outputs["blessing"],
-        push_destination=_to_directory(serving))
+    validator, pusher = _validated_push(example_gen, transform, trainer, serving)
     # another run's transform graph: a second Transform, on other rows, numeric only (its vocabulary of
     # `company`, over another train split, would not fit this run's ids: the model could not train)
     other_gen = tfx.components.CsvExampleGen(input_base=other_dir).with_id("OtherCsvExampleGen")

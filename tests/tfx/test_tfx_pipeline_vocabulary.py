@@ -19,7 +19,6 @@ it with NORMPIPE_NO_SKIP=tests/tfx.
 """
 
 import collections
-import csv
 import glob
 import json
 import os
@@ -27,7 +26,14 @@ import os
 import numpy as np
 import pytest
 
-from tests.tfx.test_tfx_components_pipeline import _newest, _pipeline, _to_directory, _validation
+from tests.tfx import tfx_data
+from tests.tfx.test_tfx_components_pipeline import (
+    _examples_and_schema,
+    _newest,
+    _pipeline,
+    _validated_push,
+    _validation,
+)
 from tests.tfx.test_tfx_pipeline import tfx
 
 if tfx is None:
@@ -96,20 +102,11 @@ def write_trips(path, n=ROWS, seed=7):
         effect = COMPANIES.get(company, RARE_EFFECT)
         rows.append({"trip_miles": f"{miles:.2f}", "trip_seconds": str(seconds), "company": str(company),
                      LABEL: f"{3.0 + effect + 2.0 * miles + 0.002 * seconds + rng.normal(0, 0.5):.2f}"})
-    os.makedirs(os.path.dirname(path))
-    with open(path, "w", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    return rows
+    return tfx_data.write_csv_rows(path, rows)
 
 
 def _components(data_dir, serving):
-    from normpipe.tfx.components import ServingSkewValidator
-
-    example_gen = tfx.components.CsvExampleGen(input_base=data_dir)
-    statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
-    schema_gen = tfx.components.SchemaGen(statistics=statistics_gen.outputs["statistics"], infer_feature_shape=True)
+    example_gen, statistics_gen, schema_gen = _examples_and_schema(data_dir)
     transform = tfx.components.Transform(examples=example_gen.outputs["examples"], schema=schema_gen.outputs["schema"],
                                          preprocessing_fn=f"{MODULE}.preprocessing_fn")
     trainer = tfx.components.Trainer(
@@ -117,12 +114,7 @@ def _components(data_dir, serving):
         transform_graph=transform.outputs["transform_graph"], schema=schema_gen.outputs["schema"],
         train_args=tfx.proto.TrainArgs(num_steps=400), eval_args=tfx.proto.EvalArgs(num_steps=5),
         custom_config={"label": LABEL, "batch_size": 32, "model_fn": f"{MODULE}.model_fn"})
-    validator = ServingSkewValidator(
-        model=trainer.outputs["model"], transform_graph=transform.outputs["transform_graph"],
-        examples=example_gen.outputs["examples"], latency_p99_ms=5000.0)
-    pusher = tfx.components.Pusher(
-        model=trainer.outputs["model"], infra_blessing=validator.outputs["blessing"],
-        push_destination=_to_directory(serving))
+    validator, pusher = _validated_push(example_gen, transform, trainer, serving)
     return [example_gen, statistics_gen, schema_gen, transform, trainer, validator, pusher]
 
 

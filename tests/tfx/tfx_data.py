@@ -3,6 +3,9 @@ normpipe.tfx.normalize: tf.Examples (integer columns as int64_list, floats
 as float_list, strings as bytes_list, a missing cell as an absent feature)
 and a schema whose sometimes-missing columns are VarLen."""
 
+import csv
+import os
+
 import numpy as np
 import tensorflow as tf
 from tensorflow_metadata.proto.v0 import schema_pb2
@@ -98,3 +101,13 @@ def numpy_vocabulary(values) -> list:
     """tf.Transform's vocabulary order: by descending count (no ties here)."""
     names, counts = np.unique(np.asarray(values, dtype=str), return_counts=True)
     return [str(names[i]) for i in np.argsort(-counts, kind="stable")]
+
+
+def write_csv_rows(path, rows) -> list:
+    """Writes dict rows as a CSV with a header at `path` (its directory made); returns the rows."""
+    os.makedirs(os.path.dirname(path))
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    return rows
